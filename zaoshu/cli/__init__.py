@@ -1,0 +1,36 @@
+"""The `zaoshu` command: thin typer wrappers that parse options and call the Python API.
+
+Each stage's commands live in their own module and register on the one `app`.
+"""
+
+from __future__ import annotations
+
+import typer
+
+app = typer.Typer(
+    name="zaoshu",
+    help="造数: turn a recipe into clean supervised fine-tuning data and hand it to XTuner.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+
+@app.callback()
+def _root() -> None:
+    """造数: recipe -> generate -> clean -> convert / publish / train."""
+
+
+# Registering modules: importing them adds their commands to `app`.
+from zaoshu.cli import (  # noqa: E402,F401
+    clean_cmd,
+    formats_cmd,
+    generate_cmd,
+    plan_cmd,
+    run_cmd,
+    train_cmd,
+)
+
+
+def main() -> None:
+    app()

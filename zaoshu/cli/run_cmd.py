@@ -1,0 +1,1 @@
+"""Placeholder: this stage registers its commands here."""

@@ -1,0 +1,134 @@
+"""Plan: cross a recipe's axes and styles into tasks, each with its rendered prompt and user turn.
+
+Every random choice of a task (few-shot examples, injection, user template) comes from an RNG seeded by
+the task id, so the same recipe and seed always give the same prompts, on any machine, in any order.
+"""
+
+from __future__ import annotations
+
+import itertools
+import random
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+from zaoshu.recipes import AxisValue, Recipe, template_env
+from zaoshu.records import Record, task_id, utc_now
+
+
+@dataclass(frozen=True, slots=True)
+class Task:
+    """One request to make: the prompt to send and the conversation the record will hold."""
+
+    id: str
+    recipe: str
+    axes: dict[str, str]  # axis -> value name, plus "style"
+    round: int
+    system: str  # the training system prompt (goes into the record)
+    user: str  # the human-like user turn (goes into the record)
+    prompt: str  # the generation prompt actually sent
+    request: list[dict[str, str]] = field(repr=False)  # messages sent to the API
+
+    def to_record(self, reply: str, meta: dict[str, Any]) -> Record:
+        """The record of DESIGN.md for this task and a reply; `meta` adds provider, usage, latency..."""
+        messages = []
+        if self.system:
+            messages.append({"role": "system", "content": self.system})
+        messages.append({"role": "user", "content": self.user})
+        messages.append({"role": "assistant", "content": reply})
+        return {
+            "id": self.id,
+            "recipe": self.recipe,
+            "axes": self.axes,
+            "messages": messages,
+            "meta": {"prompt": self.prompt, **meta, "created_at": meta.get("created_at") or utc_now()},
+        }
+
+
+@dataclass(slots=True)
+class Plan:
+    tasks: list[Task]
+    excluded: int
+    total_cells: int
+
+    def by_style(self) -> dict[str, int]:
+        return dict(Counter(t.axes["style"] for t in self.tasks))
+
+
+def is_excluded(recipe: Recipe, axes: dict[str, str]) -> bool:
+    """True when every key of some `exclude` rule matches (a rule value may be one value or a list)."""
+    for rule in recipe.exclude:
+        if all(axes.get(k) in ([v] if isinstance(v, str) else v) for k, v in rule.items()):
+            return True
+    return False
+
+
+def _render(source: str, context: dict[str, Any]) -> str:
+    return template_env().from_string(source).render(context).strip()
+
+
+def make_task(recipe: Recipe, values: dict[str, AxisValue], style_name: str, round_: int, seed: int) -> Task:
+    style = recipe.styles[style_name]
+    axes = {name: str(v) for name, v in values.items()}
+    axes["style"] = style_name
+    tid = task_id(recipe.name, axes, round_, seed)
+    rng = random.Random(int(tid, 16))
+    pool = recipe.examples[style_name]
+    examples = rng.sample(pool, min(style.n_examples, len(pool))) if pool and style.n_examples else []
+    injection = rng.choice(recipe.injections)
+    user_template = rng.choice(style.user_templates)
+    context: dict[str, Any] = {
+        **values,
+        "style": style_name,
+        "examples": examples,
+        "example": examples[0] if examples else "",
+        "injection": injection,
+        "max_chars": style.max_chars,
+        "min_chars": style.min_chars,
+        "round": round_,
+        "system": recipe.system,
+    }
+    context["instruction"] = _render(style.instruction, context)
+    prompt = _render(recipe.prompt, context)
+    request = []
+    if recipe.generation_system:
+        request.append({"role": "system", "content": recipe.generation_system})
+    request.append({"role": "user", "content": prompt})
+    return Task(
+        id=tid,
+        recipe=recipe.name,
+        axes=axes,
+        round=round_,
+        system=recipe.system,
+        user=_render(user_template, context),
+        prompt=prompt,
+        request=request,
+    )
+
+
+def plan(
+    recipe: Recipe, *, rounds: int | None = None, seed: int | None = None, limit: int | None = None
+) -> Plan:
+    """All tasks of a recipe: rounds × styles × the cross product of its axes, minus exclusions.
+
+    `limit` keeps a seeded, evenly spread sample (in plan order) rather than the first N, so a small
+    trial run still covers many recipients, scenes and styles.
+    """
+    rounds = recipe.rounds if rounds is None else rounds
+    seed = recipe.seed if seed is None else seed
+    names = list(recipe.values)
+    tasks: list[Task] = []
+    excluded = total = 0
+    for round_ in range(rounds):
+        for style_name in recipe.styles:
+            for combo in itertools.product(*(recipe.values[n] for n in names)):
+                values = dict(zip(names, combo))
+                total += 1
+                if is_excluded(recipe, {**{n: str(v) for n, v in values.items()}, "style": style_name}):
+                    excluded += 1
+                    continue
+                tasks.append(make_task(recipe, values, style_name, round_, seed))
+    if limit is not None and limit < len(tasks):
+        keep = sorted(random.Random(seed).sample(range(len(tasks)), limit))
+        tasks = [tasks[i] for i in keep]
+    return Plan(tasks=tasks, excluded=excluded, total_cells=total)

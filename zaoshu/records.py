@@ -1,0 +1,175 @@
+"""The canonical record (DESIGN.md) and its JSONL reading and writing.
+
+Every stage reads and writes records through this module, so the format lives in one place:
+one JSON object a line, UTF-8, Chinese unescaped, `id` / `recipe` / `axes` / `messages` / `meta`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Iterable, Iterator
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import IO, Any
+
+import orjson
+
+from zaoshu.errors import RecordError
+
+Record = dict[str, Any]
+ROLES = ("system", "user", "assistant")
+
+
+def task_id(recipe: str, axes: dict[str, str], round_: int, seed: int) -> str:
+    """Stable id of a task: a hash of recipe name, axis values (style included), round and seed.
+
+    The same recipe and seed give the same ids on every machine, which makes resume exact.
+    """
+    key = orjson.dumps([recipe, sorted(axes.items()), round_, seed])
+    return hashlib.sha256(key).hexdigest()[:20]
+
+
+def content_id(messages: list[dict[str, Any]]) -> str:
+    """Id for a record that came without one (imported data): a hash of its conversation."""
+    return hashlib.sha256(orjson.dumps(messages)).hexdigest()[:20]
+
+
+def utc_now() -> str:
+    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def dumps(record: Record) -> bytes:
+    """One JSONL line (with its newline); orjson keeps Chinese unescaped."""
+    return orjson.dumps(record) + b"\n"
+
+
+def assistant_text(record: Record) -> str:
+    """The last assistant turn's content: what cleaning looks at."""
+    for message in reversed(record.get("messages") or ()):
+        if message.get("role") == "assistant":
+            return message.get("content") or ""
+    return ""
+
+
+def check_record(record: Any, *, path: str | Path = "<records>", line: int | None = None) -> Record:
+    """Raise RecordError unless `record` has the shape every stage relies on."""
+    if not isinstance(record, dict):
+        raise RecordError(f"expected a JSON object, got {type(record).__name__}", path=path, line=line)
+    messages = record.get("messages")
+    if not isinstance(messages, list) or not messages:
+        raise RecordError("record has no 'messages' list", path=path, line=line)
+    for i, message in enumerate(messages):
+        if not isinstance(message, dict) or message.get("role") not in ROLES:
+            raise RecordError(
+                f"messages[{i}] must be an object with role one of {', '.join(ROLES)}", path=path, line=line
+            )
+        if not isinstance(message.get("content"), str):
+            raise RecordError(f"messages[{i}].content must be a string", path=path, line=line)
+    if not any(m["role"] == "assistant" for m in messages):
+        raise RecordError("record has no assistant turn", path=path, line=line)
+    return record
+
+
+def iter_lines(path: str | Path) -> Iterator[tuple[int, bytes]]:
+    """(line number, raw bytes) for every non-blank line of a JSONL file."""
+    with open(path, "rb") as f:
+        for number, raw in enumerate(f, 1):
+            if raw.strip():
+                yield number, raw
+
+
+def parse_line(raw: bytes, *, path: str | Path, line: int) -> Any:
+    try:
+        raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise RecordError(
+            f"not UTF-8 (byte {e.start}); expected UTF-8 JSON Lines", path=path, line=line
+        ) from None
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError as e:
+        raise RecordError(
+            f"not valid JSON ({e}); expected one JSON object per line", path=path, line=line
+        ) from None
+
+
+def read_records(path: str | Path, *, check: bool = True) -> Iterator[Record]:
+    """Yield the records of a JSONL file; a bad line raises RecordError naming the file and line."""
+    if not Path(path).is_file():
+        raise RecordError("no such file", path=path)
+    for number, raw in iter_lines(path):
+        record = parse_line(raw, path=path, line=number)
+        yield check_record(record, path=path, line=number) if check else record
+
+
+def write_records(path: str | Path, records: Iterable[Record]) -> int:
+    """Write records atomically: a temp file renamed over the target, so a crash never leaves half a file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    count = 0
+    with open(tmp, "wb") as f:
+        for record in records:
+            f.write(dumps(record))
+            count += 1
+    os.replace(tmp, path)
+    return count
+
+
+class AppendSink:
+    """Append-only JSONL writer for long runs: each record is flushed as it is written.
+
+    A kill loses at most the line being written; `repair_tail` cuts such a torn line on the next run.
+    """
+
+    def __init__(self, path: str | Path, *, fsync_every: int = 64) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._file: IO[bytes] = open(self.path, "ab")  # noqa: SIM115 - closed in close()
+        self._fsync_every = fsync_every
+        self._pending = 0
+
+    def write(self, record: Record) -> None:
+        self._file.write(dumps(record))
+        self._file.flush()
+        self._pending += 1
+        if self._pending >= self._fsync_every:
+            self.sync()
+
+    def sync(self) -> None:
+        self._file.flush()
+        os.fsync(self._file.fileno())
+        self._pending = 0
+
+    def close(self) -> None:
+        if not self._file.closed:
+            self.sync()
+            self._file.close()
+
+    def __enter__(self) -> AppendSink:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def repair_tail(path: str | Path) -> bool:
+    """Cut a torn last line (no newline, or not JSON) left by a kill. Returns True if something was cut."""
+    path = Path(path)
+    if not path.exists() or path.stat().st_size == 0:
+        return False
+    with open(path, "rb+") as f:
+        data = f.read()
+        end = len(data)
+        if data.endswith(b"\n"):
+            last_start = data.rfind(b"\n", 0, end - 1) + 1
+            try:
+                orjson.loads(data[last_start:end])
+                return False
+            except orjson.JSONDecodeError:
+                cut = last_start
+        else:
+            cut = data.rfind(b"\n") + 1
+        f.truncate(cut)
+        return True
