@@ -122,7 +122,7 @@ def plan(
     for round_ in range(rounds):
         for style_name in recipe.styles:
             for combo in itertools.product(*(recipe.values[n] for n in names)):
-                values = dict(zip(names, combo))
+                values = dict(zip(names, combo, strict=True))
                 total += 1
                 if is_excluded(recipe, {**{n: str(v) for n, v in values.items()}, "style": style_name}):
                     excluded += 1
