@@ -93,6 +93,7 @@ class Recipe(_Strict):
     rounds: int = Field(default=1, ge=1)
     seed: int = 0
     model: ModelSettings = Field(default_factory=ModelSettings)
+    vars: dict[str, str | int | float] = Field(default_factory=dict)
     eval_inputs: list[str] = Field(default_factory=list)
     clean: dict[str, Any] = Field(default_factory=dict)
 
@@ -212,7 +213,7 @@ def _axis_values(raw: list[Any], recipe_path: Path, key: str) -> list[AxisValue]
 
 
 def _check_templates(recipe: Recipe, path: Path) -> None:
-    known = set(recipe.axes) | TEMPLATE_NAMES
+    known = set(recipe.axes) | TEMPLATE_NAMES | set(recipe.vars)
     for key, source in recipe.templates().items():
         try:
             ast = _env.parse(source)
@@ -264,8 +265,12 @@ def parse_recipe(data: Any, path: Path) -> Recipe:
     if not recipe.axes:
         raise _fail(path, "axes", "a recipe needs at least one axis")
     for name, raw in recipe.axes.items():
-        if name in RESERVED:
-            raise _fail(path, f"axes.{name}", f"{name!r} is reserved; styles are declared under `styles`")
+        if name in RESERVED or name in TEMPLATE_NAMES:
+            raise _fail(
+                path, f"axes.{name}", f"{name!r} is a reserved template name; choose another axis name"
+            )
+        if name in recipe.vars:
+            raise _fail(path, f"axes.{name}", f"{name!r} is both an axis and a var")
         if isinstance(raw, FileRef):
             raw = _read_values(raw, base, path, f"axes.{name}")
         recipe.values[name] = _axis_values(raw, path, f"axes.{name}")

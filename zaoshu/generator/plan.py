@@ -6,6 +6,7 @@ the task id, so the same recipe and seed always give the same prompts, on any ma
 
 from __future__ import annotations
 
+import functools
 import itertools
 import random
 from collections import Counter
@@ -63,8 +64,14 @@ def is_excluded(recipe: Recipe, axes: dict[str, str]) -> bool:
     return False
 
 
+@functools.lru_cache(maxsize=512)
+def _compiled(source: str) -> Any:
+    """Compile each template once per process: compiling is what made planning slow."""
+    return template_env().from_string(source)
+
+
 def _render(source: str, context: dict[str, Any]) -> str:
-    return template_env().from_string(source).render(context).strip()
+    return _compiled(source).render(context).strip()
 
 
 def make_task(recipe: Recipe, values: dict[str, AxisValue], style_name: str, round_: int, seed: int) -> Task:
@@ -78,6 +85,7 @@ def make_task(recipe: Recipe, values: dict[str, AxisValue], style_name: str, rou
     injection = rng.choice(recipe.injections)
     user_template = rng.choice(style.user_templates)
     context: dict[str, Any] = {
+        **recipe.vars,
         **values,
         "style": style_name,
         "examples": examples,
