@@ -1,0 +1,133 @@
+"""What every format shares: the `Format` contract (row -> record, record -> row) and the loss tally.
+
+A format is two plain functions over one row, so the same code serves the in-memory API (`read_any`,
+`write`), the streaming converter and the parallel chunk engine. A writer that cannot hold part of a
+record (meta in alpaca, loss flags in sharegpt) counts what it dropped in a `Lost` tally instead of
+warning per row; the command prints the tally once at the end.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from zaoshu.errors import RecordError
+from zaoshu.records import ROLES, Record, content_id
+
+Row = dict[str, Any]
+#: what a writer dropped, by a short human name ("meta", "loss flags") -> number of records
+Lost = Counter
+
+#: keys of the canonical record; anything else in a zaoshu row is kept as it is
+RECORD_KEYS = ("id", "recipe", "axes", "messages", "meta")
+
+
+class RowError(ValueError):
+    """Raised by readers for a row that does not fit the format; the caller adds file and line."""
+
+
+@dataclass(frozen=True, slots=True)
+class Format:
+    """One on-disk shape of a conversation dataset.
+
+    `matches(row)` says whether a parsed row looks like this format (for auto-detection); `read(row, with_id)`
+    turns a row into a canonical record (an id from `content_id` when the row has none, if asked);
+    `write(record, lost)` turns a record into a row, counting in `lost` what the format cannot hold.
+    """
+
+    name: str
+    description: str
+    matches: Callable[[Any], bool]
+    read: Callable[[Row, bool], Record]
+    write: Callable[[Record, Lost], Row]
+
+
+def new_record(messages: list[dict[str, Any]], *, row_id: Any = None, with_id: bool = True) -> Record:
+    """A canonical record for imported data: the id is the row's own, or a hash of the conversation."""
+    rid = row_id if isinstance(row_id, str) and row_id else None
+    if rid is None and with_id:
+        rid = content_id(messages)
+    return {"id": rid, "recipe": None, "axes": {}, "messages": messages, "meta": {}}
+
+
+def check_messages(messages: Any) -> list[dict[str, Any]]:
+    """The checks of `records.check_record`, raising RowError (no file yet) with what was expected."""
+    if not isinstance(messages, list) or not messages:
+        raise RowError("record has no turns (expected a non-empty list of messages)")
+    has_assistant = False
+    for i, m in enumerate(messages):
+        if not isinstance(m, dict) or m.get("role") not in ROLES:
+            raise RowError(f"messages[{i}] must be an object with role one of {', '.join(ROLES)}")
+        if not isinstance(m.get("content"), str):
+            raise RowError(f"messages[{i}].content must be a string")
+        if m["role"] == "assistant":
+            has_assistant = True
+    if not has_assistant:
+        raise RowError("record has no assistant turn")
+    return messages
+
+
+def text(value: Any, where: str) -> str:
+    """A string field; None counts as empty (many exported datasets write null for a blank input)."""
+    if value is None:
+        return ""
+    if not isinstance(value, str):
+        raise RowError(f"{where} must be a string, got {type(value).__name__}")
+    return value
+
+
+def turns(record: Record, lost: Lost) -> list[tuple[str, str, dict[str, Any]]]:
+    """Group a conversation into (system, user, assistant message) turns, the way XTuner's openai_map_fn does.
+
+    A system turn belongs to the turn that follows it; consecutive turns of one role are joined with a
+    newline; an assistant turn with no user turn before it gets an empty input; a last user turn with no
+    answer cannot be kept. Every change of shape is counted in `lost`.
+    """
+    out: list[tuple[str, str, dict[str, Any]]] = []
+    system: list[str] = []
+    user: list[str] = []
+    for m in record["messages"]:
+        role = m["role"]
+        if role == "system":
+            system.append(m["content"])
+        elif role == "user":
+            user.append(m["content"])
+        else:
+            if len(user) > 1:
+                lost["consecutive user turns (joined with a newline)"] += 1
+            if len(system) > 1:
+                lost["consecutive system turns (joined with a newline)"] += 1
+            out.append(("\n".join(system), "\n".join(user), m))
+            system, user = [], []
+    if user or system:
+        lost["turns after the last answer (dropped)"] += 1
+    return out
+
+
+def pairs(record: Record, lost: Lost) -> tuple[str, list[tuple[str, str, dict[str, Any]]]]:
+    """(system, turns) for formats with one system prompt (alpaca): later system turns move to the front."""
+    grouped = turns(record, lost)
+    systems = [s for s, _, _ in grouped if s]
+    if len(systems) > 1 or (systems and not grouped[0][0]):
+        lost["system turns inside the conversation (moved to the front)"] += 1
+    return "\n".join(systems), grouped
+
+
+def note_dropped_fields(record: Record, lost: Lost) -> None:
+    """Count the canonical fields a conversation-only format cannot keep."""
+    if record.get("id"):
+        lost["id"] += 1
+    if record.get("recipe"):
+        lost["recipe"] += 1
+    if record.get("axes"):
+        lost["axes"] += 1
+    if record.get("meta"):
+        lost["meta"] += 1
+
+
+def fail_row(err: Exception, path: Any, line: int | None, where: str | None = None) -> RecordError:
+    """A RecordError naming the file and line (or the item of a JSON array) for a reader's RowError."""
+    prefix = f"{where}: " if where else ""
+    return RecordError(prefix + str(err), path=path, line=line)

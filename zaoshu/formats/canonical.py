@@ -1,0 +1,43 @@
+"""`zaoshu`: the canonical record of DESIGN.md (id, recipe, axes, messages, meta), one JSON object a line."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from zaoshu.formats.base import RECORD_KEYS, Format, Lost, Row, RowError, check_messages
+from zaoshu.records import Record, content_id
+
+_MARKERS = ("id", "recipe", "axes", "meta")
+
+
+def matches(row: Any) -> bool:
+    return isinstance(row, dict) and "messages" in row and any(k in row for k in _MARKERS)
+
+
+def read(row: Row, with_id: bool = True) -> Record:
+    check_messages(row.get("messages"))
+    if not isinstance(row.get("axes", {}), dict):
+        raise RowError("axes must be an object (axis name -> value)")
+    if not isinstance(row.get("meta", {}), dict):
+        raise RowError("meta must be an object")
+    if not row.get("id") and with_id:
+        row["id"] = content_id(row["messages"])
+    for key, default in (("recipe", None), ("axes", {}), ("meta", {})):
+        if key not in row:
+            row[key] = default
+    if list(row)[:5] != list(RECORD_KEYS):
+        row = {**{k: row.get(k) for k in RECORD_KEYS}, **row}
+    return row
+
+
+def write(record: Record, lost: Lost) -> Row:
+    return record
+
+
+FORMAT = Format(
+    name="zaoshu",
+    description="zaoshu records: id, recipe, axes, messages, meta (DESIGN.md)",
+    matches=matches,
+    read=read,
+    write=write,
+)

@@ -1,0 +1,72 @@
+"""The formats by name, and auto-detection from a file's first rows."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from zaoshu.errors import ZaoshuError
+from zaoshu.formats import alpaca, canonical, openai, sharegpt, xtuner
+from zaoshu.formats.base import Format
+from zaoshu.formats.io import Rows
+
+FORMATS: dict[str, Format] = {
+    f.name: f for f in (canonical.FORMAT, openai.FORMAT, xtuner.FORMAT, alpaca.FORMAT, sharegpt.FORMAT)
+}
+#: how many rows auto-detection looks at
+SAMPLE = 50
+
+
+def get_format(name: str) -> Format:
+    try:
+        return FORMATS[name]
+    except KeyError:
+        raise ZaoshuError(f"unknown format {name!r}; known formats: {', '.join(FORMATS)}") from None
+
+
+def _describe(row: object) -> str:
+    if isinstance(row, dict):
+        keys = ", ".join(list(row)[:8])
+        return f"an object with keys {keys or '(none)'}"
+    return f"a JSON {type(row).__name__}"
+
+
+def detect_rows(rows: Rows, sample: int = SAMPLE) -> str:
+    """The one format that every sampled row matches; a clear error when none or several do."""
+    head = rows.head(sample)
+    if not head:
+        raise ZaoshuError("empty input: no records found", path=rows.path)
+    found: dict[str, int] = {}  # format -> position of the first row that matched it
+    for position, row in head:
+        names = [f.name for f in FORMATS.values() if f.matches(row)]
+        line, item = rows.where(position)
+        at = f"{item} " if item else ""
+        if not names:
+            raise ZaoshuError(
+                f"{at}is {_describe(row)}, which is no known format; expected one of: "
+                + "; ".join(f"{f.name} ({f.description})" for f in FORMATS.values()),
+                path=rows.path,
+                line=line,
+            )
+        if len(names) > 1:
+            raise ZaoshuError(
+                f"{at}could be {' or '.join(names)} (ambiguous); say which with --from",
+                path=rows.path,
+                line=line,
+            )
+        found.setdefault(names[0], position)
+    if len(found) > 1:
+        where = []
+        for name, position in found.items():
+            line, item = rows.where(position)
+            where.append(f"{name} at {item or f'line {line}'}")
+        raise ZaoshuError(
+            f"rows in different formats ({', '.join(where)}); one file holds one format: "
+            "split it, or say which with --from",
+            path=rows.path,
+        )
+    return next(iter(found))
+
+
+def detect_format(path: str | Path) -> str:
+    """The format of a file (JSONL, JSON array or one object), judged from its first rows."""
+    return detect_rows(Rows.peek(path))
