@@ -1,0 +1,190 @@
+"""Training data for XTuner: read records (a file in any format, or a train/test split folder), write them
+in XTuner's custom SFT format, and pick SYSTEM and evaluation inputs.
+
+Why XTuner's OpenAI-messages format (seed 004, read by `openai_map_fn`) and not the `conversation` JSON
+(seeds 000/002): it *is* our record's `messages`, so nothing is translated or lost — multi-turn dialogues
+and per-turn `"loss": false` pass through unchanged, a system turn stays where it was — and the file is
+JSON Lines, which `datasets` streams instead of parsing one giant JSON array.
+"""
+
+from __future__ import annotations
+
+import importlib
+import math
+import random
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from zaoshu.errors import ZaoshuError
+from zaoshu.records import Record, read_records
+
+SPLIT_NAMES = ("train", "test")
+DATA_SUFFIXES = (".jsonl", ".json", ".parquet", ".csv")
+EVAL_SAMPLE = 6  # as many as seed 002's list
+
+
+@dataclass
+class TrainData:
+    """The records to train on, and a held-out split if the input had one."""
+
+    source: Path
+    train: list[Record]
+    test: list[Record] = field(default_factory=list)
+
+
+def _reader():  # type: ignore[no-untyped-def]
+    """`zaoshu.formats.read_any` when the formats stage provides it; None means canonical JSONL only."""
+    try:
+        module = importlib.import_module("zaoshu.formats")
+    except ImportError:
+        return None
+    return getattr(module, "read_any", None)
+
+
+def read_data_file(path: Path) -> list[Record]:
+    read_any = _reader()
+    if read_any is not None:
+        return list(read_any(path))
+    if path.suffix != ".jsonl":
+        raise ZaoshuError(
+            "unknown data format: expected zaoshu records as JSON Lines (.jsonl)",
+            path=path,
+        )
+    return list(read_records(path))
+
+
+def _split_file(folder: Path, name: str) -> Path | None:
+    for suffix in DATA_SUFFIXES:
+        candidate = folder / f"{name}{suffix}"
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def load_train_data(path: str | Path) -> TrainData:
+    """Records from a file, or from a split folder's train.* (and test.* when present)."""
+    path = Path(path)
+    if path.is_dir():
+        train_file = _split_file(path, "train")
+        if train_file is None:
+            raise ZaoshuError(
+                f"split folder has no train file (expected train{{{','.join(DATA_SUFFIXES)}}})", path=path
+            )
+        test_file = _split_file(path, "test")
+        data = TrainData(path, read_data_file(train_file), read_data_file(test_file) if test_file else [])
+        where = train_file
+    elif path.is_file():
+        data = TrainData(path, read_data_file(path))
+        where = path
+    else:
+        raise ZaoshuError("data not found (expected a records file or a train/test split folder)", path=path)
+    if not data.train:
+        raise ZaoshuError("no training records: the data is empty", path=where)
+    return data
+
+
+def xtuner_row(record: Record) -> dict[str, Any]:
+    """A record as XTuner's custom SFT row: only `messages`, with role, content and a `loss` flag if set."""
+    messages = []
+    for m in record["messages"]:
+        row = {"role": m["role"], "content": m["content"]}
+        if m["role"] == "assistant" and "loss" in m:
+            row["loss"] = bool(m["loss"])
+        messages.append(row)
+    return {"messages": messages}
+
+
+def write_xtuner_data(records: Iterable[Record], path: str | Path) -> int:
+    """Write the XTuner training file (JSON Lines, Chinese unescaped) atomically; returns the row count."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    count = 0
+    with open(tmp, "wb") as f:
+        for record in records:
+            f.write(orjson.dumps(xtuner_row(record)) + b"\n")
+            count += 1
+    tmp.replace(path)
+    return count
+
+
+def _user_turns(records: list[Record]) -> list[str]:
+    return [
+        m["content"]
+        for r in records
+        for m in r["messages"][:2]
+        if m["role"] == "user" and m["content"].strip()
+    ]
+
+
+def sample_eval_inputs(data: TrainData, n: int = EVAL_SAMPLE, seed: int = 0) -> list[str]:
+    """First user turns sampled from the test split (the train data when there is none), deterministic."""
+    pool = list(dict.fromkeys(_user_turns(data.test) or _user_turns(data.train)))
+    random.Random(seed).shuffle(pool)
+    return pool[:n]
+
+
+def data_system(records: list[Record]) -> str:
+    """The system prompt most records carry ('' when none has one)."""
+    systems = Counter(
+        r["messages"][0]["content"] for r in records if r["messages"] and r["messages"][0]["role"] == "system"
+    )
+    return systems.most_common(1)[0][0] if systems else ""
+
+
+def read_eval_inputs(path: str | Path) -> list[str]:
+    """Evaluation inputs from a file: a JSON/YAML list of strings, or one input per line."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as e:
+        raise ZaoshuError(f"cannot read evaluation inputs: {e}", path=path) from None
+    if path.suffix in (".json", ".yaml", ".yml"):
+        import yaml
+
+        try:
+            value = yaml.safe_load(text)
+        except yaml.YAMLError as e:
+            raise ZaoshuError(f"not valid YAML/JSON: {e}", path=path) from None
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise ZaoshuError("expected a list of strings", path=path)
+        inputs = [v for v in value if v.strip()]
+    else:
+        inputs = [line.strip() for line in text.splitlines() if line.strip()]
+    if not inputs:
+        raise ZaoshuError("no evaluation inputs in the file", path=path)
+    return inputs
+
+
+def estimate_iterations(
+    records: list[Record],
+    model_path: str | Path,
+    *,
+    max_length: int,
+    batch_size: int,
+    devices: int,
+    pack: bool,
+) -> int:
+    """About how many iterations one epoch takes (to size the warm-up; an estimate is enough).
+
+    Tokens come from the model's tokenizer.json when it has one, else one token per character.
+    """
+    texts = [m["content"] for r in records for m in r["messages"]]
+    tokens = sum(len(t) for t in texts)
+    tokenizer_file = Path(model_path) / "tokenizer.json"
+    if tokenizer_file.is_file():
+        try:
+            from tokenizers import Tokenizer
+
+            tokenizer = Tokenizer.from_file(str(tokenizer_file))
+            tokens = sum(len(e.ids) for e in tokenizer.encode_batch(texts, add_special_tokens=False))
+        except Exception:
+            pass
+    tokens += 8 * len(texts)  # the template's role markers around each turn
+    samples = math.ceil(tokens / max_length) if pack else len(records)
+    return max(1, math.ceil(samples / (batch_size * max(1, devices))))

@@ -1,0 +1,138 @@
+"""Running XTuner's tools as child processes: the command lines, the environment, and a streamed log.
+
+Every tool runs as `sys.executable -m zaoshu.trainer.launch <xtuner module> ...` so the CPU shims are
+installed first and the exit status is the tool's own (the `xtuner` console script exits 0 after a
+crash and runs whatever `python` is first on PATH).
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import re
+import subprocess
+import sys
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from zaoshu.errors import ZaoshuError
+
+LAUNCH = "zaoshu.trainer.launch"
+TRAIN = "xtuner.tools.train"
+PTH_TO_HF = "xtuner.tools.model_converters.pth_to_hf"
+MERGE = "xtuner.tools.model_converters.merge"
+
+Echo = Callable[[str], None]
+_ERROR_LINE = re.compile(r"^\s*([A-Za-z_][\w.]*(Error|Exception|Interrupt)|AssertionError)\b.*")
+
+
+@dataclass
+class Step:
+    """One child process: what it is called in messages, its argv and extra environment."""
+
+    name: str
+    argv: list[str]
+    env: dict[str, str]
+
+    def shell(self) -> str:
+        """The command as a user would type it (environment first)."""
+        import shlex
+
+        env = " ".join(f"{k}={shlex.quote(v)}" for k, v in self.env.items())
+        return (env + " " if env else "") + shlex.join(self.argv)
+
+
+def tool_argv(module: str, *args: str) -> list[str]:
+    return [sys.executable, "-m", LAUNCH, module, *args]
+
+
+def distributed_argv(gpus: int, module: str, *args: str) -> list[str]:
+    """XTuner's own multi-GPU path: torchrun with one process per GPU and `--launcher pytorch`."""
+    port = os.environ.get("PORT") or str(random.randint(20000, 29999))
+    return [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        f"--nproc_per_node={gpus}",
+        f"--master_port={port}",
+        "-m",
+        LAUNCH,
+        module,
+        *args,
+        "--launcher",
+        "pytorch",
+    ]
+
+
+def child_env(extra: dict[str, str], *, cpu: bool) -> dict[str, str]:
+    """The child's environment: ours, plus unbuffered output and bounded CPU threads unless the user set them."""
+    env = dict(os.environ)
+    env.update(extra)
+    env["PYTHONUNBUFFERED"] = "1"
+    env.setdefault("TOKENIZERS_PARALLELISM", "false")
+    if cpu:
+        env.setdefault("OMP_NUM_THREADS", str(max(1, min(4, (os.cpu_count() or 2) // 2))))
+    package_root = str(Path(__file__).resolve().parents[2])
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (package_root, env.get("PYTHONPATH", "")) if p)
+    return env
+
+
+def error_summary(lines: list[str]) -> str:
+    """The last `SomethingError: message` line of a log tail, or its last non-empty line."""
+    for line in reversed(lines):
+        if _ERROR_LINE.match(line):
+            return line.strip()
+    for line in reversed(lines):
+        if line.strip():
+            return line.strip()
+    return "(no output)"
+
+
+def run_step(step: Step, *, log_path: Path, echo: Echo | None, cpu: bool, tail: int = 80) -> list[str]:
+    """Run a step, streaming its output to `echo` and to `log_path`; raise ZaoshuError unless it exits 0.
+
+    Returns the last lines of its output.
+    """
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    last: deque[str] = deque(maxlen=tail)
+    with open(log_path, "w", encoding="utf-8") as log:
+        log.write(f"$ {step.shell()}\n")
+        try:
+            proc = subprocess.Popen(
+                step.argv,
+                env=child_env(step.env, cpu=cpu),
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                text=True,
+                encoding="utf-8",
+                errors="replace",
+                bufsize=1,
+            )
+        except OSError as e:
+            raise ZaoshuError(f"{step.name}: cannot start {step.argv[0]}: {e}") from None
+        assert proc.stdout is not None
+        try:
+            for line in proc.stdout:
+                log.write(line)
+                last.append(line.rstrip("\n"))
+                if echo is not None:
+                    echo(line.rstrip("\n"))
+            rc = proc.wait()
+        except KeyboardInterrupt:
+            proc.terminate()
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+            raise ZaoshuError(
+                f"{step.name} interrupted; rerun with --resume to continue", path=log_path
+            ) from None
+    if rc != 0:
+        lines = list(last)
+        shown = "" if echo is not None else "\n" + "\n".join(lines[-20:])
+        raise ZaoshuError(
+            f"{step.name} failed (exit {rc}): {error_summary(lines)}{shown}\n  full log: {log_path}"
+        )
+    return list(last)
