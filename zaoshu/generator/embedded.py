@@ -28,10 +28,15 @@ import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import httpx
 
 from zaoshu.errors import ZaoshuError
+from zaoshu.generator.providers import Endpoint, Provider, register_provider
+
+if TYPE_CHECKING:
+    from zaoshu.generator.engine import GenerateOptions
 
 INSTALL_HINT = 'pip install -e ".[local]"'
 
@@ -170,6 +175,10 @@ def model_name(path: Path) -> str:
     return path.name.removesuffix(".gguf")
 
 
+def _importable(module: str) -> bool:
+    return importlib.util.find_spec(module) is not None
+
+
 def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))
@@ -244,10 +253,12 @@ async def llama_server(model: Path, options: ServerOptions | None = None) -> Asy
     import asyncio
 
     options = options or ServerOptions()
-    if importlib.util.find_spec("llama_cpp") is None:
+    missing = [m for m in ("llama_cpp", "uvicorn", "fastapi", "sse_starlette") if not _importable(m)]
+    if missing:
         raise ZaoshuError(
-            f"the embedded provider needs llama-cpp-python, which is not installed; install the local extra: "
-            f"{INSTALL_HINT} (it builds from source, about 10 minutes on 2 cores)"
+            f"the embedded provider needs llama-cpp-python with its server ({', '.join(missing)} not "
+            f"installed); install the local extra: {INSTALL_HINT} (llama-cpp-python builds from source, "
+            "about 10 minutes on 2 cores)"
         )
     port = free_port()
     base_url = f"http://127.0.0.1:{port}/v1"
@@ -282,3 +293,40 @@ async def llama_server(model: Path, options: ServerOptions | None = None) -> Asy
         yield base_url
     finally:
         stop(proc)
+
+
+class Embedded(Provider):
+    """Provider `embedded`: the packaged model (or `--model-path`) served by llama.cpp for this run only.
+
+    No key, no network. llama.cpp's server answers one request at a time, so the run's concurrency is 1
+    unless the user sets it; the model name is the GGUF's file name.
+    """
+
+    name = "embedded"
+    default_concurrency = 1
+
+    def describe(self, options: GenerateOptions) -> dict[str, Any]:
+        model_path = getattr(options, "model_path", None)
+        model = model_name(Path(model_path)) if model_path else PACKAGED_MODEL.name
+        return {
+            "provider": self.name,
+            "base_url": "(llama.cpp started on a free 127.0.0.1 port for this run)",
+            "model": model,
+            "model_path": str(model_path) if model_path else f"{cache_dir() / PACKAGED_MODEL.name}.gguf",
+            "key_env": None,
+            "key_set": False,
+            "transport": "openai",
+        }
+
+    @contextlib.asynccontextmanager
+    async def open(self, options: GenerateOptions) -> AsyncIterator[Endpoint]:
+        path = resolve_model(getattr(options, "model_path", None))
+        server = ServerOptions(
+            threads=getattr(options, "threads", None) or 1,
+            n_ctx=getattr(options, "n_ctx", None) or 2048,
+        )
+        async with llama_server(path, server) as base_url:
+            yield Endpoint(provider=self.name, base_url=base_url, model=model_name(path))
+
+
+register_provider("embedded", Embedded)
