@@ -18,7 +18,7 @@ import orjson
 
 from zaoshu.errors import RecordError, ZaoshuError
 from zaoshu.formats.base import RowError
-from zaoshu.formats.engine import Job, run
+from zaoshu.formats.engine import Job, Out, emit, run, scratch_dir
 from zaoshu.formats.io import Rows
 from zaoshu.formats.registry import detect_rows, get_format
 from zaoshu.records import Record
@@ -63,7 +63,7 @@ def atomic_output(path: str | Path) -> Iterator[IO[bytes]]:
 
 
 class ArrayWriter:
-    """Writes row blobs (each row ending in the separator) as JSONL or as one JSON array."""
+    """Writes chunk outputs (each row ending in the separator) as JSONL or as one JSON array."""
 
     def __init__(self, f: IO[bytes], array: bool) -> None:
         self.f, self.array, self.started = f, array, False
@@ -71,14 +71,14 @@ class ArrayWriter:
             f.write(b"[\n")
 
     def write(self, blob: bytes) -> None:
-        if not blob:
+        self.emit(Out(blob=blob, size=len(blob)))
+
+    def emit(self, out: Out) -> None:
+        if not out.size:
             return
-        if self.array:
-            if self.started:
-                self.f.write(b",\n")
-            self.f.write(blob[:-2])  # drop this blob's trailing ",\n"
-        else:
-            self.f.write(blob)
+        if self.array and self.started:
+            self.f.write(b",\n")
+        emit(out, self.f, trim=2 if self.array else 0)  # an array drops the chunk's trailing ",\n"
         self.started = True
 
     def close(self) -> None:
@@ -136,11 +136,11 @@ def convert(src: str | Path, dst: str | Path, to: str, from_: str | None = None)
     name = from_ or detect_rows(Rows.peek(src))
     get_format(name)
     result = Written(Path(dst), to, 0)
-    job = Job(src=name, dst=to, mode="convert", array_out=array_output(dst, to))
-    with atomic_output(dst) as f:
+    with atomic_output(dst) as f, scratch_dir(dst) as parts:
+        job = Job(src=name, dst=to, mode="convert", array_out=array_output(dst, to), parts_dir=parts)
         out = ArrayWriter(f, job.array_out)
         for chunk in run(src, job):
-            out.write(chunk.blob)
+            out.emit(chunk)
             result.count += chunk.rows
             result.lost.update(chunk.lost)
         if result.count == 0:

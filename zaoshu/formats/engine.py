@@ -14,12 +14,15 @@ from __future__ import annotations
 import itertools
 import multiprocessing
 import os
+import shutil
+import tempfile
 from array import array
 from collections import Counter
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field
+from contextlib import contextmanager
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Literal
+from typing import IO, Any, Literal
 
 import orjson
 
@@ -42,6 +45,8 @@ class Job:
     mode: Mode = "convert"
     axis: str | None = None
     array_out: bool = False
+    #: a worker writes its output here (a part file per chunk) instead of sending it back through a pipe
+    parts_dir: str | None = None
 
 
 @dataclass(slots=True)
@@ -49,6 +54,8 @@ class Out:
     """What one chunk gave: output bytes (convert/merge) or row spans in the file (scan)."""
 
     blob: bytes = b""
+    part: str | None = None  # a file holding the output instead of blob (parallel runs)
+    size: int = 0  # bytes of output
     ends: array = field(default_factory=lambda: array("Q"))  # merge: end of each row in blob
     spans: array = field(default_factory=lambda: array("Q"))  # scan: start, end of each row in the file
     keys: list[Any] = field(default_factory=list)  # merge: ids; scan: axis values
@@ -70,65 +77,104 @@ def _axis_value(row: dict[str, Any], record: dict[str, Any], axis: str) -> Any:
 def process(items: Iterable[tuple[int, Any, int]], job: Job, src_path: str) -> Out:
     """Read, check and write rows; `items` are (position, raw bytes or parsed row, file offset)."""
     out = Out()
+    try:
+        if job.mode == "scan":
+            _scan(items, job, out)
+        else:
+            _convert(items, job, out)
+    except _BadRow as e:
+        out.error = (e.position, e.message)
+    return out
+
+
+class _BadRow(Exception):
+    def __init__(self, position: int, message: str) -> None:
+        self.position, self.message = position, message
+
+
+def _parse(position: int, raw: Any) -> dict[str, Any]:
+    if isinstance(raw, bytes):
+        try:
+            raw = orjson.loads(raw)
+        except orjson.JSONDecodeError as e:
+            raise _BadRow(position, str(json_error(raw, e, None, None))) from None  # type: ignore[arg-type]
+    if not isinstance(raw, dict):
+        raise _BadRow(position, f"expected a JSON object, got {type(raw).__name__}")
+    return raw
+
+
+def _scan(items: Iterable[tuple[int, Any, int]], job: Job, out: Out) -> None:
     reader = FORMATS[job.src].read
-    writer = FORMATS[job.dst].write if job.dst else None
-    with_id = job.mode == "merge" or job.dst in ("zaoshu", "sharegpt")
+    canonical = job.src == "zaoshu"
+    spans, keys, axis = out.spans, out.keys, job.axis
+    for position, raw, offset in items:
+        row = _parse(position, raw)
+        try:
+            if canonical:  # the common case, without building a record
+                check_messages(row.get("messages"))
+                record = row
+            else:
+                record = reader(row, False)
+            if axis:
+                keys.append(_axis_value(row, record, axis))
+        except RowError as e:
+            raise _BadRow(position, str(e)) from None
+        if isinstance(raw, bytes):
+            spans.append(offset)
+            spans.append(offset + len(raw) - (raw[-1:] == b"\r"))  # rows are written back with LF ends
+        else:  # an item of a JSON array: the caller re-reads the items
+            spans.append(0)
+            spans.append(0)
+    out.rows = len(spans) // 2
+
+
+def _convert(items: Iterable[tuple[int, Any, int]], job: Job, out: Out) -> None:
+    reader = FORMATS[job.src].read
+    writer = FORMATS[job.dst or job.src].write
+    merging = job.mode == "merge"
+    with_id = merging or job.dst in ("zaoshu", "sharegpt")
     same = job.src == job.dst == "zaoshu"
     fast_openai = job.src == "zaoshu" and job.dst == "openai"
-    loads, dumps = orjson.loads, orjson.dumps
+    loads, dumps, JSONDecodeError = orjson.loads, orjson.dumps, orjson.JSONDecodeError
     parts: list[bytes] = []
+    append, keys, ends, lost = parts.append, out.keys, out.ends, out.lost
     sep = b",\n" if job.array_out else b"\n"
+    extra = len(sep)
     size = 0
-    position = 0
-    try:
-        for position, raw, offset in items:
-            if isinstance(raw, bytes):
-                try:
-                    row = loads(raw)
-                except orjson.JSONDecodeError as e:
-                    out.error = (position, str(json_error(raw, e, None, None)))  # type: ignore[arg-type]
-                    return out
-            else:
-                row = raw
-            if not isinstance(row, dict):
-                raise RowError(f"expected a JSON object, got {type(row).__name__}")
-            if job.mode == "scan":
-                record = reader(row, False)
-                if job.axis:
-                    out.keys.append(_axis_value(row, record, job.axis))
-                out.spans.append(offset)
-                out.spans.append(offset + len(raw))
-                out.rows += 1
-                continue
-            if same and row.get("id") and isinstance(raw, bytes):
+    for position, raw, _ in items:
+        try:
+            row = loads(raw) if isinstance(raw, bytes) else raw
+        except JSONDecodeError:
+            row = _parse(position, raw)
+        if type(row) is not dict:
+            row = _parse(position, row)
+        try:
+            if same and isinstance(raw, bytes) and row.get("id"):
                 check_messages(row.get("messages"))
-                line = raw.rstrip(b"\r")
+                line = raw[:-1] if raw[-1:] == b"\r" else raw
                 key = row["id"]
             elif fast_openai:
                 check_messages(row.get("messages"))
-                note_dropped_fields(row, out.lost)
+                note_dropped_fields(row, lost)
                 line = dumps({"messages": row["messages"]})
-                key = row.get("id")
+                key = row.get("id") or (content_id(row["messages"]) if merging else None)
             else:
                 record = reader(row, with_id)
                 key = record.get("id")
-                line = dumps(writer(record, out.lost))  # type: ignore[misc]
-            if job.mode == "merge":
-                if not key:
-                    key = content_id(row["messages"])
-                elif not isinstance(key, str):
+                line = dumps(writer(record, lost))
+            if merging:
+                if type(key) is not str:
                     raise RowError("record id must be a string")
-                out.keys.append(key)
-            parts.append(line)
-            size += len(line) + len(sep)
-            out.ends.append(size)
-            out.rows += 1
-    except RowError as e:
-        out.error = (position, str(e))
-        return out
+                keys.append(key)
+        except RowError as e:
+            raise _BadRow(position, str(e)) from None
+        append(line)
+        size += len(line) + extra
+        ends.append(size)
+    out.rows = len(parts)
     if parts:
         out.blob = sep.join(parts) + sep
-    return out
+        out.size = len(out.blob)
 
 
 def _lines(data: bytes, base: int) -> Iterator[tuple[int, bytes, int]]:
@@ -149,6 +195,11 @@ def _run_chunk(args: tuple[str, int, int, Job]) -> Out:
         data, base = data[3:], 3
     out = process(_lines(data, base), job, path)
     out.newlines = data.count(b"\n")
+    if job.parts_dir and out.blob:
+        out.part = os.path.join(job.parts_dir, f"part-{start:016d}")
+        with open(out.part, "wb") as f:
+            f.write(out.blob)
+        out.blob = b""
     return out
 
 
@@ -188,7 +239,9 @@ def run(path: str | Path, job: Job, *, parallel: bool | None = None) -> Iterator
     use_pool = (size >= PARALLEL_FROM and workers() > 1) if parallel is None else parallel
     lines_before = 0
     if not use_pool:
-        results: Iterable[Out] = map(_run_chunk, chunks)
+        results: Iterable[Out] = map(
+            _run_chunk, [(p, s, e, replace(j, parts_dir=None)) for p, s, e, j in chunks]
+        )
         pool = None
     else:
         method = "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
@@ -204,3 +257,45 @@ def run(path: str | Path, job: Job, *, parallel: bool | None = None) -> Iterator
         if pool is not None:
             pool.terminate()
             pool.join()
+
+
+def emit(out: Out, f: IO[bytes], *, trim: int = 0) -> None:
+    """Write a chunk's output to `f` (without its last `trim` bytes), from memory or from its part file."""
+    if out.part is None:
+        f.write(memoryview(out.blob)[: out.size - trim])
+        return
+    f.flush()
+    with open(out.part, "rb") as part:
+        left = out.size - trim
+        try:
+            while left > 0:
+                sent = os.copy_file_range(part.fileno(), f.fileno(), left)
+                if sent == 0:
+                    break
+                left -= sent
+        except (AttributeError, OSError):
+            part.seek(out.size - trim - left)
+            f.write(part.read(left))
+    os.unlink(out.part)
+
+
+def load(out: Out) -> bytes:
+    """A chunk's output bytes (reading and removing its part file if it has one)."""
+    if out.part is None:
+        return out.blob
+    with open(out.part, "rb") as part:
+        data = part.read()
+    os.unlink(out.part)
+    return data
+
+
+@contextmanager
+def scratch_dir(near: str | Path) -> Iterator[str]:
+    """A temporary folder beside `near` (same file system, so part files copy cheaply), always removed."""
+    parent = Path(near).parent
+    parent.mkdir(parents=True, exist_ok=True)
+    path = tempfile.mkdtemp(prefix=".zaoshu-parts-", dir=parent)
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)

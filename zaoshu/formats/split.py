@@ -1,0 +1,138 @@
+"""Split a dataset into train and test with a seeded shuffle, optionally stratified by an axis.
+
+Seed 000 split head/tail 70/30, so the test part was whatever came last (one style, one round). Here
+the split is a shuffle from a seed (the same seed gives byte-identical files), and `stratify` keeps
+every value of an axis (say style) in both parts when it has at least two records. Rows are kept as
+they are: the worker processes check each row and note where it is; the parent only shuffles offsets.
+"""
+
+from __future__ import annotations
+
+import mmap
+import os
+from array import array
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import orjson
+
+from zaoshu.errors import RecordError, ZaoshuError
+from zaoshu.formats.convert import atomic_output
+from zaoshu.formats.engine import Job, run
+from zaoshu.formats.io import Rows
+from zaoshu.formats.registry import detect_rows, get_format
+
+
+@dataclass(slots=True)
+class Split:
+    train: Path
+    test: Path
+    fmt: str
+    n_train: int = 0
+    n_test: int = 0
+    #: axis value -> (train, test), when stratified
+    strata: dict[str, tuple[int, int]] = field(default_factory=dict)
+
+    @property
+    def single(self) -> list[str]:
+        """Strata with one record: they can only be in train."""
+        return [k for k, (a, b) in self.strata.items() if a + b == 1]
+
+
+def _test_count(n: int, test: float) -> int:
+    """How many of n rows go to test: the rounded share, but at least one on each side when n >= 2."""
+    if n < 2:
+        return 0
+    return min(max(round(n * test), 1), n - 1)
+
+
+def choose(n: int, test: float, seed: int, keys: list[Any] | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """(train indices, test indices), each in shuffled order; the same seed gives the same choice.
+
+    Strata are visited in sorted order of their value and shuffled with one seeded generator, so the
+    result depends only on the rows, the seed and the fraction.
+    """
+    rng = np.random.Generator(np.random.PCG64(seed))
+    if keys is None:
+        order = rng.permutation(n)
+        k = _test_count(n, test)
+        return order[k:], order[:k]
+    index: dict[Any, int] = {}
+    codes = np.fromiter((index.setdefault(k, len(index)) for k in keys), dtype=np.int64, count=n)
+    by_code = np.argsort(codes, kind="stable")
+    bounds = np.searchsorted(codes[by_code], np.arange(len(index) + 1))
+    train: list[np.ndarray] = []
+    tests: list[np.ndarray] = []
+    for key in sorted(index, key=_key):
+        code = index[key]
+        members = rng.permutation(by_code[bounds[code] : bounds[code + 1]])
+        k = _test_count(len(members), test)
+        tests.append(members[:k])
+        train.append(members[k:])
+    return rng.permutation(np.concatenate(train)), rng.permutation(np.concatenate(tests))
+
+
+def _key(value: Any) -> str:
+    return value if isinstance(value, str) else orjson.dumps(value).decode()
+
+
+def split(
+    input: str | Path,
+    out_dir: str | Path,
+    *,
+    test: float = 0.1,
+    seed: int = 0,
+    stratify: str | None = None,
+    from_: str | None = None,
+) -> Split:
+    """Write `out_dir/train.jsonl` and `out_dir/test.jsonl`; rows keep the input's format and bytes."""
+    if not 0 < test < 1:
+        raise ZaoshuError(f"--test must be a fraction between 0 and 1, got {test}")
+    rows = Rows.peek(input)
+    fmt = from_ or detect_rows(rows)
+    get_format(fmt)
+    out_dir = Path(out_dir)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise ZaoshuError("output must be a folder (train.jsonl and test.jsonl go inside)", path=out_dir)
+    result = Split(out_dir / "train.jsonl", out_dir / "test.jsonl", fmt)
+    job = Job(src=fmt, mode="scan", axis=stratify)
+    spans = array("Q")
+    keys: list[Any] = []
+    for chunk in run(input, job):
+        spans.extend(chunk.spans)
+        keys.extend(chunk.keys)
+    n = len(spans) // 2
+    if n < 2:
+        raise RecordError(f"need at least 2 records to split, found {n}", path=input)
+    train, tests = choose(n, test, seed, keys if stratify else None)
+    if stratify:
+        in_test = np.zeros(n, dtype=bool)
+        in_test[tests] = True
+        counts: dict[str, list[int]] = {}
+        for key, is_test in zip(keys, in_test.tolist(), strict=True):
+            counts.setdefault(_key(key), [0, 0])[is_test] += 1
+        result.strata = {k: (a, b) for k, (a, b) in sorted(counts.items())}
+    _write(input, spans, rows.layout == "array", [(result.train, train), (result.test, tests)])
+    result.n_train, result.n_test = len(train), len(tests)
+    return result
+
+
+def _write(input: str | Path, spans: array, is_array: bool, parts: list[tuple[Path, np.ndarray]]) -> None:
+    if is_array:
+        # A JSON array has no lines to copy: each item becomes one JSON line of the same format.
+        items = [orjson.dumps(row) for _, row in Rows(input)]
+        for path, order in parts:
+            with atomic_output(path) as f:
+                f.writelines(items[i] + b"\n" for i in order.tolist())
+        return
+    size = os.path.getsize(input)
+    table = np.frombuffer(spans, dtype=np.uint64).reshape(-1, 2)
+    with open(input, "rb") as src, mmap.mmap(src.fileno(), size, access=mmap.ACCESS_READ) as mm:
+        for path, order in parts:
+            with atomic_output(path) as f:
+                for block in range(0, len(order), 8192):
+                    rows = table[order[block : block + 8192]]
+                    pieces = [mm[s:e] for s, e in zip(rows[:, 0].tolist(), rows[:, 1].tolist(), strict=True)]
+                    f.write(b"\n".join(pieces) + b"\n")
