@@ -8,6 +8,7 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 from rich.console import Console
+from rich.markup import escape
 
 from zaoshu.errors import ZaoshuError
 
@@ -25,7 +26,7 @@ def user_errors(func: F) -> F:
         try:
             return func(*args, **kwargs)
         except ZaoshuError as e:
-            err_console.print(f"[bold red]error:[/] {e}", markup=True, soft_wrap=True)
+            err_console.print(f"[bold red]error:[/] {escape(str(e))}", markup=True, soft_wrap=True)
             sys.exit(e.exit_code)
 
     return wrapper  # type: ignore[return-value]
