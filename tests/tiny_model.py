@@ -39,6 +39,9 @@ CORPUS = [
 
 def build_tiny_qwen2(out_dir: str | Path, extra_text: Iterable[str] = (), *, vocab_size: int = 1200) -> Path:
     """Write a tiny Qwen2ForCausalLM with a locally trained byte-level BPE tokenizer into `out_dir`."""
+    from zaoshu.trainer import shims
+
+    shims.apply()  # transformers imports torchvision, whose ops may not load with the CPU torch wheel
     import torch
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import GenerationConfig, Qwen2Config, Qwen2ForCausalLM, Qwen2TokenizerFast
@@ -96,3 +99,19 @@ if __name__ == "__main__":
     import sys
 
     print(build_tiny_qwen2(sys.argv[1] if len(sys.argv) > 1 else "tiny-qwen2"))
+
+
+def wishes_records(n: int = 50, seed: int = 0) -> list[dict]:
+    """`n` canonical records of the wishes recipe (its plan, its system prompt), with short made-up replies."""
+    from zaoshu.generator.plan import plan
+    from zaoshu.recipes import load_recipe
+
+    recipe = load_recipe(Path(__file__).resolve().parent.parent / "prompts" / "wishes.yaml")
+    tasks = plan(recipe, limit=n, seed=seed).tasks
+    return [
+        task.to_record(
+            f"祝{task.axes['recipient']}{task.axes['scene']}快乐，平安喜乐，万事胜意！",
+            {"provider": "test", "model": "none"},
+        )
+        for task in tasks
+    ]

@@ -9,7 +9,6 @@ JSON Lines, which `datasets` streams instead of parsing one giant JSON array.
 
 from __future__ import annotations
 
-import importlib
 import math
 import random
 from collections import Counter
@@ -21,10 +20,11 @@ from typing import Any
 import orjson
 
 from zaoshu.errors import ZaoshuError
-from zaoshu.records import Record, read_records
+from zaoshu.formats import read_any
+from zaoshu.records import Record
 
 SPLIT_NAMES = ("train", "test")
-DATA_SUFFIXES = (".jsonl", ".json", ".parquet", ".csv")
+DATA_SUFFIXES = (".jsonl", ".json")
 EVAL_SAMPLE = 6  # as many as seed 002's list
 
 
@@ -37,25 +37,9 @@ class TrainData:
     test: list[Record] = field(default_factory=list)
 
 
-def _reader():  # type: ignore[no-untyped-def]
-    """`zaoshu.formats.read_any` when the formats stage provides it; None means canonical JSONL only."""
-    try:
-        module = importlib.import_module("zaoshu.formats")
-    except ImportError:
-        return None
-    return getattr(module, "read_any", None)
-
-
 def read_data_file(path: Path) -> list[Record]:
-    read_any = _reader()
-    if read_any is not None:
-        return list(read_any(path))
-    if path.suffix != ".jsonl":
-        raise ZaoshuError(
-            "unknown data format: expected zaoshu records as JSON Lines (.jsonl)",
-            path=path,
-        )
-    return list(read_records(path))
+    """Records from a file in any format the formats stage reads (detected from its rows)."""
+    return read_any(path)
 
 
 def _split_file(folder: Path, name: str) -> Path | None:
