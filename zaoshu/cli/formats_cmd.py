@@ -1,1 +1,170 @@
-"""Placeholder: this stage registers its commands here."""
+"""`zaoshu convert | merge | split | publish`: reshape, combine, split and publish datasets."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+from rich.markup import escape
+from rich.table import Table
+
+from zaoshu.cli import app
+from zaoshu.cli.common import console, err_console, user_errors
+from zaoshu.errors import ZaoshuError
+from zaoshu.formats import FORMATS
+
+FORMAT_HELP = f"one of: {', '.join(FORMATS)}"
+
+
+def _check_format(name: str | None, option: str) -> str | None:
+    if name is not None and name not in FORMATS:
+        raise ZaoshuError(f"{option}: unknown format {name!r}; known formats: {', '.join(FORMATS)}")
+    return name
+
+
+def _note(text: str | None) -> None:
+    if text:
+        err_console.print(f"[yellow]note:[/] {escape(text)}", markup=True, soft_wrap=True)
+
+
+@app.command("convert")
+@user_errors
+def convert_command(
+    input: Path = typer.Argument(..., help="Input file (JSONL or JSON array)."),
+    output: Path = typer.Option(..., "-o", "--output", help="Output file (.json: a JSON array, else JSONL)."),
+    to: str = typer.Option(..., "--to", help=f"Output format, {FORMAT_HELP}."),
+    from_: str | None = typer.Option(
+        None, "--from", help=f"Input format (default: detected), {FORMAT_HELP}."
+    ),
+) -> None:
+    """Convert a dataset between zaoshu records, openai, xtuner, alpaca and sharegpt."""
+    from zaoshu.formats import convert
+
+    _check_format(to, "--to")
+    _check_format(from_, "--from")
+    written = convert(input, output, to, from_)
+    console.print(f"wrote {written.count} records to {escape(str(output))} ({to})")
+    _note(written.note())
+
+
+@app.command("merge")
+@user_errors
+def merge_command(
+    inputs: list[str] = typer.Argument(..., help="Files, folders (their *.json / *.jsonl) or globs."),
+    output: Path = typer.Option(..., "-o", "--output", help="Merged file."),
+    to: str = typer.Option("zaoshu", "--to", help=f"Output format, {FORMAT_HELP}."),
+    from_: str | None = typer.Option(
+        None, "--from", help="Input format for every file (default: detected per file)."
+    ),
+) -> None:
+    """Merge datasets in any known format into one file, dropping duplicates (same id or same content)."""
+    from zaoshu.formats.merge import merge
+
+    _check_format(to, "--to")
+    _check_format(from_, "--from")
+    result = merge(inputs, output, to=to, from_=from_)
+    table = Table(title=f"merged into {output}")
+    for column in ("file", "format", "read", "kept", "duplicates"):
+        table.add_column(column, justify="left" if column in ("file", "format") else "right")
+    for f in result.files:
+        table.add_row(escape(f.path), f.fmt, str(f.read), str(f.kept), str(f.duplicates))
+    table.add_row(
+        "total", "", str(result.read), str(result.written.count), str(result.duplicates), style="bold"
+    )
+    console.print(table)
+    _note(result.written.note())
+
+
+@app.command("split")
+@user_errors
+def split_command(
+    input: Path = typer.Argument(..., help="Dataset file (any known format)."),
+    out_dir: Path = typer.Option(..., "-o", "--output", help="Folder for train.jsonl and test.jsonl."),
+    test: float = typer.Option(0.1, "--test", help="Share of records for the test split."),
+    seed: int = typer.Option(0, "--seed", help="Shuffle seed: the same seed gives byte-identical files."),
+    stratify: str | None = typer.Option(
+        None, "--stratify", help="Axis (e.g. style) whose every value is in both parts."
+    ),
+    from_: str | None = typer.Option(
+        None, "--from", help=f"Input format (default: detected), {FORMAT_HELP}."
+    ),
+) -> None:
+    """Split a dataset into train and test with a seeded shuffle, optionally stratified by an axis."""
+    from zaoshu.formats.split import split
+
+    _check_format(from_, "--from")
+    result = split(input, out_dir, test=test, seed=seed, stratify=stratify, from_=from_)
+    console.print(
+        f"train {result.n_train} → {escape(str(result.train))}, test {result.n_test} → {escape(str(result.test))}"
+    )
+    if result.strata:
+        table = Table(title=f"by {stratify}")
+        for column in (stratify or "", "train", "test"):
+            table.add_column(column, justify="left" if column == stratify else "right")
+        for key, (a, b) in result.strata.items():
+            table.add_row(escape(key), str(a), str(b))
+        console.print(table)
+    if result.single:
+        _note(
+            f"{len(result.single)} {stratify} value(s) have one record and are only in train: {', '.join(result.single[:10])}"
+        )
+
+
+@app.command("publish")
+@user_errors
+def publish_command(
+    input: Path = typer.Argument(..., help="Dataset file, or a split folder (train.jsonl, test.jsonl)."),
+    repo: str = typer.Option(..., "--repo", help="Hugging Face dataset repo, OWNER/NAME."),
+    private: bool = typer.Option(False, "--private", help="Create the repo private."),
+    out: Path | None = typer.Option(
+        None, "--out", help="Write the dataset folder here and stop (no upload)."
+    ),
+    dry_run: bool = typer.Option(
+        False, "--dry-run", help="Build the folder in a temp dir, show it, do not upload."
+    ),
+    recipe: Path | None = typer.Option(
+        None, "--recipe", help="Recipe for the card (default: prompts/<recipe>.yaml)."
+    ),
+    stats: Path | None = typer.Option(
+        None, "--stats", help="Generation stats JSON (default: *.stats.json beside the data)."
+    ),
+    report: Path | None = typer.Option(
+        None, "--report", help="Cleaning report.json (default: *.report/report.json beside the data)."
+    ),
+    license: str = typer.Option(
+        "other", "--license", help="License id for the card (e.g. cc-by-4.0, apache-2.0)."
+    ),
+    language: list[str] | None = typer.Option(
+        None, "--language", help="Language code(s) (default: detected)."
+    ),
+    meta: bool = typer.Option(
+        True, "--meta/--no-meta", help="Keep each record's meta (prompt, model, usage) as a JSON column."
+    ),
+) -> None:
+    """Publish a dataset on the Hugging Face Hub: parquet per split, a generated dataset card, upload (HF_TOKEN)."""
+    from zaoshu.publish import publish
+
+    result = publish(
+        input,
+        repo,
+        private=private,
+        out=out,
+        dry_run=dry_run,
+        recipe=recipe,
+        stats=stats,
+        report=report,
+        license=license,
+        language=language or None,
+        with_meta=meta,
+    )
+    counts = ", ".join(f"{k} {v}" for k, v in result.counts.items())
+    console.print(f"dataset folder {escape(str(result.folder))}: {counts}")
+    for f in result.files:
+        console.print(f"  {escape(str(f.relative_to(result.folder)))}  {f.stat().st_size:,} bytes")
+    if result.url:
+        console.print(f"uploaded to https://huggingface.co/datasets/{repo}: {escape(result.url)}")
+    else:
+        console.print(
+            f"not uploaded ({'--dry-run' if dry_run else '--out'}); to publish: "
+            f"HF_TOKEN=... zaoshu publish {escape(str(input))} --repo {repo}"
+        )

@@ -45,6 +45,8 @@ class Job:
     mode: Mode = "convert"
     axis: str | None = None
     array_out: bool = False
+    #: merge: also a hash of each conversation, to find a record without an id among records with one
+    content: bool = False
     #: a worker writes its output here (a part file per chunk) instead of sending it back through a pipe
     parts_dir: str | None = None
 
@@ -58,7 +60,8 @@ class Out:
     size: int = 0  # bytes of output
     ends: array = field(default_factory=lambda: array("Q"))  # merge: end of each row in blob
     spans: array = field(default_factory=lambda: array("Q"))  # scan: start, end of each row in the file
-    keys: list[Any] = field(default_factory=list)  # merge: ids; scan: axis values
+    keys: list[Any] = field(default_factory=list)  # merge: the source's ids (None: none); scan: axis values
+    content: list[str] = field(default_factory=list)  # merge: conversation hashes (for rows without an id)
     rows: int = 0
     lost: Counter = field(default_factory=Counter)
     newlines: int = 0
@@ -137,7 +140,8 @@ def _convert(items: Iterable[tuple[int, Any, int]], job: Job, out: Out) -> None:
     fast_openai = job.src == "zaoshu" and job.dst == "openai"
     loads, dumps, JSONDecodeError = orjson.loads, orjson.dumps, orjson.JSONDecodeError
     parts: list[bytes] = []
-    append, keys, ends, lost = parts.append, out.keys, out.ends, out.lost
+    append, keys, ends, lost, hashes = parts.append, out.keys, out.ends, out.lost, out.content
+    content = job.content
     sep = b",\n" if job.array_out else b"\n"
     extra = len(sep)
     size = 0
@@ -149,23 +153,25 @@ def _convert(items: Iterable[tuple[int, Any, int]], job: Job, out: Out) -> None:
         if type(row) is not dict:
             row = _parse(position, row)
         try:
-            if same and isinstance(raw, bytes) and row.get("id"):
+            key = row.get("id")
+            if same and key and isinstance(raw, bytes):
                 check_messages(row.get("messages"))
                 line = raw[:-1] if raw[-1:] == b"\r" else raw
-                key = row["id"]
+                messages = row["messages"]
             elif fast_openai:
-                check_messages(row.get("messages"))
+                messages = check_messages(row.get("messages"))
                 note_dropped_fields(row, lost)
-                line = dumps({"messages": row["messages"]})
-                key = row.get("id") or (content_id(row["messages"]) if merging else None)
+                line = dumps({"messages": messages})
             else:
                 record = reader(row, with_id)
-                key = record.get("id")
+                messages = record["messages"]
                 line = dumps(writer(record, lost))
             if merging:
-                if type(key) is not str:
-                    raise RowError("record id must be a string")
+                if key is not None and (type(key) is not str or not key):
+                    raise RowError("record id must be a non-empty string")
                 keys.append(key)
+                if content or key is None:
+                    hashes.append(content_id(messages))
         except RowError as e:
             raise _BadRow(position, str(e)) from None
         append(line)
@@ -227,7 +233,7 @@ def run(path: str | Path, job: Job, *, parallel: bool | None = None) -> Iterator
     rows = Rows.peek(path, 1 << 16)
     if rows.layout == "array":
         rows = Rows(path)
-        items = ((i, row, -1) for i, row in enumerate(rows))
+        items = ((i, row, -1) for i, row in rows)
         out = process(items, job, path)
         if out.error:
             line, where = rows.where(out.error[0])

@@ -94,7 +94,10 @@ def merge(
     if not files:
         raise ZaoshuError("nothing to merge: no input files")
     formats = {f: _format_of(f, from_) for f in files}  # every file checked before anything is written
+    # Records without an id are compared by content, also with the records that have one.
+    by_content = any(fmt not in ("zaoshu", "empty") for fmt in formats.values())
     seen: set[str] = set()
+    seen_content: dict[str, bool] = {}
     result = Merged(Written(Path(output), to, 0))
     with atomic_output(output) as fh, scratch_dir(output) as parts:
         writer = ArrayWriter(fh, array_output(output, to))
@@ -103,15 +106,18 @@ def merge(
             result.files.append(count)
             if count.fmt == "empty":
                 continue
-            job = Job(src=count.fmt, dst=to, mode="merge", array_out=writer.array, parts_dir=parts)
+            job = Job(
+                src=count.fmt,
+                dst=to,
+                mode="merge",
+                array_out=writer.array,
+                parts_dir=parts,
+                content=by_content,
+            )
             for chunk in run(f, job):
                 count.read += chunk.rows
                 result.written.lost.update(chunk.lost)
-                keep = []
-                for i, key in enumerate(chunk.keys):
-                    if key not in seen:
-                        seen.add(key)
-                        keep.append(i)
+                keep = _new_rows(chunk.keys, chunk.content, by_content, seen, seen_content)
                 count.kept += len(keep)
                 if len(keep) == chunk.rows:
                     writer.emit(chunk)
@@ -123,5 +129,37 @@ def merge(
         if not any(c.read for c in result.files):
             raise RecordError("empty input: no records in any file", path=files[0])
         writer.close()
-    result.written.count = len(seen)
+    result.written.count = sum(c.kept for c in result.files)
     return result
+
+
+def _new_rows(
+    ids: list[str | None], hashes: list[str], by_content: bool, seen: set[str], seen_content: dict[str, bool]
+) -> list[int]:
+    """Indices of the rows not seen before.
+
+    Two records are the same when they share an id, or when one of them has no id and their
+    conversations are equal (in either order of the files). `seen_content` maps a conversation hash to
+    whether a record without an id had it.
+    """
+    keep: list[int] = []
+    if not by_content and None not in ids:  # the common case: every row has an id
+        for i, key in enumerate(ids):
+            if key not in seen:
+                seen.add(key)  # type: ignore[arg-type]
+                keep.append(i)
+        return keep
+    hashed = iter(hashes)
+    for i, key in enumerate(ids):
+        digest = next(hashed) if by_content or key is None else None
+        if key is not None:
+            duplicate = key in seen or (digest is not None and seen_content.get(digest, False))
+        else:
+            duplicate = digest in seen_content
+        if not duplicate:
+            keep.append(i)
+            if key is not None:
+                seen.add(key)
+            if digest is not None:
+                seen_content[digest] = seen_content.get(digest, False) or key is None
+    return keep
