@@ -1,0 +1,218 @@
+"""Exact and near-duplicate removal over dedup keys (NFKC, no punctuation, emoji or spaces).
+
+Exact: rows with the same key; the first keeps. Near (what moved F1 past the peers, MEASURED.md):
+1. candidates from datasketch MinHash LSH at a low threshold (batch signatures, `minhash.py`), plus, for
+   keys shorter than `short_chars`, pairs that share a one-character deletion;
+2. every candidate pair checked exactly: rapidfuzz Indel normalized similarity >= threshold (short keys:
+   Levenshtein distance <= 1), vectorized with `process.cpdist`;
+3. pairs whose texts each name an axis value the other lacks (姐姐 vs 妹妹, 生日 vs 春节) are refused;
+4. union-find over the kept pairs; each cluster keeps its first row (a member that conflicts with the
+   cluster's first row on an axis starts its own cluster).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import polars as pl
+from rapidfuzz import process
+from rapidfuzz.distance import Indel, Levenshtein
+
+from zaoshu.cleaners.config import NearDupConfig
+from zaoshu.cleaners.minhash import _P, _mix64, bucket_pairs, codepoints, lsh_bands, lsh_params
+
+
+@dataclass
+class NearDupResult:
+    head: np.ndarray  # for each row: the row it duplicates (itself when kept)
+    similarity: np.ndarray  # similarity to its head (1.0 for heads)
+    candidates: int  # candidate pairs checked
+    confirmed: int  # pairs that passed the check and the axis guard
+
+
+def exact_heads(keys: pl.Series) -> np.ndarray:
+    """For each row, the first row with the same key (itself when it is the first)."""
+    frame = pl.DataFrame({"key": keys}).with_row_index("i")
+    first = frame.group_by("key", maintain_order=False).agg(pl.col("i").min().alias("h"))
+    return frame.join(first, on="key", how="left").sort("i")["h"].to_numpy().astype(np.int64)
+
+
+def components(n: int, left: np.ndarray, right: np.ndarray) -> np.ndarray:
+    """Union-find over pairs, vectorized: each row's label is the smallest row of its component."""
+    parent = np.arange(n, dtype=np.int64)
+    if len(left) == 0:
+        return parent
+    while True:
+        pa, pb = parent[left], parent[right]
+        if (pa == pb).all():
+            return parent
+        low = np.minimum(pa, pb)
+        np.minimum.at(parent, pa, low)
+        np.minimum.at(parent, pb, low)
+        while True:  # pointer jumping until every row points at a root
+            grand = parent[parent]
+            if (grand == parent).all():
+                break
+            parent = grand
+
+
+def axis_masks(keys: pl.Series, values: dict[str, list[str]]) -> np.ndarray:
+    """Bit masks (rows × axes) of the axis values each key names (value keys, up to 64 per axis)."""
+    out = np.zeros((len(keys), max(len(values), 1)), dtype=np.uint64)
+    for j, (_, names) in enumerate(values.items()):
+        names = sorted({v for v in names if len(v) >= 2})
+        if not names:
+            continue
+        bit = {v: (1 << (i % 64)) for i, v in enumerate(names)}
+        found = pl.DataFrame({"k": keys}).select(
+            pl.col("k")
+            .str.extract_many(names, overlapping=True)
+            .list.eval(pl.element().replace_strict(bit, return_dtype=pl.UInt64))
+            .list.unique()
+            .list.sum()
+            .fill_null(0)
+        )
+        out[:, j] = found.to_series().to_numpy()
+    return out
+
+
+def _conflict(masks: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """True where rows a and b each name a value of some axis that the other lacks."""
+    ma, mb = masks[a], masks[b]
+    return (((ma & ~mb) != 0) & ((mb & ~ma) != 0)).any(axis=1)
+
+
+def _short_pairs(cps: np.ndarray, offsets: np.ndarray, short: int) -> tuple[np.ndarray, np.ndarray]:
+    """Pairs of short keys that share a one-character deletion (edit distance <= 1 candidates)."""
+    lengths = np.diff(offsets)
+    rows = np.flatnonzero((lengths >= 2) & (lengths < short))
+    if len(rows) < 2:
+        empty = np.empty(0, dtype=np.int64)
+        return empty, empty
+    width = short
+    grid = np.zeros((len(rows), width), dtype=np.uint64)
+    for k in range(width - 1):
+        inside = k < lengths[rows]
+        grid[inside, k] = cps[offsets[rows[inside]] + k]
+    variants = [grid]
+    for i in range(width - 1):
+        deleted = np.concatenate(
+            [grid[:, :i], grid[:, i + 1 :], np.zeros((len(rows), 1), dtype=np.uint64)], axis=1
+        )
+        deleted[lengths[rows] <= i] = 0  # no such position: no variant (all-zero rows are dropped)
+        variants.append(deleted)
+    hashes = []
+    owners = []
+    with np.errstate(over="ignore"):
+        for v in variants:
+            acc = np.zeros(len(rows), dtype=np.uint64)
+            for k in range(width):
+                acc *= _P
+                acc += v[:, k]
+            ok = v.any(axis=1)
+            hashes.append(_mix64(acc[ok]))
+            owners.append(rows[ok])
+    h = np.concatenate(hashes)
+    owner = np.concatenate(owners)
+    a, b = bucket_pairs(h)
+    a, b = owner[a], owner[b]
+    keep = a != b
+    return np.minimum(a[keep], b[keep]), np.maximum(a[keep], b[keep])
+
+
+def near_heads(
+    keys: list[str],
+    config: NearDupConfig,
+    *,
+    axis_values: dict[str, list[str]] | None = None,
+    workers: int = 2,
+) -> NearDupResult:
+    """Cluster near-duplicate keys (all distinct, all non-empty, in priority order: earlier rows win)."""
+    n = len(keys)
+    if n < 2:
+        return NearDupResult(np.arange(n), np.ones(n), 0, 0)
+    cps, offsets = codepoints(keys)
+    bands, rows = lsh_params(config.lsh_threshold, config.num_perm)
+    band_hash, _ = lsh_bands(
+        cps,
+        offsets,
+        ngram=config.ngram,
+        num_perm=config.num_perm,
+        bands=bands,
+        rows=rows,
+        seed=config.seed,
+        workers=workers,
+    )
+    parts_a, parts_b = [], []
+    for j in range(bands):
+        a, b = bucket_pairs(band_hash[:, j])
+        parts_a.append(a)
+        parts_b.append(b)
+    del band_hash
+    pair = np.unique(np.concatenate(parts_a).astype(np.uint64) * np.uint64(n) + np.concatenate(parts_b))
+    del parts_a, parts_b
+    a = (pair // np.uint64(n)).astype(np.int64)
+    b = (pair % np.uint64(n)).astype(np.int64)
+    del pair
+    key_arr = np.array(keys, dtype=object)
+    sim = process.cpdist(key_arr[a], key_arr[b], scorer=Indel.normalized_similarity, workers=workers)
+    ok = sim >= config.threshold
+    left, right = [a[ok]], [b[ok]]
+    checked = len(a)
+    if config.short_chars > 2:
+        sa, sb = _short_pairs(cps, offsets, config.short_chars)
+        if len(sa):
+            dist = process.cpdist(key_arr[sa], key_arr[sb], scorer=Levenshtein.distance, workers=workers)
+            sok = dist <= 1
+            left.append(sa[sok])
+            right.append(sb[sok])
+            checked += len(sa)
+    la, lb = np.concatenate(left), np.concatenate(right)
+    masks = None
+    if config.axis_guard and axis_values:
+        masks = axis_masks(pl.Series(keys), axis_values)
+        fine = ~_conflict(masks, la, lb)
+        la, lb = la[fine], lb[fine]
+    head = components(n, la, lb)
+    if masks is not None:
+        head = _split_conflicts(head, masks)
+    dup = np.flatnonzero(head != np.arange(n))
+    similarity = np.ones(n)
+    if len(dup):
+        similarity[dup] = process.cpdist(
+            key_arr[dup], key_arr[head[dup]], scorer=Indel.normalized_similarity, workers=workers
+        )
+    return NearDupResult(head, similarity, checked, len(la))
+
+
+def _split_conflicts(head: np.ndarray, masks: np.ndarray) -> np.ndarray:
+    """In clusters whose members name different values of an axis (chained through a text naming
+    none), give each member the first earlier head it does not conflict with, or make it a head."""
+    n = len(head)
+    members = np.flatnonzero(head != np.arange(n))
+    if len(members) == 0:
+        return head
+    frame = pl.DataFrame({"h": head, "i": np.arange(n)})
+    suspicious = []
+    for j in range(masks.shape[1]):
+        col = masks[:, j]
+        named = frame.with_columns(m=pl.Series(col)).filter(pl.col("m") != 0)
+        distinct = named.group_by("h").agg(pl.col("m").n_unique().alias("u")).filter(pl.col("u") > 1)
+        suspicious.extend(distinct["h"].to_list())
+    if not suspicious:
+        return head
+    head = head.copy()
+    groups = frame.filter(pl.col("h").is_in(list(set(suspicious)))).group_by("h").agg(pl.col("i").sort())
+    for rows in groups["i"].to_list():
+        heads: list[int] = []
+        for r in rows:
+            for h in heads:
+                ma, mb = masks[r], masks[h]
+                if not (((ma & ~mb) != 0) & ((mb & ~ma) != 0)).any():
+                    head[r] = h
+                    break
+            else:
+                head[r] = r
+                heads.append(r)
+    return head

@@ -1,0 +1,169 @@
+"""Normalizers: change the assistant text, never drop it; every change is named.
+
+All steps are polars string/regex expressions (Rust regex, run over whole columns), applied until nothing
+changes, so normalizing normalized text is a no-op. A step that would leave no text at all is undone for
+that row (the whole first line is kept instead), so a reply is only ever rejected by a rule, never emptied
+here. `normalize_text` runs the same expressions on one string for callers outside a frame.
+"""
+
+from __future__ import annotations
+
+import polars as pl
+
+#: change codes written to `meta.clean.changes`, in the order the steps run.
+STEPS = ("think", "first_line", "preamble", "quotes", "leading_punct", "whitespace")
+
+# Opening brackets and quotes are content ("「福」到了"); every other punctuation mark at the start is debris.
+_OPEN = r"“‘「『（(《【〈\[{\"'"
+_STRAY = rf"[[\p{{P}}~～]--[{_OPEN}]]"
+_PARTICLE = "[啦哦呀嘛呢吧哟噢喔]"
+_TALK = r"(?:以下是|下面是|这里是|这是|如下|为您|为你|给您|给你|祝福语|祝福文案|文案)"
+_ACK = r"(?:当然可以|当然|好的|好嘞|没问题|可以的|收到)"
+
+_THINK = r"(?s)^\s*<think>.*?</think>\s*"
+# Whole lines of talk before the wish: "好的，以下是为赵老师写的祝福语：" or a lone "当然可以！".
+_PREAMBLE_LINES = (
+    rf"^(?:[^\S\n]*(?:[^\n]{{0,30}}{_TALK}[^\n]{{0,30}}[：:]|{_ACK}[！!。.，,~～]*)[^\S\n]*\n\s*)+"
+)
+_FIRST_LINE = r"(?s)\n.*$"
+# Talk at the start of the kept line: "当然可以！", "好的，", "以下是…：", "祝福语如下：".
+_PREAMBLE_INLINE = (
+    rf"^(?:{_ACK}[！!。.，,~～\s]+)?(?:(?:以下是|下面是|这里是|这是)[^：:\n]{{0,30}}[：:]\s*|"
+    rf"[^：:\n]{{0,20}}(?:祝福语|祝福文案|文案)(?:如下|是)?[：:]\s*|[^：:\n]{{0,20}}如下[：:]\s*)?"
+)
+_ACK_ONLY = rf"^{_ACK}[！!。.，,~～\s]+"
+_QUOTES = (
+    r'^"([^"]+)"$',
+    r"^“([^“”]+)”$",
+    r"^「([^「」]+)」$",
+    r"^『([^『』]+)』$",
+    r"^'([^']+)'$",
+    r"^‘([^‘’]+)’$",
+)
+_LEADING = rf"^(?:{_PARTICLE}{{0,2}}(?:{_STRAY}|\s)+)+"
+_SPACES = r"\s+"
+_CONTENT = r"[\p{L}\p{N}\p{So}]"
+
+
+def _steps() -> list[tuple[str, list[tuple[str, str]]]]:
+    """Each step as a list of (pattern, replacement) applied in order; `*` marks replace_all."""
+    return [
+        ("think", [(r"*\r\n?|\x{2028}|\x{2029}", "\n"), (_THINK, "")]),
+        ("first_line", [("strip", ""), (_PREAMBLE_LINES, ""), (_FIRST_LINE, "")]),
+        ("preamble", [(_PREAMBLE_INLINE, ""), (_ACK_ONLY, "")]),
+        ("quotes", [(p, "${1}") for p in _QUOTES]),
+        ("leading_punct", [(_LEADING, "")]),
+        ("whitespace", [("*" + _SPACES, " "), ("strip", "")]),
+    ]
+
+
+def _apply(expr: pl.Expr, ops: list[tuple[str, str]]) -> pl.Expr:
+    for pattern, repl in ops:
+        if pattern == "strip":
+            expr = expr.str.strip_chars()
+        elif pattern.startswith("*"):
+            expr = expr.str.replace_all(pattern[1:], repl)
+        else:
+            expr = expr.str.replace(pattern, repl)
+    return expr
+
+
+def _fallback(original: pl.Expr) -> pl.Expr:
+    """What a row keeps when the steps would empty it: its first non-empty line, spaces collapsed."""
+    return (
+        original.str.replace_all(r"\r\n?|\x{2028}|\x{2029}", "\n")
+        .str.strip_chars()
+        .str.replace(_FIRST_LINE, "")
+        .str.replace_all(_SPACES, " ")
+        .str.strip_chars()
+    )
+
+
+def _one_pass(frame: pl.DataFrame, src: str) -> pl.DataFrame:
+    """Run every step once on column `src`; adds `_out` and one boolean `_c_<step>` per step.
+
+    Each step is materialized as its own column so polars evaluates it once (a nested chain of
+    expressions compared step by step would be recomputed for every comparison).
+    """
+    lazy = frame.lazy()
+    prev = src
+    for name, ops in _steps():
+        lazy = lazy.with_columns(_apply(pl.col(prev), ops).alias(f"_s_{name}"))
+        lazy = lazy.with_columns((pl.col(f"_s_{name}") != pl.col(prev)).alias(f"_c_{name}"))
+        prev = f"_s_{name}"
+    return lazy.with_columns(pl.col(prev).alias("_out")).collect()
+
+
+def normalize_frame(texts: pl.Series, *, max_passes: int = 5) -> pl.DataFrame:
+    """Normalize a column of texts. Returns columns `text` (normalized) and `changes` (list of step codes).
+
+    Steps repeat on the rows that still change (a quote inside a preamble, a preamble inside quotes) until
+    a pass changes nothing, which is what makes the result idempotent.
+    """
+    original = texts.fill_null("").alias("orig")
+    frame = pl.DataFrame({"orig": original, "cur": original})
+    changed = {name: pl.Series(f"_c_{name}", [False] * len(frame), dtype=pl.Boolean) for name in STEPS}
+    index = pl.Series("idx", range(len(frame)), dtype=pl.UInt32)
+    active = frame.with_columns(index)
+    for _ in range(max_passes):
+        passed = _one_pass(active.select("cur"), "cur").with_columns(active["idx"])
+        moved = passed.filter(pl.col("_out") != pl.col("cur"))
+        if moved.height == 0:
+            break
+        idx = moved["idx"]
+        cur = frame["cur"].scatter(idx, moved["_out"])
+        frame = frame.with_columns(cur)
+        for name in STEPS:
+            flags = moved[f"_c_{name}"]
+            if flags.any():
+                changed[name] = changed[name].scatter(idx.filter(flags), True)
+        active = pl.DataFrame({"cur": moved["_out"], "idx": idx})
+    has_content = pl.col("cur").str.contains(_CONTENT)
+    orig_has = pl.col("orig").str.contains(_CONTENT)
+    frame = frame.with_columns(*changed.values())
+    frame = frame.with_columns(
+        pl.when(~has_content & orig_has)
+        .then(_fallback(pl.col("orig")))
+        .otherwise(pl.col("cur"))
+        .alias("text")
+    )
+    fell_back = (pl.col("text") != pl.col("cur")) & ~has_content
+    change_list = pl.concat_list(
+        [pl.when(pl.col(f"_c_{name}")).then(pl.lit(name)).otherwise(None) for name in STEPS]
+    ).list.drop_nulls()
+    frame = frame.with_columns(
+        pl.when(fell_back)
+        .then(
+            pl.when(pl.col("text") != pl.col("orig"))
+            .then(pl.concat_list([pl.lit("first_line")]))
+            .otherwise(pl.concat_list([pl.lit("x")]).list.slice(0, 0))
+        )
+        .otherwise(change_list)
+        .alias("changes")
+    )
+    # A change flag can be set by a step that a later step undid; only rows whose text moved report changes.
+    frame = frame.with_columns(
+        pl.when(pl.col("text") == pl.col("orig"))
+        .then(pl.col("changes").list.slice(0, 0))
+        .otherwise(pl.col("changes"))
+        .alias("changes")
+    )
+    return frame.select("text", "changes")
+
+
+def normalize_text(text: str) -> str:
+    """Normalize one text (the same expressions as a column; for tests and one-off callers)."""
+    return normalize_frame(pl.Series([text], dtype=pl.Utf8))["text"][0]
+
+
+# The dedup key: NFKC, lower case, without punctuation, symbols (emoji), spaces, joiners and selectors.
+_KEY_DROP = r"[\p{P}\p{S}\p{Z}\s\p{Cf}\p{Cc}\x{FE00}-\x{FE0F}\p{Me}]+"
+
+
+def key_expr(text: pl.Expr) -> pl.Expr:
+    """Exact-duplicate key of a normalized text; also what near-dup shingles are cut from."""
+    return text.str.normalize("NFKC").str.to_lowercase().str.replace_all(_KEY_DROP, "")
+
+
+def dedup_key(text: str) -> str:
+    return pl.select(key_expr(pl.lit(text, dtype=pl.Utf8))).item()

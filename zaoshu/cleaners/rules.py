@@ -1,0 +1,295 @@
+"""Rule filters, registered by name: each answers "keep, or reject with this reason and detail".
+
+A rule is built once per run from the recipe and its `clean:` block and returns polars expressions over
+the columns of the frame (`text`, `key`, `style`, `finish_reason`, `ax_<axis>` and the measured columns
+below), each giving a detail string for rows to reject and null for rows to keep. Rules run in the order
+of `clean.rules`; a row's reason is the first rule that rejects it. Regex rules polars cannot run (look-
+arounds, back-references) fall back to the `regex` module row by row.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import polars as pl
+import regex
+
+from zaoshu.cleaners.config import CleanConfig
+from zaoshu.cleaners.normalize import dedup_key
+from zaoshu.recipes import Recipe
+
+#: An emoji as a person sees it: a pictograph with its selectors, skin tones and ZWJ continuations.
+EMOJI = (
+    r"\p{Extended_Pictographic}(?:\x{FE0F}|\p{Emoji_Modifier})*"
+    r"(?:\x{200D}\p{Extended_Pictographic}(?:\x{FE0F}|\p{Emoji_Modifier})*)*|\p{Regional_Indicator}{2}"
+)
+
+# Columns measured once before the rules run.
+MEASURES = {
+    "n_chars": pl.col("text").str.len_chars(),
+    "n_emoji": pl.col("text").str.count_matches(EMOJI),
+    "n_han": pl.col("text").str.count_matches(r"\p{Han}"),
+    "n_alnum": pl.col("text").str.count_matches(r"[\p{L}\p{N}]"),
+}
+
+
+@dataclass
+class RuleContext:
+    config: CleanConfig
+    recipe: Recipe | None = None
+    #: style -> (min_chars, max_chars allowed after tolerance, declared max)
+    limits: dict[str, tuple[int, int | None, int | None]] = field(default_factory=dict)
+    axes: list[str] = field(default_factory=list)
+
+    @classmethod
+    def build(cls, config: CleanConfig, recipe: Recipe | None, styles_seen: list[str]) -> RuleContext:
+        ctx = cls(config=config, recipe=recipe, axes=list(recipe.values) if recipe else [])
+        names = list(recipe.styles) if recipe else []
+        names += [s for s in styles_seen if s not in names]
+        for name in names:
+            declared = recipe.styles[name] if recipe and name in recipe.styles else None
+            over = config.styles.get(name)
+            lo = next(
+                (v for v in (over and over.min_chars, declared and declared.min_chars) if v is not None),
+                config.min_chars,
+            )
+            hi = next((v for v in (over and over.max_chars, declared and declared.max_chars) if v), None)
+            allowed = int(hi * (1 + config.length_tolerance)) if hi else None
+            ctx.limits[name] = (lo, allowed, hi)
+        return ctx
+
+
+Built = list[tuple[str, pl.Expr]]
+
+
+@dataclass(frozen=True)
+class Rule:
+    name: str
+    build: Callable[[RuleContext], Built]
+    doc: str
+
+
+RULES: dict[str, Rule] = {}
+
+
+def rule(name: str) -> Callable[[Callable[[RuleContext], Built]], Callable[[RuleContext], Built]]:
+    """Register a rule builder under `name` (also its reason code, unless it says otherwise)."""
+
+    def deco(fn: Callable[[RuleContext], Built]) -> Callable[[RuleContext], Built]:
+        RULES[name] = Rule(name, fn, (fn.__doc__ or "").strip().splitlines()[0])
+        return fn
+
+    return deco
+
+
+def _detail(cond: pl.Expr, detail: pl.Expr | str) -> pl.Expr:
+    value = pl.lit(detail) if isinstance(detail, str) else detail
+    return pl.when(cond).then(value).otherwise(pl.lit(None, dtype=pl.Utf8))
+
+
+def _style_map(ctx: RuleContext, pick: Callable[[str], int | None]) -> pl.Expr:
+    """A per-row value looked up by the row's style (null for styles without one)."""
+    mapping = {name: pick(name) for name in ctx.limits}
+    mapping = {k: v for k, v in mapping.items() if v is not None}
+    if not mapping:
+        return pl.lit(None, dtype=pl.Int64)
+    return pl.col("style").replace_strict(mapping, default=None, return_dtype=pl.Int64)
+
+
+@rule("empty")
+def _empty(ctx: RuleContext) -> Built:
+    """Nothing left after normalizing (blank reply, punctuation only)."""
+    return [("empty", _detail(pl.col("key").str.len_chars() == 0, "no text left after normalizing"))]
+
+
+@rule("truncated")
+def _truncated(ctx: RuleContext) -> Built:
+    """The model stopped at max_tokens (finish_reason == "length"): the wish is cut off."""
+    return [("truncated", _detail(pl.col("finish_reason") == "length", "finish_reason=length"))]
+
+
+@rule("excluded_pair")
+def _excluded(ctx: RuleContext) -> Built:
+    """An axis combination the recipe's `exclude` skips (data made before the rule was added)."""
+    if ctx.recipe is None or not ctx.recipe.exclude:
+        return []
+    expr: pl.Expr = pl.lit(None, dtype=pl.Utf8)
+    for i, spec in reversed(list(enumerate(ctx.recipe.exclude))):
+        conds = []
+        for axis, wanted in spec.items():
+            col = f"ax_{axis}"
+            values = [wanted] if isinstance(wanted, str) else list(wanted)
+            conds.append(pl.col(col).is_in(values) if axis != "style" else pl.col("style").is_in(values))
+        cond = pl.all_horizontal(conds).fill_null(False)
+        what = pl.concat_str(
+            [pl.lit(f"{axis}=") + pl.col(f"ax_{axis}" if axis != "style" else "style") for axis in spec],
+            separator=" ",
+        )
+        expr = pl.when(cond).then(what + pl.lit(f" (exclude[{i}])")).otherwise(expr)
+    return [("excluded_pair", expr)]
+
+
+@rule("meta_text")
+def _meta(ctx: RuleContext) -> Built:
+    """Talk about the answer, refusals and meta text (当前祝福语如下, 作为一个AI, 抱歉, 字数, ###)."""
+    phrases = [p for p in ctx.config.meta_phrases + ctx.config.extra_meta_phrases if p]
+    if not phrases:
+        return []
+    found = pl.col("text").str.extract_many(phrases, ascii_case_insensitive=True).list.first()
+    return [("meta_text", _detail(found.is_not_null(), pl.lit("contains ") + found))]
+
+
+def leak_phrases(ctx: RuleContext) -> list[str]:
+    """Literal fragments of the recipe's generation prompt, style instructions and injections."""
+    recipe = ctx.recipe
+    sources: list[str] = list(ctx.config.extra_leak_phrases)
+    if recipe is not None:
+        sources += [recipe.prompt, recipe.generation_system, *recipe.injections]
+        sources += [s.instruction for s in recipe.styles.values()]
+    out: list[str] = []
+    for source in sources:
+        literal = re.sub(r"\{\{.*?\}\}|\{%.*?%\}|\{#.*?#\}", "\n", source)
+        for piece in re.split(r"[\s，。！？；：、,.!?;:（）()“”\"'\[\]【】#]+", literal):
+            if len(piece) >= ctx.config.leak_min_chars and piece not in out:
+                out.append(piece)
+    return [p for p in out if p not in ctx.config.extra_leak_phrases] + ctx.config.extra_leak_phrases
+
+
+@rule("leaked_prompt")
+def _leaked(ctx: RuleContext) -> Built:
+    """The reply repeats an instruction of the generation prompt (注意不要有标题混在其中...)."""
+    phrases = leak_phrases(ctx)
+    if not phrases:
+        return []
+    found = pl.col("text").str.extract_many(phrases).list.first()
+    return [("leaked_prompt", _detail(found.is_not_null(), pl.lit("repeats the prompt: ") + found))]
+
+
+@rule("copied_example")
+def _copied(ctx: RuleContext) -> Built:
+    """The reply copies a few-shot example of the recipe whole instead of imitating its style."""
+    if ctx.recipe is None:
+        return []
+    keys = sorted({k for pool in ctx.recipe.examples.values() for k in map(dedup_key, pool) if len(k) >= 8})
+    if not keys:
+        return []
+    found = pl.col("key").str.extract_many(keys).list.first()
+    return [("copied_example", _detail(found.is_not_null(), pl.lit("copies the example ") + found))]
+
+
+@rule("too_short")
+def _too_short(ctx: RuleContext) -> Built:
+    """Fewer characters than the style's min_chars (clean.styles / recipe styles / clean.min_chars)."""
+    lo = _style_map(ctx, lambda s: ctx.limits[s][0]).fill_null(ctx.config.min_chars)
+    cond = pl.col("n_chars") < lo
+    return [("too_short", _detail(cond, pl.format("{} chars < {}", pl.col("n_chars"), lo)))]
+
+
+@rule("too_long")
+def _too_long(ctx: RuleContext) -> Built:
+    """More characters than the style's max_chars plus clean.length_tolerance."""
+    hi = _style_map(ctx, lambda s: ctx.limits[s][1])
+    declared = _style_map(ctx, lambda s: ctx.limits[s][2])
+    cond = (pl.col("n_chars") > hi).fill_null(False)
+    detail = pl.format("{} chars > {} (max_chars {} + tolerance)", pl.col("n_chars"), hi, declared)
+    return [("too_long", _detail(cond, detail))]
+
+
+@rule("low_chinese")
+def _low_chinese(ctx: RuleContext) -> Built:
+    """Too little Chinese: fewer than min_han Han characters or a low Han share of letters and digits."""
+    c = ctx.config
+    ratio = pl.col("n_han") / pl.max_horizontal(pl.col("n_alnum"), 1)
+    cond = (pl.col("n_han") < c.min_han) | (ratio < c.min_chinese_ratio)
+    detail = pl.format("{} Han of {} letters/digits", pl.col("n_han"), pl.col("n_alnum"))
+    return [("low_chinese", _detail(cond, detail))]
+
+
+@rule("repetition")
+def _repetition(ctx: RuleContext) -> Built:
+    """Degenerate repetition: a character or n-gram looping (快乐快乐快乐快乐, 哈哈哈哈哈哈)."""
+    c = ctx.config
+    cond = (pl.col("key").str.len_chars() >= c.repeat_min_chars) & (
+        pl.col("repeat_ratio") > c.max_repeat_ratio
+    )
+    detail = pl.format(
+        "{} of the text repeats with period {}", pl.col("repeat_ratio").round(2), pl.col("repeat_period")
+    )
+    return [("repetition", _detail(cond, detail))]
+
+
+@rule("emoji_count")
+def _emoji(ctx: RuleContext) -> Built:
+    """Emoji count outside the style's range (小红书 asks for 1-2, 严肃 for none)."""
+    ranges = {name: rules.emoji for name, rules in ctx.config.styles.items() if rules.emoji is not None}
+    if not ranges:
+        return []
+    lo = pl.col("style").replace_strict(
+        {k: v[0] for k, v in ranges.items()}, default=None, return_dtype=pl.Int64
+    )
+    hi = pl.col("style").replace_strict(
+        {k: v[1] for k, v in ranges.items()}, default=None, return_dtype=pl.Int64
+    )
+    cond = ((pl.col("n_emoji") < lo) | (pl.col("n_emoji") > hi)).fill_null(False)
+    detail = pl.format("{} emoji; style {} wants {}-{}", pl.col("n_emoji"), pl.col("style"), lo, hi)
+    return [("emoji_count", _detail(cond, detail))]
+
+
+def _polars_accepts(pattern: str) -> bool:
+    try:
+        pl.select(pl.lit("").str.contains(pattern))
+        return True
+    except Exception:
+        return False
+
+
+@rule("regex")
+def _regex(ctx: RuleContext) -> Built:
+    """User rules from clean.regex: reject on a match (or, with require: true, on no match)."""
+    out: Built = []
+    for r in ctx.config.regex:
+        col = pl.col(r.target)
+        if _polars_accepts(r.pattern):
+            match = col.str.extract(f"({r.pattern})", 1)
+        else:  # look-arounds, back-references: the `regex` module, row by row
+            compiled = regex.compile(r.pattern)
+
+            def first(s: str, _c: regex.Pattern[str] = compiled) -> str | None:
+                m = _c.search(s)
+                return m.group(0) if m else None
+
+            match = col.map_elements(first, return_dtype=pl.Utf8, skip_nulls=True)
+        if r.require:
+            out.append((r.reason, _detail(match.is_null(), f"{r.name}: does not match the required pattern")))
+        else:
+            out.append((r.reason, _detail(match.is_not_null(), pl.lit(f"{r.name}: matched ") + match)))
+    return out
+
+
+DEFAULT_ORDER = list(RULES)
+
+
+def active_rules(config: CleanConfig) -> list[str]:
+    names = config.rules if config.rules is not None else DEFAULT_ORDER
+    return [n for n in names if n not in config.disable]
+
+
+def apply_rules(frame: pl.DataFrame, ctx: RuleContext) -> pl.DataFrame:
+    """Add `reason` and `detail` (null for kept rows): the first rule in order that rejects the row."""
+    built: Built = []
+    for name in active_rules(ctx.config):
+        built += RULES[name].build(ctx)
+    frame = frame.with_columns(**{k: v for k, v in MEASURES.items() if k not in frame.columns})
+    if not built:
+        return frame.with_columns(reason=pl.lit(None, dtype=pl.Utf8), detail=pl.lit(None, dtype=pl.Utf8))
+    frame = frame.with_columns([expr.alias(f"_r{i}") for i, (_, expr) in enumerate(built)])
+    reason: pl.Expr = pl.lit(None, dtype=pl.Utf8)
+    detail: pl.Expr = pl.lit(None, dtype=pl.Utf8)
+    for i, (name, _) in reversed(list(enumerate(built))):
+        hit = pl.col(f"_r{i}").is_not_null()
+        reason = pl.when(hit).then(pl.lit(name)).otherwise(reason)
+        detail = pl.when(hit).then(pl.col(f"_r{i}")).otherwise(detail)
+    frame = frame.with_columns(reason.alias("reason"), detail.alias("detail"))
+    return frame.drop([f"_r{i}" for i in range(len(built))])
