@@ -1,0 +1,543 @@
+"""The async run: plan -> requests -> records, crash-safe and resumable.
+
+`generate(recipe, out, options)` plans the recipe, skips the ids already in `out`, and sends the rest
+through a fixed pool of workers (never one coroutine per task, so 100k tasks cost no more memory than
+100). Each request passes the `limits.Gate` (adaptive window, cool-down, rpm/tpm) and the tenacity
+`RetryPolicy`; each finished task is appended to `out` at once (`AppendSink`), each failed one to
+`<stem>.failures.jsonl` with its error class, reason, message and attempts. A 401/403 stops everything.
+Ctrl-C / SIGTERM stop sending, wait up to `grace` seconds for what is in flight, flush and return with
+`interrupted=True` (the CLI exits 130); a second Ctrl-C stops at once. Rerunning the same command resumes:
+done ids are skipped, failures are retried, a torn last line is cut. `<stem>.stats.json` holds a
+one-line summary (the same numbers as the returned `GenerateStats`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import orjson
+from pydantic import BaseModel, ConfigDict, Field
+from rich.console import Console
+
+from zaoshu.errors import AuthError, ZaoshuError
+from zaoshu.generator.clients import (
+    AuthFailed,
+    BadReply,
+    ConnectionFailed,
+    ContentFiltered,
+    RateLimited,
+    RequestFailed,
+    RequestTimeout,
+    make_client,
+)
+from zaoshu.generator.costs import estimate_tokens, load_prices, price_for
+from zaoshu.generator.limits import Gate, RetryPolicy, Stopped
+from zaoshu.generator.plan import Task, plan
+from zaoshu.generator.providers import Endpoint, Provider, get_provider
+from zaoshu.recipes import Recipe, load_recipe
+from zaoshu.records import AppendSink, iter_lines, parse_line, repair_tail, utc_now
+
+
+class GenerateOptions(BaseModel):
+    """Everything `zaoshu generate` takes besides the recipe and the output path."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    provider: str = "deepseek"
+    model: str | None = None
+    base_url: str | None = None
+    key_env: str | None = None  # read the key from this variable instead of the profile's
+    concurrency: int = Field(64, ge=1, le=4096)
+    rpm: float | None = Field(None, gt=0)
+    tpm: float | None = Field(None, gt=0)
+    max_attempts: int = Field(8, ge=1)
+    timeout: float = Field(120.0, gt=0)
+    backoff: float = Field(0.5, ge=0)  # first retry wait (s); doubles each attempt, plus jitter
+    backoff_max: float = Field(30.0, ge=0)
+    rounds: int | None = Field(None, ge=1)
+    seed: int | None = None
+    limit: int | None = Field(None, ge=1)
+    dry_run: bool = False
+    quiet: bool = False
+    prices: Path | None = None
+    grace: float = Field(10.0, ge=0)  # seconds to wait for in-flight requests after Ctrl-C
+    handle_signals: bool = True
+    command: str | None = None  # the command line, to print how to resume
+    show: int = Field(3, ge=0)  # requests printed by --dry-run
+
+
+@dataclass
+class GenerateStats:
+    """What a run did; also written as one JSON line to `<stem>.stats.json`."""
+
+    tasks: int = 0  # planned
+    skipped_resume: int = 0  # already in the output
+    todo: int = 0
+    done: int = 0  # records written by this run
+    failed: int = 0
+    retries: int = 0
+    rate_limited: int = 0  # answers 429
+    attempts: int = 0  # HTTP requests sent
+    tokens_in: int = 0
+    tokens_out: int = 0
+    cost: float | None = None
+    currency: str | None = None
+    wall_s: float = 0.0
+    req_s: float = 0.0  # finished tasks (done + failed) per second
+    interrupted: bool = False
+    dry_run: bool = False
+    provider: str = ""
+    model: str = ""
+    output: str = ""
+    failures: str = ""
+    started_at: str = field(default_factory=utc_now)
+    window_min: int = 0  # the smallest concurrency the 429 logic went down to
+
+    def to_json(self) -> bytes:
+        return orjson.dumps(asdict(self)) + b"\n"
+
+
+def side_paths(out: Path) -> tuple[Path, Path]:
+    """raw.jsonl -> (raw.failures.jsonl, raw.stats.json)."""
+    stem = out.name[: -len(".jsonl")] if out.name.endswith(".jsonl") else out.stem
+    return out.with_name(stem + ".failures.jsonl"), out.with_name(stem + ".stats.json")
+
+
+def read_ids(path: Path, field_name: str = "id") -> set[str]:
+    """Ids of the records in a JSONL file; a bad line raises RecordError naming the file and line."""
+    ids: set[str] = set()
+    if path.exists():
+        for number, raw in iter_lines(path):
+            record = parse_line(raw, path=path, line=number)
+            if isinstance(record, dict) and isinstance(record.get(field_name), str):
+                ids.add(record[field_name])
+    return ids
+
+
+def request_params(recipe: Recipe) -> dict[str, Any]:
+    """Sampling parameters sent as real API parameters (never inside a message)."""
+    m = recipe.model
+    params = {"temperature": m.temperature, "top_p": m.top_p, "max_tokens": m.max_tokens}
+    return {k: v for k, v in params.items() if v is not None}
+
+
+class _Run:
+    def __init__(
+        self,
+        tasks: list[Task],
+        endpoint: Endpoint,
+        client: Any,
+        options: GenerateOptions,
+        params: dict[str, Any],
+        stats: GenerateStats,
+        sink: AppendSink,
+        fail_sink: AppendSink,
+    ) -> None:
+        self.tasks = tasks
+        self.endpoint = endpoint
+        self.client = client
+        self.options = options
+        self.params = params
+        self.stats = stats
+        self.sink = sink
+        self.fail_sink = fail_sink
+        self.gate = Gate(options.concurrency, rpm=options.rpm, tpm=options.tpm)
+        self.policy = RetryPolicy(
+            options.max_attempts, initial=options.backoff, maximum=options.backoff_max, jitter=options.backoff
+        )
+        self.failed_ids: set[str] = set()
+        self.done_ids: set[str] = set()
+        self.auth_error: AuthFailed | None = None
+        self.crash: BaseException | None = None
+        self.hard = False
+        self.stop_event = asyncio.Event()
+        self.price = price_for(load_prices(options.prices), endpoint.model)
+        self._it = iter(tasks)
+        stats.window_min = options.concurrency
+        stats.currency = self.price.currency if self.price else None
+        stats.cost = 0.0 if self.price else None
+
+    # ---------------------------------------------------------------- control
+
+    def request_stop(self, *, hard: bool = False) -> None:
+        self.gate.stopping = True
+        self.hard = self.hard or hard
+        self.stop_event.set()
+
+    def on_signal(self) -> None:
+        if self.gate.stopping:
+            self.request_stop(hard=True)  # a second Ctrl-C: do not wait for what is in flight
+        else:
+            self.stats.interrupted = True
+            self.request_stop()
+
+    async def run(self) -> None:
+        n = min(self.options.concurrency, len(self.tasks))
+        workers = [asyncio.create_task(self._worker()) for _ in range(n)]
+        all_done = asyncio.gather(*workers, return_exceptions=True)
+        stop = asyncio.create_task(self.stop_event.wait())
+        try:
+            await asyncio.wait([all_done, stop], return_when=asyncio.FIRST_COMPLETED)
+            if not all_done.done():
+                deadline = time.monotonic() + self.options.grace
+                while self.gate.window.inflight > 0 and not self.hard and time.monotonic() < deadline:
+                    await asyncio.sleep(0.05)
+                for w in workers:
+                    w.cancel()
+            await all_done
+        finally:
+            stop.cancel()
+
+    async def _worker(self) -> None:
+        it = self._it
+        while not self.gate.stopping:
+            task = next(it, None)
+            if task is None:
+                return
+            try:
+                await self._do(task)
+            except Stopped:
+                return
+            except AuthFailed as e:
+                self.auth_error = e
+                self.request_stop(hard=True)
+                return
+            except Exception as e:  # a bug, not a provider failure: stop and re-raise after flushing
+                self.crash = e
+                self.request_stop(hard=True)
+                return
+
+    # ---------------------------------------------------------------- one task
+
+    async def _do(self, task: Task) -> None:
+        attempts = 0
+        try:
+            async for attempt in self.policy.retrying():
+                with attempt:
+                    attempts += 1
+                    if attempts > 1:
+                        self.stats.retries += 1
+                    reply, latency = await self._attempt(task)
+        except AuthFailed:
+            raise
+        except RequestFailed as e:
+            self._fail(task, e, attempts)
+            return
+        meta = {
+            "provider": self.endpoint.provider,
+            "model": self.endpoint.model,
+            "usage": reply.usage,
+            "latency_ms": round(latency * 1000),
+            "attempts": attempts,
+            "finish_reason": reply.finish_reason,
+            "created_at": utc_now(),
+        }
+        self.sink.write(task.to_record(reply.content, meta))
+        self.done_ids.add(task.id)
+        self.stats.done += 1
+
+    async def _attempt(self, task: Task) -> tuple[Any, float]:
+        gate = self.gate
+        tokens = 0
+        if gate.tpm is not None:
+            tokens = self._prompt_tokens(task) + int(self.params.get("max_tokens") or 0)
+        sent = await gate.enter(tokens)
+        self.stats.attempts += 1
+        try:
+            reply = await self.client.complete(task.request, self.params)
+        except RateLimited as e:
+            self.stats.rate_limited += 1
+            gate.on_rate_limited(sent, e.retry_after)
+            self.stats.window_min = min(self.stats.window_min, gate.window.size)
+            raise
+        except (RequestTimeout, ConnectionFailed):
+            self._bill(self._prompt_tokens(task), 0)  # the provider may have run it
+            raise
+        except (BadReply, ContentFiltered) as e:
+            gate.on_success()
+            if e.usage:
+                self._bill(e.usage["prompt_tokens"], e.usage["completion_tokens"])
+            raise
+        finally:
+            gate.leave()
+        gate.on_success()
+        self._bill(reply.usage["prompt_tokens"], reply.usage["completion_tokens"])
+        return reply, time.monotonic() - sent
+
+    def _prompt_tokens(self, task: Task) -> int:
+        return sum(estimate_tokens(m["content"]) for m in task.request)
+
+    def _bill(self, tokens_in: int, tokens_out: int) -> None:
+        self.stats.tokens_in += tokens_in
+        self.stats.tokens_out += tokens_out
+        if self.price is not None:
+            self.stats.cost = (self.stats.cost or 0.0) + self.price.cost(tokens_in, tokens_out)
+
+    def _fail(self, task: Task, e: RequestFailed, attempts: int) -> None:
+        self.fail_sink.write(
+            {
+                "id": task.id,
+                "recipe": task.recipe,
+                "axes": task.axes,
+                "error_class": type(e).__name__,
+                "reason": e.reason,
+                "status": e.status,
+                "message": str(e),
+                "attempts": attempts,
+                "provider": self.endpoint.provider,
+                "model": self.endpoint.model,
+                "created_at": utc_now(),
+                "prompt": task.prompt,
+            }
+        )
+        self.failed_ids.add(task.id)
+        self.stats.failed += 1
+
+
+# -------------------------------------------------------------------- progress
+
+
+class _Progress:
+    """A rich progress line refreshed four times a second from the run's counters (cheap per request)."""
+
+    def __init__(self, run: _Run, total: int, console: Console) -> None:
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+        self.run = run
+        self.t0 = time.monotonic()
+        self.progress = Progress(
+            TextColumn("[bold]generate"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeRemainingColumn(),
+            TextColumn("{task.fields[info]}"),
+            console=console,
+            auto_refresh=False,
+        )
+        self.task_id = self.progress.add_task("generate", total=total, info="")
+        self._loop_task: asyncio.Task[None] | None = None
+
+    def info(self) -> str:
+        s = self.run.stats
+        elapsed = max(time.monotonic() - self.t0, 1e-9)
+        cost = self.run.price.format(s.cost or 0.0) if self.run.price else "n/a"
+        return (
+            f"{(s.done + s.failed) / elapsed:.1f} req/s · tokens {s.tokens_in:,}/{s.tokens_out:,} · "
+            f"retries {s.retries} · 429 {s.rate_limited} · failed {s.failed} · ~{cost} · "
+            f"window {self.run.gate.window.size}"
+        )
+
+    def update(self) -> None:
+        s = self.run.stats
+        self.progress.update(self.task_id, completed=s.done + s.failed, info=self.info())
+        self.progress.refresh()
+
+    async def _loop(self) -> None:
+        while True:
+            await asyncio.sleep(0.25)
+            self.update()
+
+    def __enter__(self) -> _Progress:
+        self.progress.start()
+        self._loop_task = asyncio.get_running_loop().create_task(self._loop())
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._loop_task is not None:
+            self._loop_task.cancel()
+        self.update()
+        self.progress.stop()
+
+
+# -------------------------------------------------------------------- the entry points
+
+
+def _console() -> Console:
+    return Console(stderr=True, highlight=False)
+
+
+def _dry_run(
+    provider: Provider,
+    tasks: list[Task],
+    options: GenerateOptions,
+    params: dict[str, Any],
+    stats: GenerateStats,
+) -> None:
+    info = provider.describe(options)
+    out = Console(highlight=False, soft_wrap=True)
+    key = info.get("key_env")
+    key_state = f"${key} {'set' if info.get('key_set') else 'NOT SET'}" if key else "no key needed"
+    out.print(
+        f"dry run: would send {stats.todo} requests ({stats.skipped_resume} already done) to "
+        f"{info.get('base_url')}/chat/completions, provider {info.get('provider')}, model {info.get('model')}, "
+        f"{key_state}; concurrency {options.concurrency}, max attempts {options.max_attempts}, "
+        f"timeout {options.timeout:g} s"
+        + (f", rpm {options.rpm:g}" if options.rpm else "")
+        + (f", tpm {options.tpm:g}" if options.tpm else ""),
+        markup=False,
+    )
+    prices = load_prices(options.prices)
+    price = price_for(prices, str(info.get("model")))
+    tokens = sum(estimate_tokens(m["content"]) for t in tasks for m in t.request)
+    if price is not None:
+        out_tokens = stats.todo * int(params.get("max_tokens") or 0)
+        out.print(
+            f"prompt tokens ≈ {tokens:,} (cost ≈ {price.format(price.cost(tokens, 0))} in, "
+            f"at most {price.format(price.cost(0, out_tokens))} out with max_tokens)",
+            markup=False,
+        )
+    for task in tasks[: options.show]:
+        body = {"model": info.get("model"), "messages": task.request, **params}
+        out.rule(f"{task.id}  {task.axes}")
+        out.print(f"record user turn: {task.user}", markup=False)
+        out.print(orjson.dumps(body, option=orjson.OPT_INDENT_2).decode(), markup=False)
+    if stats.todo > options.show:
+        out.print(f"… and {stats.todo - options.show} more", markup=False)
+
+
+def _finish_failures(path: Path, partial: Path, done: set[str], failed_now: set[str]) -> None:
+    """Rewrite the failures file: this run's failures plus earlier ones still neither done nor retried."""
+    lines = []
+    if partial.exists():
+        lines = [raw for _, raw in iter_lines(partial)]
+    if path.exists():
+        for number, raw in iter_lines(path):
+            try:
+                old = parse_line(raw, path=path, line=number)
+            except ZaoshuError:
+                continue
+            rid = old.get("id") if isinstance(old, dict) else None
+            if rid not in done and rid not in failed_now:
+                lines.append(raw)
+    if lines:
+        tmp = path.with_name(path.name + ".tmp")
+        with open(tmp, "wb") as f:
+            for raw in lines:
+                f.write(raw if raw.endswith(b"\n") else raw + b"\n")
+        os.replace(tmp, path)
+    elif path.exists():
+        path.unlink()
+    partial.unlink(missing_ok=True)
+
+
+async def agenerate(
+    recipe: Recipe | str | Path, out: str | Path, options: GenerateOptions | None = None
+) -> GenerateStats:
+    """Generate records for a recipe into `out` (JSONL, appended), resuming what is already there."""
+    options = options or GenerateOptions()
+    if not isinstance(recipe, Recipe):
+        recipe = load_recipe(recipe)
+    out = Path(out)
+    failures_path, stats_path = side_paths(out)
+    console = _console()
+    t0 = time.monotonic()
+    provider = get_provider(options.provider)
+    if not options.dry_run:
+        provider.check(options)  # a missing key is an error before planning, let alone sending
+    planned = plan(recipe, rounds=options.rounds, seed=options.seed, limit=options.limit)
+    stats = GenerateStats(
+        tasks=len(planned.tasks),
+        dry_run=options.dry_run,
+        provider=options.provider,
+        output=str(out),
+        failures=str(failures_path),
+    )
+    if out.exists() and repair_tail(out):
+        console.print(
+            f"[yellow]warning:[/] {out}: cut a torn last line (left by an interrupted run); that task is redone"
+        )
+    done_before = read_ids(out)
+    tasks = [t for t in planned.tasks if t.id not in done_before]
+    stats.skipped_resume = stats.tasks - len(tasks)
+    stats.todo = len(tasks)
+    params = request_params(recipe)
+    if options.dry_run:
+        _dry_run(provider, tasks, options, params, stats)
+        return stats
+    async with provider.open(options) as endpoint:
+        stats.model = endpoint.model
+        if not tasks:
+            _finish_failures(
+                failures_path, failures_path.with_name(failures_path.name + ".partial"), done_before, set()
+            )
+            if not options.quiet:
+                console.print(f"nothing to do: all {stats.tasks} tasks are already in {out}")
+            stats_path.write_bytes(stats.to_json())
+            return stats
+        partial = failures_path.with_name(failures_path.name + ".partial")
+        partial.unlink(missing_ok=True)
+        async with make_client(endpoint, concurrency=options.concurrency, timeout=options.timeout) as client:
+            with (
+                AppendSink(out, fsync_every=1024) as sink,
+                AppendSink(partial, fsync_every=1024) as fail_sink,
+            ):
+                run = _Run(tasks, endpoint, client, options, params, stats, sink, fail_sink)
+                loop = asyncio.get_running_loop()
+                installed = []
+                if options.handle_signals:
+                    for sig in (signal.SIGINT, signal.SIGTERM):
+                        with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+                            loop.add_signal_handler(sig, run.on_signal)
+                            installed.append(sig)
+                progress = (
+                    _Progress(run, stats.todo, console) if not options.quiet else contextlib.nullcontext()
+                )
+                try:
+                    with progress:
+                        await run.run()
+                finally:
+                    for sig in installed:
+                        loop.remove_signal_handler(sig)
+            _finish_failures(failures_path, partial, done_before | run.done_ids, run.failed_ids)
+    stats.wall_s = round(time.monotonic() - t0, 3)
+    stats.req_s = round((stats.done + stats.failed) / max(stats.wall_s, 1e-9), 2)
+    if stats.cost is not None:
+        stats.cost = round(stats.cost, 6)
+    stats_path.write_bytes(stats.to_json())
+    if run.crash is not None:
+        raise run.crash
+    if run.auth_error is not None:
+        e = run.auth_error
+        raise AuthError(
+            f"provider {endpoint.provider!r} refused the API key"
+            + (f" from ${endpoint.key_env}" if endpoint.key_env else "")
+            + f" (HTTP {e.status}: {e}); the run stopped at once. Fix the key and rerun the same command "
+            "to resume."
+        )
+    if not options.quiet:
+        _summary(console, stats, run)
+    if stats.interrupted:
+        left = stats.todo - stats.done - stats.failed
+        how = options.command or "the same command"
+        console.print(
+            f"[yellow]interrupted:[/] {stats.done} written, {stats.failed} failed, {left} not sent; "
+            f"resume with: {how}",
+            markup=True,
+        )
+    return stats
+
+
+def _summary(console: Console, stats: GenerateStats, run: _Run) -> None:
+    cost = run.price.format(stats.cost or 0.0) if run.price else "n/a (model not in the price table)"
+    console.print(
+        f"{stats.done} records -> {stats.output}; {stats.failed} failed"
+        + (f" -> {stats.failures}" if stats.failed else "")
+        + f"; {stats.skipped_resume} already done; {stats.retries} retries, {stats.rate_limited} answered 429; "
+        f"tokens {stats.tokens_in:,} in / {stats.tokens_out:,} out; est. cost {cost}; "
+        f"{stats.wall_s:.1f} s, {stats.req_s:.1f} req/s",
+        markup=False,
+    )
+
+
+def generate(
+    recipe: Recipe | str | Path, out: str | Path, options: GenerateOptions | None = None
+) -> GenerateStats:
+    """Synchronous wrapper over `agenerate` (runs its own event loop)."""
+    return asyncio.run(agenerate(recipe, out, options))

@@ -1,0 +1,190 @@
+"""Rate limiting, adaptive concurrency and the retry policy: one module, so every provider behaves alike.
+
+- `AdaptiveWindow`: at most `limit` requests in flight; on a 429 the window shrinks multiplicatively
+  (once per congestion event: only a request *sent after* the last cut can cut again), on success it grows
+  back along a CUBIC curve that flattens near the size where the 429 came, so a run against a limit it was
+  not told settles just under it instead of storming it.
+- `Gate`: what a request passes before it is sent: the stop flag, the window, a shared cool-down
+  (`Retry-After` of any 429 pauses every worker, not only the one that got it) and the `--rpm`/`--tpm`
+  limiters (aiolimiter leaky buckets holding about one second of burst for rpm, ten for tpm).
+- `RetryPolicy`: tenacity, exponential backoff with jitter, at least the server's `Retry-After`; only
+  errors that say `retryable` are retried (429, 5xx, timeouts, connection errors, torn bodies).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import time
+from collections import deque
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from aiolimiter import AsyncLimiter
+from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt
+from tenacity.wait import wait_base, wait_exponential_jitter
+
+
+class Stopped(Exception):
+    """Raised to a worker when the run is stopping (Ctrl-C, SIGTERM, a refused key): leave the task."""
+
+
+class AdaptiveWindow:
+    """A concurrency limit that shrinks on 429 and grows back (AIMD with CUBIC growth)."""
+
+    def __init__(self, limit: int, *, beta: float = 0.7, c: float = 0.4, min_limit: int = 1) -> None:
+        self.max = float(limit)
+        self.value = float(limit)
+        self.min = float(min_limit)
+        self.beta = beta
+        self.c = c
+        self.alpha = 3 * beta / (2 - beta)  # CUBIC's Reno-equivalent additive increase
+        self.inflight = 0
+        self.w_max = float(limit)
+        self.k = 0.0
+        self.t_cut = -math.inf
+        self.cuts = 0
+        self._waiters: deque[asyncio.Future[None]] = deque()
+
+    @property
+    def size(self) -> int:
+        return max(int(self.value), 1)
+
+    async def acquire(self) -> None:
+        if self.inflight < self.size and not self._waiters:
+            self.inflight += 1
+            return
+        fut = asyncio.get_running_loop().create_future()
+        self._waiters.append(fut)
+        try:
+            await fut
+        except asyncio.CancelledError:
+            if fut.done() and not fut.cancelled():
+                self.release()  # the slot was handed to us as we were cancelled: give it back
+            raise
+
+    def release(self) -> None:
+        self.inflight -= 1
+        self._wake()
+
+    def _wake(self) -> None:
+        while self._waiters and self.inflight < self.size:
+            fut = self._waiters.popleft()
+            if not fut.done():
+                self.inflight += 1
+                fut.set_result(None)
+
+    def on_congestion(self, sent_at: float) -> bool:
+        """A 429 for a request sent at `sent_at` (monotonic). Returns True if the window was cut."""
+        if sent_at < self.t_cut:
+            return False
+        w = self.value
+        # Fast convergence: a cut below the previous peak means the limit fell; remember less.
+        self.w_max = w * (1 + self.beta) / 2 if w < self.w_max else w
+        self.value = max(self.min, w * self.beta)
+        self.k = (max(self.w_max - self.value, 0.0) / self.c) ** (1 / 3)
+        self.t_cut = time.monotonic()
+        self.cuts += 1
+        return True
+
+    def on_success(self) -> None:
+        if self.value >= self.max:
+            return
+        t = time.monotonic() - self.t_cut
+        target = self.c * (t - self.k) ** 3 + self.w_max
+        # CUBIC's "TCP-friendly" floor: at least Reno's additive increase, ~alpha a window per round trip,
+        # so a fast server (short round trips) regains its window quickly after a stray 429.
+        target = max(target, self.value + self.alpha / self.value)
+        old = self.size
+        if target > self.value:
+            self.value = min(self.max, target)
+        if self.size > old:
+            self._wake()
+
+
+class Gate:
+    """Everything a request waits for before it is sent; also what it reports afterwards."""
+
+    def __init__(self, concurrency: int, *, rpm: float | None = None, tpm: float | None = None) -> None:
+        self.window = AdaptiveWindow(concurrency)
+        self.cooldown_until = 0.0
+        self.stopping = False
+        self.rpm = _limiter(rpm, 1.0) if rpm else None
+        self.tpm = _limiter(tpm, 10.0) if tpm else None
+
+    async def enter(self, tokens: int = 0) -> float:
+        """Wait for a slot, the cool-down and the limiters; return the send time. Raises Stopped."""
+        if self.stopping:
+            raise Stopped
+        await self.window.acquire()
+        try:
+            while True:
+                if self.stopping:
+                    raise Stopped
+                wait = self.cooldown_until - time.monotonic()
+                if wait <= 0:
+                    break
+                await asyncio.sleep(wait)
+            if self.rpm is not None:
+                await self.rpm.acquire()
+            if self.tpm is not None and tokens:
+                await self.tpm.acquire(min(tokens, self.tpm.max_rate))
+            if self.stopping:
+                raise Stopped
+        except BaseException:
+            self.window.release()
+            raise
+        return time.monotonic()
+
+    def leave(self) -> None:
+        self.window.release()
+
+    def on_rate_limited(self, sent_at: float, retry_after: float | None) -> None:
+        if retry_after:
+            self.cooldown_until = max(self.cooldown_until, time.monotonic() + min(retry_after, 120.0))
+        self.window.on_congestion(sent_at)
+
+    def on_success(self) -> None:
+        self.window.on_success()
+
+
+def _limiter(per_minute: float, burst_s: float) -> AsyncLimiter:
+    """A leaky bucket holding `burst_s` seconds of the rate (aiolimiter's own default would hold a minute)."""
+    if per_minute / 60 * burst_s >= 1:
+        return AsyncLimiter(per_minute / 60 * burst_s, burst_s)
+    return AsyncLimiter(1, 60 / per_minute)
+
+
+class _WaitRetryAfter(wait_base):
+    """Exponential backoff with jitter, but never shorter than the server's Retry-After."""
+
+    def __init__(self, initial: float, maximum: float, jitter: float) -> None:
+        self.backoff = wait_exponential_jitter(initial=initial, max=maximum, jitter=jitter)
+
+    def __call__(self, retry_state: RetryCallState) -> float:
+        wait = self.backoff(retry_state)
+        exc = retry_state.outcome.exception() if retry_state.outcome else None
+        retry_after = getattr(exc, "retry_after", None)
+        return max(wait, min(retry_after, 120.0)) if retry_after else wait
+
+
+def is_retryable(exc: BaseException) -> bool:
+    return bool(getattr(exc, "retryable", False))
+
+
+class RetryPolicy:
+    def __init__(
+        self, max_attempts: int, *, initial: float = 0.5, maximum: float = 30.0, jitter: float = 0.5
+    ) -> None:
+        self.max_attempts = max_attempts
+        self.wait = _WaitRetryAfter(initial, maximum, jitter)
+
+    def retrying(self, sleep: Callable[[float], Awaitable[Any]] | None = None) -> AsyncRetrying:
+        kwargs: dict[str, Any] = {"sleep": sleep} if sleep is not None else {}
+        return AsyncRetrying(
+            stop=stop_after_attempt(self.max_attempts),
+            wait=self.wait,
+            retry=retry_if_exception(is_retryable),
+            reraise=True,
+            **kwargs,
+        )
