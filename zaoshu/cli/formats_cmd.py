@@ -63,15 +63,17 @@ def merge_command(
     _check_format(to, "--to")
     _check_format(from_, "--from")
     result = merge(inputs, output, to=to, from_=from_)
-    table = Table(title=f"merged into {output}")
-    for column in ("file", "format", "read", "kept", "duplicates"):
-        table.add_column(column, justify="left" if column in ("file", "format") else "right")
+    width = max(len(f.path) for f in result.files)
     for f in result.files:
-        table.add_row(escape(f.path), f.fmt, str(f.read), str(f.kept), str(f.duplicates))
-    table.add_row(
-        "total", "", str(result.read), str(result.written.count), str(result.duplicates), style="bold"
+        console.print(
+            f"{escape(f.path):<{width}}  {f.fmt:<8}  read {f.read:>8}  kept {f.kept:>8}  duplicates {f.duplicates:>7}",
+            soft_wrap=True,
+        )
+    console.print(
+        f"wrote {result.written.count} records to {escape(str(output))} ({to}): read {result.read}, "
+        f"dropped {result.duplicates} duplicates",
+        soft_wrap=True,
     )
-    console.print(table)
     _note(result.written.note())
 
 
