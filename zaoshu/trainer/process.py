@@ -7,11 +7,13 @@ crash and runs whatever `python` is first on PATH).
 
 from __future__ import annotations
 
+import json
 import os
 import random
 import re
 import subprocess
 import sys
+import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -90,12 +92,20 @@ def error_summary(lines: list[str]) -> str:
     return "(no output)"
 
 
+def _record(log_path: Path, step: Step, rc: int | None, started: float) -> None:
+    """One line per step in logs/steps.jsonl: what ran, its exit status and how long it took."""
+    entry = {"step": step.name, "argv": step.argv, "rc": rc, "seconds": round(time.time() - started, 2)}
+    with open(log_path.parent / "steps.jsonl", "a", encoding="utf-8") as f:
+        f.write(json.dumps(entry, ensure_ascii=False) + "\n")
+
+
 def run_step(step: Step, *, log_path: Path, echo: Echo | None, cpu: bool, tail: int = 80) -> list[str]:
     """Run a step, streaming its output to `echo` and to `log_path`; raise ZaoshuError unless it exits 0.
 
     Returns the last lines of its output.
     """
     log_path.parent.mkdir(parents=True, exist_ok=True)
+    started = time.time()
     last: deque[str] = deque(maxlen=tail)
     with open(log_path, "w", encoding="utf-8") as log:
         log.write(f"$ {step.shell()}\n")
@@ -126,9 +136,11 @@ def run_step(step: Step, *, log_path: Path, echo: Echo | None, cpu: bool, tail: 
                 proc.wait(timeout=30)
             except subprocess.TimeoutExpired:
                 proc.kill()
+            _record(log_path, step, None, started)
             raise ZaoshuError(
                 f"{step.name} interrupted; rerun with --resume to continue", path=log_path
             ) from None
+    _record(log_path, step, rc, started)
     if rc != 0:
         lines = list(last)
         shown = "" if echo is not None else "\n" + "\n".join(lines[-20:])

@@ -138,15 +138,16 @@ class Run:
         args = [str(self.config_path), "--work-dir", str(self.xtuner_dir)]
         if self.options.deepspeed:
             args += ["--deepspeed", f"deepspeed_{self.options.deepspeed}"]
+        env: dict[str, str] = {}
         if self.resume_from is not None:
             args += ["--resume", str(self.resume_from)]
+            # mmengine's resume calls torch.load on its own checkpoint (optimizer state, message hub), which
+            # torch >= 2.6 refuses under its weights_only default; the checkpoint is this run's own.
+            env["TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD"] = "1"
         if self.options.gpus > 1:
-            return Step(
-                "xtuner train",
-                distributed_argv(self.options.gpus, TRAIN, *args),
-                {"NPROC_PER_NODE": str(self.options.gpus)},
-            )
-        return Step("xtuner train", tool_argv(TRAIN, *args), {})
+            env["NPROC_PER_NODE"] = str(self.options.gpus)
+            return Step("xtuner train", distributed_argv(self.options.gpus, TRAIN, *args), env)
+        return Step("xtuner train", tool_argv(TRAIN, *args), env)
 
     def convert_step(self, checkpoint: Path | str) -> Step:
         args = [str(self.config_path), str(checkpoint), str(self.hf_dir), "--safe-serialization"]
@@ -378,6 +379,7 @@ def prepare(o: TrainOptions) -> Run:
             pack=True,
         ),
     )
+    settings.log_interval = max(1, min(10, settings.total_iters // 2))  # short runs still log their loss
     run = Run(o, settings, work_dir, device, len(data.train), data_bytes, notes=notes)
     identity = {**settings.identity(), "data_sha256": hashlib.sha256(data_bytes).hexdigest()}
     _check_work_dir(run, identity)
@@ -456,8 +458,8 @@ def execute(run: Run, echo: Echo | None = print) -> Path:
     _require(run.hf_dir, "Hugging Face model", "pth_to_hf", logs / "pth_to_hf.log")
     _write_chat_sidecar(run, run.hf_dir)
 
+    shutil.rmtree(run.merged_dir, ignore_errors=True)  # a merge of an older checkpoint would mislead
     if run.merges:
-        shutil.rmtree(run.merged_dir, ignore_errors=True)
         say(f"==> merge -> {run.merged_dir}")
         run_step(run.merge_step(), log_path=logs / "merge.log", echo=echo, cpu=cpu)
         _require(run.merged_dir / "config.json", "merged model", "merge", logs / "merge.log")
