@@ -45,10 +45,10 @@ CARD = Path(__file__).with_name("publish_card.md.j2")
 class Published:
     folder: Path
     repo: str
-    files: list[Path] = field(default_factory=list)
+    #: (path inside the folder, bytes), measured when written (the folder may be gone after an upload)
+    files: list[tuple[str, int]] = field(default_factory=list)
     counts: dict[str, int] = field(default_factory=dict)
     url: str | None = None  # the commit, when uploaded
-    kept_folder: bool = True
 
 
 def check_repo(repo: str) -> str:
@@ -491,7 +491,7 @@ def build(
     return Published(
         folder=folder,
         repo=repo,
-        files=[*files, folder / "README.md"],
+        files=[(f.relative_to(folder).as_posix(), f.stat().st_size) for f in [*files, folder / "README.md"]],
         counts={name: len(rs) for name, rs in splits.items()},
     )
 

@@ -160,9 +160,10 @@ def publish_command(
         with_meta=meta,
     )
     counts = ", ".join(f"{k} {v}" for k, v in result.counts.items())
-    console.print(f"dataset folder {escape(str(result.folder))}: {counts}")
-    for f in result.files:
-        console.print(f"  {escape(str(f.relative_to(result.folder)))}  {f.stat().st_size:,} bytes")
+    where = "" if result.url else f" {escape(str(result.folder))}"
+    console.print(f"dataset folder{where}: {counts}")
+    for name, size in result.files:
+        console.print(f"  {escape(name)}  {size:,} bytes")
     if result.url:
         console.print(f"uploaded to https://huggingface.co/datasets/{repo}: {escape(result.url)}")
     else:
