@@ -27,7 +27,9 @@ def generate_command(
     key_env: str | None = typer.Option(
         None, help="Read the key from this variable instead of the profile's."
     ),
-    concurrency: int = typer.Option(64, "--concurrency", "-c", help="Most requests in flight."),
+    concurrency: int | None = typer.Option(
+        None, "--concurrency", "-c", help="Most requests in flight [64; embedded: 1]."
+    ),
     rpm: float | None = typer.Option(None, help="Requests per minute at most."),
     tpm: float | None = typer.Option(None, help="Tokens per minute at most (prompt estimate + max_tokens)."),
     max_attempts: int = typer.Option(8, help="Attempts per task (429, 5xx, timeouts, resets are retried)."),
@@ -36,6 +38,10 @@ def generate_command(
     seed: int | None = typer.Option(None, help="Seed (default: the recipe's)."),
     limit: int | None = typer.Option(None, help="Only a seeded, evenly spread sample of N tasks."),
     prices: Path | None = typer.Option(None, help="YAML price table overriding the shipped one."),
+    model_path: Path | None = typer.Option(
+        None, help="embedded: a GGUF file to serve instead of the packaged Qwen2.5-Coder-1.5B."
+    ),
+    threads: int = typer.Option(1, help="embedded: llama.cpp threads (1 is fastest on 2 busy cores)."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Print what would be sent; send nothing."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar or summary."),
 ) -> None:
@@ -49,7 +55,7 @@ def generate_command(
         model=model,
         base_url=base_url,
         key_env=key_env,
-        concurrency=concurrency,
+        **({"concurrency": concurrency} if concurrency is not None else {}),  # unset: the provider's default
         rpm=rpm,
         tpm=tpm,
         max_attempts=max_attempts,
@@ -58,6 +64,8 @@ def generate_command(
         seed=seed,
         limit=limit,
         prices=prices,
+        model_path=model_path,
+        threads=threads,
         dry_run=dry_run,
         quiet=quiet,
         command=shlex.join(["zaoshu", *sys.argv[1:]]),

