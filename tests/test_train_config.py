@@ -347,3 +347,55 @@ def test_refuses_bad_option_values(tiny: Path, records_file: Path, tmp_path: Pat
     _refused(_train(*base, "--method", "lora", "--deepspeed", "zero9"), "zero2, zero3")
     _refused(_train(*base, "--method", "lora", "--lr", "0"), "--lr must be positive")
     _refused(_train(*base, "--method", "lora", "--resume", "--force"), "contradict")
+
+
+def test_multi_gpu_deepspeed_dry_run_prints_xtuners_torchrun_path(
+    tiny: Path, records_file: Path, tmp_path: Path
+) -> None:
+    result = _train(str(records_file), "--model", str(tiny), "--method", "qlora", "--gpus", "2",
+                    "--deepspeed", "zero2", "--work-dir", str(tmp_path / "w"), "--dry-run")  # fmt: skip
+    assert result.exit_code == 0, result.output
+    train_line = next(line for line in result.output.splitlines() if "xtuner.tools.train" in line)
+    assert train_line.strip().startswith("NPROC_PER_NODE=2 ")
+    assert "-m torch.distributed.run --nproc_per_node=2" in train_line
+    assert "-m zaoshu.trainer.launch xtuner.tools.train" in train_line
+    assert "--deepspeed deepspeed_zero2" in train_line and train_line.endswith("--launcher pytorch")
+    if not _cuda():
+        assert "rendered for a GPU machine" in result.output
+    cfg = _load((tmp_path / "w" / "xtuner_config.py").read_text(encoding="utf-8"), tmp_path, "gpus")
+    assert cfg.model.llm.quantization_config.load_in_4bit is True
+
+
+@pytest.mark.skipif(_cuda(), reason="this machine has CUDA")
+def test_refuses_gpus_and_deepspeed_it_cannot_provide(tiny: Path, records_file: Path, tmp_path: Path) -> None:
+    base = [str(records_file), "--model", str(tiny), "--method", "lora", "--work-dir", str(tmp_path / "w")]
+    _refused(_train(*base, "--gpus", "2"), "--gpus 2 asked, but 0 CUDA device(s)")
+    import importlib.util
+
+    if importlib.util.find_spec("deepspeed") is None:
+        _refused(_train(*base, "--deepspeed", "zero2"), "pip install 'deepspeed")
+
+
+def test_chat_prompt_follows_the_training_template(tiny: Path) -> None:
+    from zaoshu.trainer import ChatSession
+
+    session = ChatSession(tiny, template="qwen_chat", system="S", temperature=0)
+    assert (
+        session.prompt("你好")
+        == "<|im_start|>system\nS<|im_end|>\n<|im_start|>user\n你好<|im_end|>\n<|im_start|>assistant\n"
+    )
+    session.history.append(("你好", "您好"))
+    assert session.prompt("再见").endswith(
+        "<|im_start|>user\n你好<|im_end|>\n<|im_start|>assistant\n您好<|im_end|>\n"
+        "<|im_start|>user\n再见<|im_end|>\n<|im_start|>assistant\n"
+    )
+    # without a template name: the tokenizer's own chat template
+    plain = ChatSession(tiny, system="S", temperature=0)
+    assert (
+        plain.prompt("你好")
+        == "<|im_start|>system\nS<|im_end|>\n<|im_start|>user\n你好<|im_end|>\n<|im_start|>assistant\n"
+    )
+    reply = plain.reply("你好")
+    assert isinstance(reply, str) and plain.history == [("你好", reply)]
+    with pytest.raises(ZaoshuError, match="model directory not found"):
+        ChatSession(tiny / "missing")

@@ -96,6 +96,14 @@ def test_train_converts_merges_and_chats(trained: tuple[Path, object]) -> None:
     assert chat.exit_code == 0, chat.output
     assert chat.stdout.strip(), "chat printed no reply"
 
+    interactive = CliRunner().invoke(
+        app,
+        ["chat", str(merged), "--max-new-tokens", "4", "--seed", "0"],
+        input="祝姐姐生日快乐\nRESET\nEXIT\n",
+    )
+    assert interactive.exit_code == 0, interactive.output
+    assert "(history cleared)" in interactive.output
+
 
 def test_rerun_without_resume_refuses_then_resume_continues(
     trained: tuple[Path, object], tiny: Path, records_file: Path
