@@ -213,3 +213,47 @@ def test_split_errors(tmp_path):
         split(two, tmp_path / "s", test=1.5)
     with pytest.raises(RecordError, match=r"two\.jsonl:1: record has no axis 'tone'"):
         split(two, tmp_path / "s", stratify="tone")
+
+
+def test_fast_decoding_and_the_plain_path_agree_on_odd_rows(tmp_path, monkeypatch):
+    """msgspec decodes zaoshu rows without their meta; rows it refuses take the orjson path, same result."""
+    odd = [
+        record(0),
+        {**record(1), "id": None},  # no id: one is made from the content
+        {
+            **record(2),
+            "messages": [*record(2)["messages"][:2], {"role": "assistant", "content": "x", "name": "bot"}],
+        },
+        {
+            **record(3),
+            "messages": [*record(3)["messages"][:2], {"role": "assistant", "content": "y", "tool_calls": []}],
+        },
+        {**record(4), "meta": {}, "axes": {}},
+    ]
+    src = write_jsonl(tmp_path / "odd.jsonl", odd)
+    outputs = {}
+    for fast in (True, False):
+        if not fast:
+            monkeypatch.setattr(engine, "_LITE", None)
+            monkeypatch.setattr(engine, "_LITE_AXES", None)
+        for fmt in ("zaoshu", "openai", "xtuner", "sharegpt"):
+            written = convert(src, tmp_path / f"{fmt}-{fast}.jsonl", fmt)
+            outputs[fast, fmt] = ((tmp_path / f"{fmt}-{fast}.jsonl").read_bytes(), dict(written.lost))
+        merged = merge([src, src], tmp_path / f"m-{fast}.jsonl")
+        outputs[fast, "merge"] = ((tmp_path / f"m-{fast}.jsonl").read_bytes(), merged.written.count)
+    for key in ("zaoshu", "openai", "xtuner", "sharegpt", "merge"):
+        assert outputs[True, key] == outputs[False, key], key
+    assert outputs[True, "openai"][1] == {"id": 4, "recipe": 5, "axes": 4, "meta": 4}
+    assert b'"name":"bot"' in outputs[True, "openai"][0] and b'"tool_calls":[]' in outputs[True, "openai"][0]
+
+
+def test_bytes_that_are_not_utf8_inside_meta_are_caught_when_rows_are_copied(tmp_path):
+    good = orjson.dumps(record(0)) + b"\n"
+    bad = orjson.dumps(record(1)).replace(b'"meta":{"prompt":"p"', b'"meta":{"prompt":"\xb2\xe2"')
+    assert b"\xb2" in bad
+    src = tmp_path / "m.jsonl"
+    src.write_bytes(good + bad + b"\n")
+    with pytest.raises(RecordError, match=r"m\.jsonl:2: not UTF-8"):
+        merge([src], tmp_path / "out.jsonl")
+    with pytest.raises(RecordError, match=r"m\.jsonl:2: not UTF-8"):
+        split(src, tmp_path / "s")

@@ -1,0 +1,188 @@
+"""Benchmark: convert, merge and split a million records; records/s and the ratio to plain json.loads.
+
+The bar (issue 5): at least 200,000 records/s per command on 2 cores. The baseline is what a seed script
+does: read the same file line by line with `json.loads` (nothing written), so a ratio above 1 means the
+whole command (parse, check, convert, write) is faster than merely parsing the file the seed's way.
+
+    python3 benchmarks/formats.py              # 1,000,000 records
+    python3 benchmarks/formats.py --rows 100000
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import shutil
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import orjson
+
+from zaoshu.formats import convert, engine
+from zaoshu.formats.merge import merge
+from zaoshu.formats.split import split
+
+BAR = 200_000
+RECIPIENTS = [
+    "赵老师",
+    "大舅",
+    "大伯",
+    "李总",
+    "邻居赵大妈",
+    "母亲",
+    "姐姐",
+    "妹妹",
+    "哥哥",
+    "弟弟",
+    "同学",
+    "领导",
+]
+SCENES = ["生日", "春节", "元宵节", "端午节", "中秋节", "乔迁新居", "工作升职", "康复", "新婚快乐"]
+STYLES = ["小红书", "正常", "严肃"]
+PROMPT = (
+    "该祝福语字数小于 {n} 字。\n请根据对象称谓及场景，写出符合对象的身份和场景气氛的祝福文案。要求的风格是：{style}风格\n"
+    "，注意不要有标题混在其中，对象称谓是：{r}，祝福场景是：{s}。\n 根据不同对象用不同的语气（尊敬、诙谐搞笑、亲近），"
+    "请直接返回祝福文本，不要说任何其他话："
+)
+
+
+def make_records(path: Path, n: int, seed: int = 0, start: int = 0) -> None:
+    """Records shaped like the generator's (DESIGN.md), meta and its prompt included (~1 KB a line)."""
+    rng = random.Random(seed)
+    dumps = orjson.dumps
+    with open(path, "wb") as f:
+        buf = []
+        for i in range(start, start + n):
+            r, s, style = rng.choice(RECIPIENTS), rng.choice(SCENES), rng.choice(STYLES)
+            buf.append(
+                dumps(
+                    {
+                        "id": f"{i:020x}",
+                        "recipe": "wishes",
+                        "axes": {"recipient": r, "scene": s, "style": style},
+                        "messages": [
+                            {
+                                "role": "system",
+                                "content": "你现在是一个送祝福大师，帮我针对不同人和事情、节日送对应的祝福",
+                            },
+                            {"role": "user", "content": f"祝{r}{s}，{style}风格"},
+                            {
+                                "role": "assistant",
+                                "content": f"尊敬的{r}，值此{s}佳辰，恭祝您福寿安康，万事胜意！{i}",
+                            },
+                        ],
+                        "meta": {
+                            "prompt": PROMPT.format(n=50, style=style, r=r, s=s),
+                            "provider": "deepseek",
+                            "model": "deepseek-chat",
+                            "usage": {"prompt_tokens": 210, "completion_tokens": 48},
+                            "latency_ms": 812,
+                            "attempts": 1,
+                            "finish_reason": "stop",
+                            "created_at": "2026-11-24T20:00:00Z",
+                        },
+                    }
+                )
+                + b"\n"
+            )
+            if len(buf) >= 10_000:
+                f.write(b"".join(buf))
+                buf.clear()
+        f.write(b"".join(buf))
+
+
+def json_loads_baseline(path: Path) -> int:
+    n = 0
+    with open(path, encoding="utf-8") as f:
+        for line in f:
+            json.loads(line)
+            n += 1
+    return n
+
+
+def timed(fn: Callable[[], object]) -> float:
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--rows", type=int, default=1_000_000, help="records per command (default 1,000,000)")
+    parser.add_argument(
+        "--dir", type=Path, default=None, help="work folder (default: a temp folder, removed)"
+    )
+    args = parser.parse_args()
+    n = args.rows
+    work = args.dir or Path(tempfile.mkdtemp(prefix="zaoshu-bench-formats-"))
+    work.mkdir(parents=True, exist_ok=True)
+    try:
+        data = work / "records.jsonl"
+        t = timed(lambda: make_records(data, n))
+        size = data.stat().st_size
+        # merge input: the same records in two files that overlap by 1% (a re-run round), n rows in all
+        dup = n // 100
+        half = n // 2
+        lines = data.read_bytes().splitlines(keepends=True)
+        (work / "round1.jsonl").write_bytes(b"".join(lines[:half]))
+        (work / "round2.jsonl").write_bytes(b"".join(lines[half - dup : n - dup]))
+        del lines
+        print(
+            f"{n:,} records, {size / 1e6:,.0f} MB ({size / n:,.0f} bytes each), made in {t:.1f} s; "
+            f"{os.cpu_count()} CPUs, {engine.workers()} worker processes, load average {os.getloadavg()[0]:.1f}"
+        )
+
+        base_s = timed(lambda: json_loads_baseline(data))
+        base = n / base_s
+        print(f"baseline: json.loads per line  {base_s:6.2f} s  {base:>10,.0f} records/s")
+        print()
+        print(f"{'command':<44} {'seconds':>8} {'records/s':>11} {'vs json.loads':>14} {'bar 200k/s':>11}")
+
+        def report(name: str, seconds: float) -> None:
+            rate = n / seconds
+            verdict = "ok" if rate >= BAR else f"{rate / BAR:.2f}x"
+            print(f"{name:<44} {seconds:8.2f} {rate:11,.0f} {rate / base:13.2f}x {verdict:>11}")
+
+        for fmt, suffix in (
+            ("openai", ".jsonl"),
+            ("xtuner", ".jsonl"),
+            ("alpaca", ".jsonl"),
+            ("sharegpt", ".jsonl"),
+        ):
+            out = work / f"out.{fmt}{suffix}"
+            report(f"convert zaoshu -> {fmt}", timed(lambda out=out, fmt=fmt: convert(data, out, fmt)))
+            if fmt != "openai":
+                out.unlink()
+        report(
+            "convert openai -> zaoshu (ids from content)",
+            timed(lambda: convert(work / "out.openai.jsonl", work / "back.jsonl", "zaoshu")),
+        )
+        (work / "back.jsonl").unlink()
+        (work / "out.openai.jsonl").unlink()
+        merged = work / "merged.jsonl"
+        result = {}
+        report(
+            f"merge 2 files, dedup by id ({dup:,} repeats)",
+            timed(
+                lambda: result.setdefault("m", merge([work / "round1.jsonl", work / "round2.jsonl"], merged))
+            ),
+        )
+        assert result["m"].written.count == n - dup, result["m"].written.count
+        report("split --test 0.1 --seed 0", timed(lambda: split(data, work / "split", test=0.1, seed=0)))
+        report(
+            "split --test 0.1 --seed 0 --stratify style",
+            timed(lambda: split(data, work / "split2", test=0.1, seed=0, stratify="style")),
+        )
+    finally:
+        if args.dir is None:
+            shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
