@@ -10,10 +10,12 @@ import hashlib
 import importlib.util
 import itertools
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from zaoshu.errors import ZaoshuError
+from zaoshu.generator import embedded
 from zaoshu.generator.embedded import (
     ModelPart,
     PackagedModel,
@@ -139,3 +141,44 @@ async def test_a_file_that_is_not_a_gguf_stops_the_server_with_its_log(tmp_path)
             pytest.fail("a server came up for a file that is not a model")
     assert "exited with code" in str(err.value)
     assert str(log) in str(err.value)
+
+
+# ---- the same errors through `zaoshu run --provider embedded`: a clear message and a non-zero exit
+
+
+def run_embedded(tmp_path: Path, *extra: str) -> Any:
+    from typer.testing import CliRunner
+
+    from zaoshu.cli import app
+
+    wishes = Path(__file__).resolve().parent.parent / "prompts" / "wishes.yaml"
+    args = ["run", str(wishes), "-o", str(tmp_path / "out"), "--provider", "embedded", "--limit", "2"]
+    return CliRunner().invoke(app, [*args, *extra])
+
+
+def test_run_with_a_model_path_that_does_not_exist_fails_clearly(tmp_path):
+    result = run_embedded(tmp_path, "--model-path", str(tmp_path / "missing.gguf"))
+    assert result.exit_code == 2
+    assert "missing.gguf: no such model file" in result.output
+    assert not (tmp_path / "out" / "raw.jsonl").exists()
+
+
+def test_run_with_a_missing_part_package_fails_clearly(tmp_path, monkeypatch):
+    parts = fake_parts(tmp_path / "site", CHUNKS, monkeypatch)
+    missing = ModelPart("fake-part-two", "0.0.1", "zaoshu_no_such_module_anywhere")
+    monkeypatch.setattr(embedded, "PACKAGED_MODEL", model_of((parts[0], missing, parts[2]), "0" * 64))
+    monkeypatch.setenv("ZAOSHU_CACHE_DIR", str(tmp_path / "cache"))
+    result = run_embedded(tmp_path)
+    assert result.exit_code == 2
+    assert "part 2 of 3 (fake-part-two==0.0.1) is not installed" in result.output
+    assert 'pip install -e ".[local]"' in result.output
+
+
+def test_run_with_parts_that_do_not_hash_right_fails_clearly(tmp_path, monkeypatch):
+    parts = fake_parts(tmp_path / "site", CHUNKS, monkeypatch)
+    monkeypatch.setattr(embedded, "PACKAGED_MODEL", model_of(parts, "0" * 64))
+    monkeypatch.setenv("ZAOSHU_CACHE_DIR", str(tmp_path / "cache"))
+    result = run_embedded(tmp_path)
+    assert result.exit_code == 2
+    assert "does not match" in result.output
+    assert list((tmp_path / "cache").iterdir()) == []

@@ -108,12 +108,13 @@ def _marker(target: Path) -> Path:
     return target.with_name(target.name + ".sha256")
 
 
-def ensure_model(model: PackagedModel = PACKAGED_MODEL, *, directory: Path | None = None) -> Path:
+def ensure_model(model: PackagedModel | None = None, *, directory: Path | None = None) -> Path:
     """The packaged model as one verified GGUF in the cache; joins and hashes it the first time only.
 
     A join whose sha256 differs from `model.sha256` is deleted and refused: the parts are unofficial
     repackagings, so nothing unverified is ever loaded.
     """
+    model = model or PACKAGED_MODEL
     directory = directory or cache_dir()
     target = directory / f"{model.name}.gguf"
     marker = _marker(target)
@@ -152,7 +153,7 @@ def ensure_model(model: PackagedModel = PACKAGED_MODEL, *, directory: Path | Non
     return target
 
 
-def resolve_model(model_path: str | Path | None = None, *, model: PackagedModel = PACKAGED_MODEL) -> Path:
+def resolve_model(model_path: str | Path | None = None, *, model: PackagedModel | None = None) -> Path:
     """The GGUF to serve: the user's `--model-path` if given (it must exist), else the packaged model."""
     if model_path is None:
         return ensure_model(model)
@@ -183,16 +184,6 @@ def check_server_installed() -> None:
             f"installed); install the local extra: {INSTALL_HINT} (llama-cpp-python builds from source, "
             "about 10 minutes on 2 cores)"
         )
-
-
-def _check_parts_installed(model: PackagedModel) -> None:
-    """Cheap early check (no import, no hashing) that every part package is present, unless already joined."""
-    target = cache_dir() / f"{model.name}.gguf"
-    if target.is_file() and _marker(target).is_file():
-        return
-    for i, part in enumerate(model.parts, 1):
-        if not _importable(part.module):
-            raise _missing_part(model, i, part)
 
 
 def _missing_part(model: PackagedModel, i: int, part: ModelPart) -> ZaoshuError:
@@ -324,7 +315,8 @@ class Embedded(Provider):
     default_concurrency = 1
 
     def describe(self, options: GenerateOptions) -> dict[str, Any]:
-        path = Path(options.model_path) if options.model_path else cache_dir() / f"{PACKAGED_MODEL.name}.gguf"
+        packaged = cache_dir() / f"{PACKAGED_MODEL.name}.gguf"
+        path = Path(options.model_path) if options.model_path else packaged
         return {
             "provider": self.name,
             "base_url": "(llama.cpp started on a free 127.0.0.1 port for this run)",
@@ -336,11 +328,8 @@ class Embedded(Provider):
         }
 
     def check(self, options: GenerateOptions) -> None:
-        """Before planning: the GGUF (given, or every packaged part) and llama.cpp's server are there."""
-        if options.model_path is not None:
-            resolve_model(options.model_path)
-        else:
-            _check_parts_installed(PACKAGED_MODEL)
+        """Before planning: the GGUF is there (the packaged one joined and verified) and so is llama.cpp."""
+        resolve_model(options.model_path)
         check_server_installed()
 
     @contextlib.asynccontextmanager

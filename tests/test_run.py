@@ -1,0 +1,139 @@
+"""`zaoshu run` end to end over the loopback fake server: generate + clean + report, then resume.
+
+The CLI runs in-process (typer's CliRunner) against `zaoshu.testing.fakeserver` in its `wishes` reply mode,
+over real HTTP on 127.0.0.1; the server's request counter shows what a rerun sends.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+from typer.testing import CliRunner
+
+from zaoshu.cli import app
+from zaoshu.testing.fakeserver import FakeServer
+
+ROOT = Path(__file__).resolve().parent.parent
+WISHES = ROOT / "prompts" / "wishes.yaml"
+N = 60
+
+
+@pytest.fixture(scope="module")
+def server():
+    with FakeServer(reply="wishes") as srv:
+        yield srv
+
+
+def read_jsonl(path: Path) -> list[dict[str, Any]]:
+    return [orjson.loads(line) for line in path.read_bytes().splitlines() if line.strip()]
+
+
+def zaoshu_run(server: FakeServer, out: Path, *extra: str) -> Any:
+    args = ["run", str(WISHES), "-o", str(out), "--provider", "local", "--base-url", server.base_url]
+    args += ["--model", "fake-model", "--limit", str(N), "--quiet", "--max-attempts", "3", "--timeout", "5"]
+    return CliRunner().invoke(app, [*args, *extra], catch_exceptions=False)
+
+
+def requests_sent(server: FakeServer) -> int:
+    return server.stats().get("requests", 0)
+
+
+def test_run_generates_cleans_reports_and_resumes(server, tmp_path):
+    out = tmp_path / "out"
+    before = requests_sent(server)
+    result = zaoshu_run(server, out)
+    assert result.exit_code == 0, result.output
+    assert requests_sent(server) - before == N
+
+    raw = read_jsonl(out / "raw.jsonl")
+    kept = read_jsonl(out / "clean.jsonl")
+    rejects = read_jsonl(out / "clean.rejects.jsonl")
+    summary = orjson.loads((out / "summary.json").read_bytes())
+    assert len(raw) == N and len({r["id"] for r in raw}) == N
+    assert (out / "raw.stats.json").is_file()
+    assert (out / "report" / "report.html").is_file() and (out / "report" / "report.json").is_file()
+    # Nothing is lost: every generated record is kept or rejected with a reason.
+    assert {r["id"] for r in kept} | {r["id"] for r in rejects} == {r["id"] for r in raw}
+    assert summary["tasks"] == summary["generated"] == summary["new"] == N
+    assert summary["kept"] == len(kept) > 0
+    assert sum(summary["rejected"].values()) == len(rejects) > 0  # the fake server adds junk and duplicates
+    assert summary["tokens_in"] > 0 and summary["tokens_out"] > 0
+    assert summary["provider"] == "local" and summary["model"] == "fake-model"
+    # The printed summary points at the report and gives the next commands with this run's real paths.
+    assert f"kept {len(kept)}, rejected {len(rejects)}" in result.output
+    assert str(out / "report" / "report.html") in result.output
+    assert f"zaoshu convert {out / 'clean.jsonl'} --to xtuner" in result.output
+    assert "zaoshu publish" in result.output and "zaoshu train" in result.output
+
+    # Rerun: nothing is sent again, nothing is duplicated, clean covers the same records.
+    before = requests_sent(server)
+    again = zaoshu_run(server, out)
+    assert again.exit_code == 0, again.output
+    assert requests_sent(server) == before
+    assert read_jsonl(out / "raw.jsonl") == raw
+    assert {r["id"] for r in read_jsonl(out / "clean.jsonl")} == {r["id"] for r in kept}
+    summary2 = orjson.loads((out / "summary.json").read_bytes())
+    assert summary2["new"] == 0 and summary2["generated"] == N and summary2["kept"] == len(kept)
+
+
+def test_an_interrupted_run_resumes_only_the_missing_tasks(server, tmp_path):
+    out = tmp_path / "out"
+    assert zaoshu_run(server, out).exit_code == 0
+    full = read_jsonl(out / "raw.jsonl")
+    # As if killed after 25 records, in the middle of writing the 26th.
+    lines = (out / "raw.jsonl").read_bytes().splitlines(keepends=True)
+    (out / "raw.jsonl").write_bytes(b"".join(lines[:25]) + lines[25][:40])
+    before = requests_sent(server)
+    result = zaoshu_run(server, out)
+    assert result.exit_code == 0, result.output
+    assert requests_sent(server) - before == N - 25  # no request for an id already done
+    raw = read_jsonl(out / "raw.jsonl")
+    ids = [r["id"] for r in raw]
+    assert len(ids) == len(set(ids)) == N
+    assert set(ids) == {r["id"] for r in full}
+    summary = orjson.loads((out / "summary.json").read_bytes())
+    assert summary["new"] == N - 25
+    assert summary["kept"] + sum(summary["rejected"].values()) == N
+
+
+def test_failed_tasks_are_reported_and_retried_by_the_rerun(server, tmp_path):
+    out = tmp_path / "out"
+    server.configure(reply="wishes", faults={"bad_request": 0.3})  # 400: not retried, a failure for good
+    try:
+        result = zaoshu_run(server, out)
+    finally:
+        server.configure(reply="wishes", faults={})
+    assert result.exit_code == 0, result.output
+    summary = orjson.loads((out / "summary.json").read_bytes())
+    failures = read_jsonl(out / "raw.failures.jsonl")
+    assert summary["failed"] == len(failures) > 0
+    assert summary["generated"] == N - len(failures)
+    assert "rerun the same command to retry them" in result.output
+
+    result = zaoshu_run(server, out)
+    assert result.exit_code == 0, result.output
+    summary = orjson.loads((out / "summary.json").read_bytes())
+    assert summary["failed"] == 0 and summary["generated"] == N and summary["new"] == len(failures)
+    assert not (out / "raw.failures.jsonl").exists()
+
+
+def test_dry_run_writes_nothing(server, tmp_path):
+    out = tmp_path / "out"
+    before = requests_sent(server)
+    result = zaoshu_run(server, out, "--dry-run")
+    assert result.exit_code == 0, result.output
+    assert "dry run: would send" in result.output
+    assert requests_sent(server) == before
+    assert not (out / "summary.json").exists() and not (out / "clean.jsonl").exists()
+
+
+def test_a_missing_key_stops_before_anything_is_written(tmp_path, monkeypatch):
+    monkeypatch.delenv("DEEPSEEK_API_KEY", raising=False)
+    out = tmp_path / "out"
+    result = CliRunner().invoke(app, ["run", str(WISHES), "-o", str(out), "--provider", "deepseek"])
+    assert result.exit_code != 0
+    assert "DEEPSEEK_API_KEY" in result.output
+    assert not (out / "raw.jsonl").exists()
