@@ -37,7 +37,14 @@ CORPUS = [
 ]
 
 
-def build_tiny_qwen2(out_dir: str | Path, extra_text: Iterable[str] = (), *, vocab_size: int = 1200) -> Path:
+def build_tiny_qwen2(
+    out_dir: str | Path,
+    extra_text: Iterable[str] = (),
+    *,
+    vocab_size: int = 1200,
+    hidden_size: int = 64,
+    layers: int = 2,
+) -> Path:
     """Write a tiny Qwen2ForCausalLM with a locally trained byte-level BPE tokenizer into `out_dir`."""
     from zaoshu.trainer import shims
 
@@ -75,9 +82,9 @@ def build_tiny_qwen2(out_dir: str | Path, extra_text: Iterable[str] = (), *, voc
     torch.manual_seed(0)
     config = Qwen2Config(
         vocab_size=len(tokenizer),
-        hidden_size=64,
-        intermediate_size=128,
-        num_hidden_layers=2,
+        hidden_size=hidden_size,
+        intermediate_size=2 * hidden_size,
+        num_hidden_layers=layers,
         num_attention_heads=4,
         num_key_value_heads=2,
         max_position_embeddings=4096,
