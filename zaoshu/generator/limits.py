@@ -4,7 +4,9 @@
   (once per congestion event: only a request *sent after* the last cut can cut again), on success it grows
   back along a CUBIC curve that flattens near the size where the 429 came, so a run against a limit it was
   not told settles just under it instead of storming it.
-- `Gate`: what a request passes before it is sent: the stop flag, the window, a shared cool-down
+- `AdaptiveRate`: from the first 429 on, sends are paced at a rate learned from what the server admitted
+  (CUBIC on the rate), which is what settles a run near an rpm cap with few 429s.
+- `Gate`: what a request passes before it is sent: the stop flag, the window, the pacer, a shared cool-down
   (`Retry-After` of any 429 pauses every worker, not only the one that got it) and the `--rpm`/`--tpm`
   limiters (aiolimiter leaky buckets holding about one second of burst for rpm, ten for tpm).
 - `RetryPolicy`: tenacity, exponential backoff with jitter, at least the server's `Retry-After`; only
@@ -74,14 +76,18 @@ class AdaptiveWindow:
                 self.inflight += 1
                 fut.set_result(None)
 
-    def on_congestion(self, sent_at: float) -> bool:
-        """A 429 for a request sent at `sent_at` (monotonic). Returns True if the window was cut."""
+    def on_congestion(self, sent_at: float, floor: float = 1.0) -> bool:
+        """A 429 for a request sent at `sent_at` (monotonic). Returns True if the window was cut.
+
+        `floor`: the window the paced send rate needs (rate × latency); cutting below it would only
+        starve the pacer, since the rate, not the concurrency, is what the server limits then.
+        """
         if sent_at < self.t_cut:
             return False
         w = self.value
         # Fast convergence: a cut below the previous peak means the limit fell; remember less.
         self.w_max = w * (1 + self.beta) / 2 if w < self.w_max else w
-        self.value = max(self.min, w * self.beta)
+        self.value = min(w, max(self.min, w * self.beta, floor))
         self.k = (max(self.w_max - self.value, 0.0) / self.c) ** (1 / 3)
         self.t_cut = time.monotonic()
         self.cuts += 1
@@ -102,11 +108,95 @@ class AdaptiveWindow:
             self._wake()
 
 
+class AdaptiveRate:
+    """Send pacing learned from 429s: off until the first one, then CUBIC on the request rate.
+
+    At a 429 the rate the server *admitted* over the last second (successes, counted in 0.1 s buckets)
+    is the best guess of its limit: pace at `beta` of it, climb back along a cubic that flattens at that
+    guess for a second or two, then probe above it. A concurrency window alone cannot do this when
+    replies are quick: 20 requests/s at 50 ms is one request in flight, below any window's resolution.
+    """
+
+    def __init__(self, *, beta: float = 0.85, c: float = 0.02, min_share: float = 0.03) -> None:
+        self.beta = beta
+        self.min_share = min_share
+        self.c = c  # relative growth: rate = r_max * (1 + c * (t - K)^3)
+        self.k = ((1 - beta) / c) ** (1 / 3)
+        self.r_max: float | None = None
+        self.t_cut = -math.inf
+        self.next_at = 0.0
+        self.cuts = 0
+        self._ok = [0] * 16  # successes per 0.1 s slot (a ring of 1.6 s)
+        self._rejected = [0] * 16  # 429s per slot
+        self._slots = [-1] * 16
+
+    def _slot(self, now: float) -> int:
+        slot = int(now * 10)
+        i = slot & 15
+        if self._slots[i] != slot:
+            self._slots[i] = slot
+            self._ok[i] = self._rejected[i] = 0
+        return i
+
+    def record_success(self, now: float) -> None:
+        self._ok[self._slot(now)] += 1
+
+    def last_second(self, now: float) -> tuple[int, int]:
+        """(successes, 429s) over the last second."""
+        slot = int(now * 10)
+        ok = rejected = 0
+        for i, s in enumerate(self._slots):
+            if slot - 10 < s <= slot:
+                ok += self._ok[i]
+                rejected += self._rejected[i]
+        return ok, rejected
+
+    def current(self, now: float) -> float | None:
+        if self.r_max is None:
+            return None
+        return self.r_max * (1 + self.c * (now - self.t_cut - self.k) ** 3)
+
+    def on_congestion(self, sent_at: float) -> bool:
+        now = time.monotonic()
+        # One cut per congestion event: the request must have left after the last cut, and a second must
+        # have passed (the measurement window), so a volley of 429s or stray ones do not compound.
+        self._rejected[self._slot(now)] += 1
+        if sent_at < self.t_cut or now - self.t_cut < 1.0:
+            return False
+        ok, rejected = self.last_second(now)
+        # A stray 429 (an overloaded replica, a fault) is not a limit: act on a cluster of them, at least
+        # `min_share` of the last second's answers, so random 429s do not ratchet the rate down.
+        if rejected < 2 or rejected < self.min_share * (ok + rejected):
+            return False
+        measured = float(ok)
+        current = self.current(now)
+        if measured <= 0:  # nothing admitted yet (the first replies are still on their way)
+            if current is None:
+                return False
+            measured = current
+        self.r_max = min(measured, current) if current is not None else measured
+        self.t_cut = now
+        self.cuts += 1
+        return True
+
+    async def pace(self) -> None:
+        if self.r_max is None:
+            return
+        now = time.monotonic()
+        rate = max(self.current(now) or 0.0, 0.1)
+        at = max(now, self.next_at)
+        self.next_at = at + 1 / rate
+        if at > now:
+            await asyncio.sleep(at - now)
+
+
 class Gate:
     """Everything a request waits for before it is sent; also what it reports afterwards."""
 
     def __init__(self, concurrency: int, *, rpm: float | None = None, tpm: float | None = None) -> None:
         self.window = AdaptiveWindow(concurrency)
+        self.pacer = AdaptiveRate()
+        self.latency = 0.0  # moving average of successful requests' latency (s)
         self.cooldown_until = 0.0
         self.stopping = False
         self.rpm = _limiter(rpm, 1.0) if rpm else None
@@ -125,6 +215,8 @@ class Gate:
                 if wait <= 0:
                     break
                 await asyncio.sleep(wait)
+            if self.pacer.r_max is not None:
+                await self.pacer.pace()
             if self.rpm is not None:
                 await self.rpm.acquire()
             if self.tpm is not None and tokens:
@@ -142,9 +234,15 @@ class Gate:
     def on_rate_limited(self, sent_at: float, retry_after: float | None) -> None:
         if retry_after:
             self.cooldown_until = max(self.cooldown_until, time.monotonic() + min(retry_after, 120.0))
-        self.window.on_congestion(sent_at)
+        self.pacer.on_congestion(sent_at)
+        rate = self.pacer.current(time.monotonic())
+        floor = rate * self.latency * 1.5 if rate and self.latency else 1.0
+        self.window.on_congestion(sent_at, floor)
 
-    def on_success(self) -> None:
+    def on_success(self, sent_at: float) -> None:
+        now = time.monotonic()
+        self.latency += 0.1 * (now - sent_at - self.latency)
+        self.pacer.record_success(now)
         self.window.on_success()
 
 
@@ -159,7 +257,7 @@ class _WaitRetryAfter(wait_base):
     """Exponential backoff with jitter, but never shorter than the server's Retry-After."""
 
     def __init__(self, initial: float, maximum: float, jitter: float) -> None:
-        self.backoff = wait_exponential_jitter(initial=initial, max=maximum, jitter=jitter)
+        self.backoff = wait_exponential_jitter(multiplier=initial, max=maximum, jitter=jitter)
 
     def __call__(self, retry_state: RetryCallState) -> float:
         wait = self.backoff(retry_state)

@@ -222,7 +222,9 @@ _REGISTRY: dict[str, Factory | str] = {}
 def register_provider(name: str, factory: Factory | str, *, replace: bool = False) -> None:
     """Register a provider by name: a factory (a class or function returning a Provider) or a lazy
     "module:attribute" path imported on first use."""
-    if name in _REGISTRY and not replace:
+    existing = _REGISTRY.get(name)
+    # A lazy "module:attribute" entry is a placeholder that the module replaces when it is imported.
+    if existing is not None and not replace and not isinstance(existing, str):
         raise ValueError(f"provider {name!r} is already registered")
     _REGISTRY[name] = factory
 
@@ -246,3 +248,6 @@ def get_provider(name: str) -> Provider:
 
 for _profile in PROFILES.values():
     register_provider(_profile.name, lambda p=_profile: ProfileProvider(p))
+
+# Providers that live in their own modules, imported only when chosen (llama.cpp start-up code is heavy).
+register_provider("embedded", "zaoshu.generator.embedded:Embedded")
