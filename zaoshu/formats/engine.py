@@ -106,78 +106,12 @@ def _parse(position: int, raw: Any) -> dict[str, Any]:
     return raw
 
 
-# zaoshu rows decoded without building their meta (most of a generated record's bytes): msgspec
-# checks the whole line is JSON, builds id and messages, and keeps recipe/axes/meta as raw slices.
-# Any row it refuses goes through orjson and the format's reader, which say precisely what is wrong.
-try:
-    import msgspec
-
-    _RAW_NULL = msgspec.Raw(b"null")
-
-    class _Lite(msgspec.Struct):
-        messages: list[dict[str, str | bool]]
-        id: Any = None
-        recipe: msgspec.Raw = _RAW_NULL
-        axes: msgspec.Raw = _RAW_NULL
-        meta: msgspec.Raw = _RAW_NULL
-
-    class _LiteAxes(msgspec.Struct):
-        messages: list[dict[str, str | bool]]
-        axes: dict[str, Any] = {}
-
-    _LITE: Any = msgspec.json.Decoder(_Lite)
-    _LITE_AXES: Any = msgspec.json.Decoder(_LiteAxes)
-    _LITE_ERRORS: tuple[type[Exception], ...] = (msgspec.MsgspecError,)
-except ImportError:  # pragma: no cover - msgspec is a dependency; orjson alone is slower, not wrong
-    _LITE = _LITE_AXES = None
-    _LITE_ERRORS = ()
-
-_EMPTY = (b"null", b"{}", b"[]", b'""')
-
-
-def _present(raw: Any) -> bool:
-    return len(raw) > 4 or bytes(raw) not in _EMPTY
-
-
-def _lite(raw: bytes) -> dict[str, Any] | None:
-    """A zaoshu row as a record whose recipe/axes/meta are only True (present) or None, or None if refused."""
-    try:
-        r = _LITE.decode(raw)
-    except _LITE_ERRORS:
-        return None
-    return {
-        "id": r.id,
-        "recipe": _present(r.recipe) or None,
-        "axes": _present(r.axes) or None,
-        "messages": r.messages,
-        "meta": _present(r.meta) or None,
-    }
-
-
-def _utf8(raw: bytes) -> bool:
-    """Rows copied byte for byte must be UTF-8 everywhere, also in the parts msgspec did not decode."""
-    try:
-        raw.decode("utf-8")
-    except UnicodeDecodeError:
-        return False
-    return True
-
-
 def _scan(items: Iterable[tuple[int, Any, int]], job: Job, out: Out) -> None:
     reader = FORMATS[job.src].read
     canonical = job.src == "zaoshu"
-    fast = canonical and _LITE_AXES is not None
     spans, keys, axis = out.spans, out.keys, job.axis
     for position, raw, offset in items:
-        row = None
-        if fast and type(raw) is bytes and _utf8(raw):
-            try:
-                row = _LITE_AXES.decode(raw)
-                row = {"messages": row.messages, "axes": row.axes}
-            except _LITE_ERRORS:
-                row = None
-        if row is None:
-            row = _parse(position, raw)
+        row = _parse(position, raw)
         try:
             if canonical:  # the common case, without building a record
                 check_messages(row.get("messages"))
@@ -203,7 +137,8 @@ def _convert(items: Iterable[tuple[int, Any, int]], job: Job, out: Out) -> None:
     merging = job.mode == "merge"
     with_id = merging or job.dst in ("zaoshu", "sharegpt")
     same = job.src == job.dst == "zaoshu"
-    fast = job.src == "zaoshu" and _LITE is not None
+    # zaoshu rows go to another format's writer as they are: writers read only id, recipe, axes, messages, meta
+    direct = job.src == "zaoshu" and not same
     loads, dumps, JSONDecodeError = orjson.loads, orjson.dumps, orjson.JSONDecodeError
     parts: list[bytes] = []
     append, keys, ends, lost, hashes = parts.append, out.keys, out.ends, out.lost, out.content
@@ -212,33 +147,26 @@ def _convert(items: Iterable[tuple[int, Any, int]], job: Job, out: Out) -> None:
     extra = len(sep)
     size = 0
     for position, raw, _ in items:
-        line = None
         try:
-            if fast and type(raw) is bytes and (lite := _lite(raw)) is not None:
-                key = lite["id"]
-                messages = check_messages(lite["messages"])
-                if same:
-                    if key and _utf8(raw):  # copied as it is
-                        line = raw[:-1] if raw[-1:] == b"\r" else raw
-                else:
-                    if with_id and not key:
-                        lite["id"] = content_id(messages)
-                    line = dumps(writer(lite, lost))
-            if line is None:
-                try:
-                    row = loads(raw) if isinstance(raw, bytes) else raw
-                except JSONDecodeError:
-                    row = _parse(position, raw)
-                if type(row) is not dict:
-                    row = _parse(position, row)
-                key = row.get("id")
-                if same and key and isinstance(raw, bytes):
-                    messages = check_messages(row.get("messages"))
-                    line = raw[:-1] if raw[-1:] == b"\r" else raw
-                else:
-                    record = reader(row, with_id)
-                    messages = record["messages"]
-                    line = dumps(writer(record, lost))
+            row = loads(raw) if type(raw) is bytes else raw
+        except JSONDecodeError:
+            row = _parse(position, raw)
+        if type(row) is not dict:
+            row = _parse(position, row)
+        try:
+            key = row.get("id")
+            if same and key and type(raw) is bytes:  # copied as it is
+                messages = check_messages(row.get("messages"))
+                line = raw[:-1] if raw[-1:] == b"\r" else raw
+            elif direct:
+                messages = check_messages(row.get("messages"))
+                if with_id and not key:
+                    row["id"] = content_id(messages)
+                line = dumps(writer(row, lost))
+            else:
+                record = reader(row, with_id)
+                messages = record["messages"]
+                line = dumps(writer(record, lost))
             if merging:
                 if key is not None and (type(key) is not str or not key):
                     raise RowError("record id must be a non-empty string")
