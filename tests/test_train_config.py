@@ -3,12 +3,17 @@ SYSTEM / evaluation inputs, and every check that must refuse before anything is 
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import sys
 from pathlib import Path
 
 import orjson
 import pytest
+
+if importlib.util.find_spec("xtuner") is None:
+    pytest.skip("needs the train extra: pip install -e .[train]", allow_module_level=True)
+
 from tiny_model import build_tiny_qwen2, wishes_records
 from typer.testing import CliRunner
 
@@ -246,7 +251,7 @@ def test_other_formats_and_eval_inputs_file(tiny: Path, tmp_path: Path) -> None:
         "messages": [
             {"role": "system", "content": "S"},
             {"role": "user", "content": "祝妹妹生日"},
-            {"role": "assistant", "content": "生日快乐"},
+            {"role": "assistant", "content": "生日快乐", "loss": True},
         ]
     }
 

@@ -3,12 +3,17 @@ LoRA for a few iterations -> pth_to_hf -> merge -> `zaoshu chat`; resume; and cr
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
+if importlib.util.find_spec("xtuner") is None:
+    pytest.skip("needs the train extra: pip install -e .[train]", allow_module_level=True)
+
 from tiny_model import build_tiny_qwen2, wishes_records
 from typer.testing import CliRunner
 

@@ -28,7 +28,7 @@ def train_command(
     work_dir: Path | None = typer.Option(
         None, "--work-dir", help="Where config, data, checkpoints and models go."
     ),
-    epochs: float = typer.Option(1, help="Training epochs."),
+    epochs: int = typer.Option(1, help="Training epochs."),
     max_length: int = typer.Option(2048, "--max-length", help="Tokens per packed sample."),
     batch_size: int = typer.Option(1, "--batch-size", help="Samples per device per iteration."),
     grad_accum: int = typer.Option(16, "--grad-accum", help="Iterations per optimizer step."),

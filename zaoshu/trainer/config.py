@@ -93,7 +93,7 @@ class TrainSettings:
     pack_to_max_length: bool = True
     batch_size: int = 1
     grad_accum: int = 16
-    epochs: float = 1
+    epochs: int = 1
     max_iters: int | None = None
     lr: float = 2e-4
     lora_r: int = 64

@@ -73,12 +73,16 @@ def load_train_data(path: str | Path) -> TrainData:
 
 
 def xtuner_row(record: Record) -> dict[str, Any]:
-    """A record as XTuner's custom SFT row: only `messages`, with role, content and a `loss` flag if set."""
+    """A record as XTuner's custom SFT row: only `messages`, role and content, and `loss` on every assistant turn.
+
+    The flag is written even where it is the default (true): with older `datasets`, a column where only some
+    turns carry `loss` is filled with null, and `openai_map_fn` reads null as "no loss".
+    """
     messages = []
     for m in record["messages"]:
         row = {"role": m["role"], "content": m["content"]}
-        if m["role"] == "assistant" and "loss" in m:
-            row["loss"] = bool(m["loss"])
+        if m["role"] == "assistant":
+            row["loss"] = bool(m.get("loss", True))
         messages.append(row)
     return {"messages": messages}
 

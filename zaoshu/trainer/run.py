@@ -70,7 +70,7 @@ class TrainOptions:
     method: str = "qlora"
     template: str = "auto"
     work_dir: str | None = None
-    epochs: float = 1
+    epochs: int = 1
     max_length: int = 2048
     batch_size: int = 1
     grad_accum: int = 16
@@ -358,7 +358,7 @@ def prepare(o: TrainOptions) -> Run:
         max_length=o.max_length,
         batch_size=o.batch_size,
         grad_accum=o.grad_accum,
-        epochs=int(o.epochs) if float(o.epochs).is_integer() else o.epochs,
+        epochs=o.epochs,
         max_iters=o.max_iters,
         lr=o.lr,
         lora_r=o.lora_r,
