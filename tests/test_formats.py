@@ -346,6 +346,9 @@ def test_record_missing_its_turns_names_file_and_line(tmp_path):
     path = write_jsonl(tmp_path / "r.jsonl", [good, {**good, "messages": []}])
     with pytest.raises(RecordError, match=r"r\.jsonl:2: .*no turns"):
         read_any(path)
+    no_messages = write_jsonl(tmp_path / "n.jsonl", [good, {"id": "x", "recipe": "wishes"}])
+    with pytest.raises(RecordError, match=r"n\.jsonl:2: record has no turns"):
+        read_any(no_messages)
     xt = tmp_path / "x.json"
     xt.write_text('[\n {"conversation": [{"input": "a", "output": "b"}]},\n {"conversation": []}\n]', "utf-8")
     with pytest.raises(RecordError, match=r"x\.json:3: item 1 of the JSON array: record has no turns"):

@@ -426,6 +426,7 @@ def card(
         total=len(everything),
         splits=[{"name": s, "count": len(rs)} for s, rs in splits.items()],
         columns=columns,
+        has_loss=any("loss" in m for r in everything for m in r["messages"]),
         example=example,
         axes_counts=_axis_counts(everything),
         lengths=_lengths(everything),

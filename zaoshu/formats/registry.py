@@ -31,29 +31,38 @@ def _describe(row: object) -> str:
 
 
 def detect_rows(rows: Rows, sample: int = SAMPLE) -> str:
-    """The one format that every sampled row matches; a clear error when none or several do."""
+    """The one format that the sampled rows match; a clear error when none or several do.
+
+    A row that matches no format among rows of one format (a record that lost its turns) does not make
+    the file unknown: the reader reports it later with its line and what is missing.
+    """
     head = rows.head(sample)
     if not head:
         raise ZaoshuError("empty input: no records found", path=rows.path)
     found: dict[str, int] = {}  # format -> position of the first row that matched it
+    unmatched: tuple[int, object] | None = None
     for position, row in head:
         names = [f.name for f in FORMATS.values() if f.matches(row)]
-        line, item = rows.where(position)
-        at = f"{item} " if item else ""
-        if not names:
-            raise ZaoshuError(
-                f"{at}is {_describe(row)}, which is no known format; expected one of: "
-                + "; ".join(f"{f.name} ({f.description})" for f in FORMATS.values()),
-                path=rows.path,
-                line=line,
-            )
         if len(names) > 1:
+            line, item = rows.where(position)
             raise ZaoshuError(
-                f"{at}could be {' or '.join(names)} (ambiguous); say which with --from",
+                f"{item + ' ' if item else ''}could be {' or '.join(names)} (ambiguous); say which with --from",
                 path=rows.path,
                 line=line,
             )
-        found.setdefault(names[0], position)
+        if names:
+            found.setdefault(names[0], position)
+        elif unmatched is None:
+            unmatched = (position, row)
+    if not found:
+        assert unmatched is not None
+        line, item = rows.where(unmatched[0])
+        raise ZaoshuError(
+            f"{item + ' ' if item else ''}is {_describe(unmatched[1])}, which is no known format; expected one of: "
+            + "; ".join(f"{f.name} ({f.description})" for f in FORMATS.values()),
+            path=rows.path,
+            line=line,
+        )
     if len(found) > 1:
         where = []
         for name, position in found.items():
