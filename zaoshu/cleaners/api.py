@@ -8,7 +8,6 @@ read columns -> normalize -> dedup key -> measures -> rules -> exact dups -> nea
 from __future__ import annotations
 
 import time
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,9 +19,9 @@ from zaoshu.cleaners import report as report_mod
 from zaoshu.cleaners.config import CleanConfig, CleanOptions, parse_clean_config
 from zaoshu.cleaners.dedup import exact_heads, near_heads
 from zaoshu.cleaners.io import Outputs, expand_inputs, read_columns, write_outputs
-from zaoshu.cleaners.minhash import codepoints
+from zaoshu.cleaners.minhash import codepoints, segment_sums
 from zaoshu.cleaners.normalize import key_expr, normalize_frame
-from zaoshu.cleaners.rules import RULES, RuleContext, apply_rules
+from zaoshu.cleaners.rules import RULES, RuleContext, apply_rules, count_emoji
 from zaoshu.recipes import Recipe
 
 DEDUP_REASONS = ("duplicate", "near_duplicate")
@@ -64,34 +63,30 @@ def load_config(recipe: Recipe | None) -> CleanConfig:
     )
 
 
-def repetition(keys: list[str], *, max_period: int = 12, workers: int = 2) -> tuple[np.ndarray, np.ndarray]:
+def repetition(cps: np.ndarray, offsets: np.ndarray, *, max_period: int = 8) -> tuple[np.ndarray, np.ndarray]:
     """Per key: the largest share of positions equal to the character `p` places before, and that p.
 
     0.9 at p = 2 is 快乐快乐快乐…; ordinary wishes stay well under 0.3. Vectorized over all keys: one
-    comparison of shifted code point arrays per period, summed per key through cumulative sums.
+    comparison of shifted code point arrays per period (1..8: a character, a word, a short clause),
+    counted per key through a cumulative sum.
     """
-    cps, offsets = codepoints(keys)
+    n = len(offsets) - 1
     lengths = np.diff(offsets)
     starts = offsets[:-1]
-    best = np.zeros(len(keys))
-    period = np.zeros(len(keys), dtype=np.int32)
-
-    def one(p: int) -> tuple[int, np.ndarray]:
-        ratio = np.zeros(len(keys))
-        if len(cps) <= p:
-            return p, ratio
-        csum = np.zeros(len(cps) - p + 1, dtype=np.int32)
-        np.cumsum(cps[p:] == cps[:-p], out=csum[1:])
-        ok = lengths >= 2 * p
-        s, ln = starts[ok], lengths[ok]
-        ratio[ok] = (csum[s + ln - p] - csum[s]) / (ln - p)
-        return p, ratio
-
-    with ThreadPoolExecutor(max(1, workers)) as pool:
-        for p, ratio in pool.map(one, range(1, max_period + 1)):
-            better = ratio > best
-            best[better] = ratio[better]
-            period[better] = p
+    best = np.zeros(n)
+    period = np.zeros(n, dtype=np.int32)
+    csum = np.zeros(len(cps) + 1, dtype=np.int32)
+    for p in range(1, max_period + 1):
+        if len(cps) <= p or not (lengths >= 2 * p).any():
+            break
+        # csum[i + 1] = number of positions j <= i with cps[j] == cps[j + p]
+        np.cumsum((cps[p:] == cps[:-p]).view(np.uint8), out=csum[1 : len(cps) - p + 1])
+        last = np.maximum(starts + lengths - p, starts)  # comparisons j in [start, start + len - p)
+        ratio = (csum[last] - csum[starts]) / np.maximum(lengths - p, 1)
+        ratio[lengths < 2 * p] = 0
+        better = ratio > best
+        best[better] = ratio[better]
+        period[better] = p
     return best, period
 
 
@@ -113,12 +108,22 @@ def _axis_values(frame: pl.DataFrame, recipe: Recipe | None) -> dict[str, list[s
     return {k: v for k, v in out.items() if v}
 
 
-def _prepare(frame: pl.DataFrame, workers: int, config: CleanConfig) -> pl.DataFrame:
+def _prepare(frame: pl.DataFrame) -> pl.DataFrame:
+    """Normalized text, dedup key and the measures rules use (from the key's code points, in numpy)."""
     norm = normalize_frame(frame["raw"])
     frame = frame.with_columns(norm["text"], norm["changes"])
     frame = frame.with_columns(key_expr(pl.col("text")).alias("key"))
-    ratio, period = repetition(frame["key"].to_list(), workers=workers)
-    return frame.with_columns(repeat_ratio=pl.Series(ratio), repeat_period=pl.Series(period))
+    cps, offsets = codepoints(frame["key"])
+    ratio, period = repetition(cps, offsets)
+    han = ((cps >= 0x4E00) & (cps <= 0x9FFF)) | ((cps >= 0x3400) & (cps <= 0x4DBF)) | (cps >= 0x20000)
+    return frame.with_columns(
+        repeat_ratio=pl.Series(ratio),
+        repeat_period=pl.Series(period),
+        n_han=pl.Series(segment_sums(han.astype(np.uint8), offsets)),
+        n_alnum=pl.Series(np.diff(offsets)),
+        n_chars=pl.col("text").str.len_chars(),
+        n_emoji=count_emoji(frame["text"]),
+    )
 
 
 def clean(
@@ -146,7 +151,7 @@ def clean(
     refs = read_columns(against) if against else None
     timer.lap("read")
 
-    frame = _prepare(frame, options.workers, config)
+    frame = _prepare(frame)
     timer.lap("normalize")
     styles_seen = [s for s in frame["style"].drop_nulls().unique().sort().to_list()]
     ctx = RuleContext.build(config, recipe, styles_seen)
@@ -237,7 +242,7 @@ def _dedup(
     if config.near_dup.enabled and n > 1:
         reps = np.flatnonzero(head == np.arange(n))
         near = near_heads(
-            keys.gather(reps).to_list(),
+            keys.gather(reps),
             config.near_dup,
             axis_values=_axis_values(frame, recipe) if config.near_dup.axis_guard else None,
             workers=options.workers,

@@ -122,17 +122,24 @@ def _short_pairs(cps: np.ndarray, offsets: np.ndarray, short: int) -> tuple[np.n
 
 
 def near_heads(
-    keys: list[str],
+    keys: list[str] | pl.Series,
     config: NearDupConfig,
     *,
     axis_values: dict[str, list[str]] | None = None,
     workers: int = 2,
 ) -> NearDupResult:
     """Cluster near-duplicate keys (all distinct, all non-empty, in priority order: earlier rows win)."""
+    keys = keys if isinstance(keys, pl.Series) else pl.Series("key", keys, dtype=pl.Utf8)
     n = len(keys)
     if n < 2:
         return NearDupResult(np.arange(n), np.ones(n), 0, 0)
     cps, offsets = codepoints(keys)
+
+    key_arr = np.array(keys.to_list(), dtype=object)
+
+    def pick(rows: np.ndarray) -> np.ndarray:
+        return key_arr[rows]
+
     bands, rows = lsh_params(config.lsh_threshold, config.num_perm)
     band_hash, _ = lsh_bands(
         cps,
@@ -155,15 +162,14 @@ def near_heads(
     a = (pair // np.uint64(n)).astype(np.int64)
     b = (pair % np.uint64(n)).astype(np.int64)
     del pair
-    key_arr = np.array(keys, dtype=object)
-    sim = process.cpdist(key_arr[a], key_arr[b], scorer=Indel.normalized_similarity, workers=workers)
+    sim = process.cpdist(pick(a), pick(b), scorer=Indel.normalized_similarity, workers=workers)
     ok = sim >= config.threshold
     left, right = [a[ok]], [b[ok]]
     checked = len(a)
     if config.short_chars > 2:
         sa, sb = _short_pairs(cps, offsets, config.short_chars)
         if len(sa):
-            dist = process.cpdist(key_arr[sa], key_arr[sb], scorer=Levenshtein.distance, workers=workers)
+            dist = process.cpdist(pick(sa), pick(sb), scorer=Levenshtein.distance, workers=workers)
             sok = dist <= 1
             left.append(sa[sok])
             right.append(sb[sok])
@@ -171,7 +177,10 @@ def near_heads(
     la, lb = np.concatenate(left), np.concatenate(right)
     masks = None
     if config.axis_guard and axis_values:
-        masks = axis_masks(pl.Series(keys), axis_values)
+        # only rows in a confirmed pair can be merged, so only they need their axis values
+        involved = np.unique(np.concatenate([la, lb]))
+        masks = np.zeros((n, max(len(axis_values), 1)), dtype=np.uint64)
+        masks[involved] = axis_masks(keys.gather(involved), axis_values)
         fine = ~_conflict(masks, la, lb)
         la, lb = la[fine], lb[fine]
     head = components(n, la, lb)
@@ -181,38 +190,40 @@ def near_heads(
     similarity = np.ones(n)
     if len(dup):
         similarity[dup] = process.cpdist(
-            key_arr[dup], key_arr[head[dup]], scorer=Indel.normalized_similarity, workers=workers
+            pick(dup), pick(head[dup]), scorer=Indel.normalized_similarity, workers=workers
         )
     return NearDupResult(head, similarity, checked, len(la))
 
 
 def _split_conflicts(head: np.ndarray, masks: np.ndarray) -> np.ndarray:
-    """In clusters whose members name different values of an axis (chained through a text naming
-    none), give each member the first earlier head it does not conflict with, or make it a head."""
+    """Split clusters whose members name different values of an axis (姐姐… ~ 祝你… ~ 妹妹…, chained
+    through a text naming neither): in row order, each member joins the first group whose named values
+    it does not conflict with, or starts a group (and stays)."""
     n = len(head)
-    members = np.flatnonzero(head != np.arange(n))
-    if len(members) == 0:
+    if not (head != np.arange(n)).any():
         return head
     frame = pl.DataFrame({"h": head, "i": np.arange(n)})
-    suspicious = []
+    suspicious: set[int] = set()
     for j in range(masks.shape[1]):
-        col = masks[:, j]
-        named = frame.with_columns(m=pl.Series(col)).filter(pl.col("m") != 0)
+        named = frame.with_columns(m=pl.Series(masks[:, j])).filter(pl.col("m") != 0)
         distinct = named.group_by("h").agg(pl.col("m").n_unique().alias("u")).filter(pl.col("u") > 1)
-        suspicious.extend(distinct["h"].to_list())
+        suspicious.update(distinct["h"].to_list())
     if not suspicious:
         return head
     head = head.copy()
-    groups = frame.filter(pl.col("h").is_in(list(set(suspicious)))).group_by("h").agg(pl.col("i").sort())
+    groups = frame.filter(pl.col("h").is_in(sorted(suspicious))).group_by("h").agg(pl.col("i").sort())
     for rows in groups["i"].to_list():
         heads: list[int] = []
+        named: list[np.ndarray] = []
         for r in rows:
-            for h in heads:
-                ma, mb = masks[r], masks[h]
-                if not (((ma & ~mb) != 0) & ((mb & ~ma) != 0)).any():
-                    head[r] = h
+            m = masks[r]
+            for g, u in enumerate(named):
+                if not (((m & ~u) != 0) & ((u & ~m) != 0)).any():
+                    head[r] = heads[g]
+                    named[g] = u | m
                     break
             else:
                 head[r] = r
                 heads.append(r)
+                named.append(m.copy())
     return head

@@ -12,11 +12,12 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import orjson
 import polars as pl
 
 from zaoshu.errors import RecordError, ZaoshuError
-from zaoshu.records import assistant_text, check_record, content_id, dumps, iter_lines, parse_line
+from zaoshu.records import ROLES, check_record, content_id, dumps, parse_line
 
 CHUNK = 100_000
 
@@ -40,85 +41,118 @@ def expand_inputs(inputs: list[Path], *, exclude: set[Path]) -> list[Path]:
     return files
 
 
-def _record(raw: bytes, path: Path, line: int) -> dict[str, Any]:
-    try:
-        record = orjson.loads(raw)
-    except orjson.JSONDecodeError:
-        record = parse_line(raw, path=path, line=line)  # raises with the precise message
-    return check_record(record, path=path, line=line)
+def _fields(record: Any) -> tuple[str, dict[str, Any], Any] | None:
+    """(assistant text, axes, finish_reason) of a valid record, or None (then `check_record` explains).
+
+    The same checks as `records.check_record`, written for speed: this runs once per input line.
+    """
+    if record.__class__ is not dict:
+        return None
+    messages = record.get("messages")
+    if messages.__class__ is not list:
+        return None
+    text = None
+    for m in messages:
+        if m.__class__ is not dict:
+            return None
+        role = m.get("role")
+        content = m.get("content")
+        if content.__class__ is not str or role not in _ROLES:
+            return None
+        if role == "assistant":
+            text = content
+    if text is None:
+        return None
+    axes = record.get("axes") or _EMPTY
+    if axes.__class__ is not dict:
+        return None
+    meta = record.get("meta")
+    return text, axes, meta.get("finish_reason") if meta.__class__ is dict else None
+
+
+_ROLES = frozenset(ROLES)
+_EMPTY: dict[str, Any] = {}
 
 
 def read_columns(files: list[Path], *, skip_bad_lines: bool = False) -> pl.DataFrame:
     """One row per non-blank input line: file, line, id, style, finish_reason, raw text, ax_<axis>, bad."""
     frames: list[pl.DataFrame] = []
-    cols: dict[str, list[Any]] = {}
+    f_file: list[int] = []
+    f_line: list[int] = []
+    f_id: list[str | None] = []
+    f_finish: list[Any] = []
+    f_raw: list[str] = []
+    f_bad: list[str | None] = []
     axes_rows: list[dict[str, Any]] = []
 
     def flush() -> None:
         if not axes_rows:
             return
-        names = sorted({k for a in axes_rows for k in a if k != "style"})
-        data: dict[str, Any] = {k: v for k, v in cols.items()}
+        names = sorted({k for a in axes_rows for k in a})
+        data: dict[str, Any] = {
+            "file": f_file,
+            "line": f_line,
+            "id": f_id,
+            "finish_reason": [None if v is None else str(v) for v in f_finish],
+            "raw": f_raw,
+            "bad": f_bad,
+        }
         for name in names:
-            data[f"ax_{name}"] = [None if (v := a.get(name)) is None else str(v) for a in axes_rows]
-        frames.append(
-            pl.DataFrame(
-                data,
-                schema_overrides={
-                    "file": pl.UInt16,
-                    "line": pl.UInt32,
-                    "style": pl.Utf8,
-                    "finish_reason": pl.Utf8,
-                    "bad": pl.Utf8,
-                },
-            )
-        )
-        for v in cols.values():
+            column = [a.get(name) for a in axes_rows]
+            column = [v if v is None or v.__class__ is str else str(v) for v in column]
+            data["style" if name == "style" else f"ax_{name}"] = column
+        if "style" not in data:
+            data["style"] = [None] * len(axes_rows)
+        frames.append(pl.DataFrame(data, schema_overrides=_SCHEMA))
+        for v in (f_file, f_line, f_id, f_finish, f_raw, f_bad, axes_rows):
             v.clear()
-        axes_rows.clear()
 
-    for key in ("file", "line", "id", "style", "finish_reason", "raw", "bad"):
-        cols[key] = []
+    loads = orjson.loads
     for fi, path in enumerate(files):
-        for number, raw in iter_lines(path):
-            try:
-                record = _record(raw, path, number)
-            except RecordError as e:
-                if not skip_bad_lines:
-                    raise
-                record, bad = None, str(e)
-            else:
+        with open(path, "rb") as handle:
+            for number, raw in enumerate(handle, 1):
+                if raw == b"\n" or raw.isspace():
+                    continue
                 bad = None
-            axes = (record or {}).get("axes") or {}
-            if not isinstance(axes, dict):
-                if not skip_bad_lines:
-                    raise RecordError("'axes' must be an object", path=path, line=number)
-                record, bad, axes = None, f"{path}:{number}: 'axes' must be an object", {}
-            meta = (record or {}).get("meta") or {}
-            cols["file"].append(fi)
-            cols["line"].append(number)
-            cols["id"].append(None if record is None else record.get("id") or content_id(record["messages"]))
-            cols["style"].append(None if axes.get("style") is None else str(axes.get("style")))
-            cols["finish_reason"].append(meta.get("finish_reason") if isinstance(meta, dict) else None)
-            cols["raw"].append("" if record is None else assistant_text(record))
-            cols["bad"].append(bad)
-            axes_rows.append(axes)
-            if len(axes_rows) >= CHUNK:
-                flush()
+                try:
+                    record = loads(raw)
+                    got = _fields(record)
+                except orjson.JSONDecodeError:
+                    got = None
+                if got is None:
+                    try:  # the precise message: not UTF-8, not JSON, which key is wrong
+                        check_record(parse_line(raw, path=path, line=number), path=path, line=number)
+                        raise RecordError("'axes' must be an object", path=path, line=number)
+                    except RecordError as e:
+                        if not skip_bad_lines:
+                            raise
+                        bad = str(e)
+                    text, axes, finish, rid = "", _EMPTY, None, None
+                else:
+                    text, axes, finish = got
+                    rid = record.get("id") or content_id(record["messages"])
+                f_file.append(fi)
+                f_line.append(number)
+                f_id.append(rid)
+                f_finish.append(finish)
+                f_raw.append(text)
+                f_bad.append(bad)
+                axes_rows.append(axes)
+                if len(axes_rows) >= CHUNK:
+                    flush()
     flush()
     if not frames:
-        return pl.DataFrame(
-            schema={
-                "file": pl.UInt16,
-                "line": pl.UInt32,
-                "id": pl.Utf8,
-                "style": pl.Utf8,
-                "finish_reason": pl.Utf8,
-                "raw": pl.Utf8,
-                "bad": pl.Utf8,
-            }
-        )
+        return pl.DataFrame(schema=_SCHEMA | {"id": pl.Utf8, "raw": pl.Utf8})
     return pl.concat(frames, how="diagonal_relaxed")
+
+
+_SCHEMA = {
+    "file": pl.UInt16,
+    "line": pl.UInt32,
+    "style": pl.Utf8,
+    "finish_reason": pl.Utf8,
+    "bad": pl.Utf8,
+}
 
 
 def _set_assistant(record: dict[str, Any], text: str) -> None:
@@ -156,46 +190,75 @@ def write_outputs(files: list[Path], decisions: pl.DataFrame, outputs: Outputs) 
     """Second pass: stream the inputs again and route each line by its row of `decisions`.
 
     `decisions` has one row per input row, in input order: status (0 keep as is, 1 keep rewritten,
-    2 reject), text, changes, raw, reason, detail, duplicate_of.
+    2 reject), text, changes, raw, reason, detail, duplicate_of. Only rows that are not kept as they
+    are become Python objects; lines are written in batches.
     """
-    rows = _decision_rows(decisions)
-    kept, rejected = outputs.kept, outputs.rejected
+    status = decisions["status"].to_numpy()
+    touched = np.flatnonzero(status != 0)
+    cols = ["text", "changes", "raw", "reason", "detail", "duplicate_of"]
+    details = _rows(decisions, touched, cols)
+    kept_buf: list[bytes] = []
+    rej_buf: list[bytes] = []
+    row = -1
     for path in files:
-        for number, raw in iter_lines(path):
-            status, text, changes, original, reason, detail, dup = next(rows)
-            if status == 0:
-                kept.write(raw if raw.endswith(b"\n") else raw + b"\n")
-                continue
-            if reason == "bad_line":
-                rejected.write(
-                    dumps(
-                        {
-                            "reject": {"reason": reason, "detail": detail, "file": str(path), "line": number},
-                            "raw": raw.decode("utf-8", errors="replace").rstrip("\r\n"),
-                        }
-                    )
-                )
-                continue
-            record = orjson.loads(raw)
-            if status == 1:
-                _set_assistant(record, text)
-                meta = record.setdefault("meta", {})
-                meta["clean"] = {"changes": changes, "original": original}
-                kept.write(dumps(record))
-            else:
-                info: dict[str, Any] = {"reason": reason, "detail": detail}
-                if dup is not None:
-                    info["duplicate_of"] = dup
-                if changes:
-                    info["normalized"] = text
-                info["file"] = str(path)
-                info["line"] = number
-                record["reject"] = info
-                rejected.write(dumps(record))
+        name = str(path)
+        with open(path, "rb") as handle:
+            for number, raw in enumerate(handle, 1):
+                if raw == b"\n" or raw.isspace():
+                    continue
+                row += 1
+                if status[row] == 0:
+                    kept_buf.append(raw if raw.endswith(b"\n") else raw + b"\n")
+                else:
+                    _route(raw, name, number, status[row], next(details), kept_buf, rej_buf)
+                if len(kept_buf) >= 8192:
+                    outputs.kept.write(b"".join(kept_buf))
+                    kept_buf.clear()
+                if len(rej_buf) >= 8192:
+                    outputs.rejected.write(b"".join(rej_buf))
+                    rej_buf.clear()
+    outputs.kept.write(b"".join(kept_buf))
+    outputs.rejected.write(b"".join(rej_buf))
 
 
-def _decision_rows(decisions: pl.DataFrame) -> Iterator[tuple[Any, ...]]:
-    cols = ["status", "text", "changes", "raw", "reason", "detail", "duplicate_of"]
-    for lo in range(0, decisions.height, CHUNK):
-        part = decisions.slice(lo, CHUNK).select(cols)
-        yield from zip(*(part[c].to_list() for c in cols), strict=False)
+def _route(
+    raw: bytes,
+    path: str,
+    number: int,
+    status: int,
+    row: tuple[Any, ...],
+    kept: list[bytes],
+    rejected: list[bytes],
+) -> None:
+    text, changes, original, reason, detail, dup = row
+    if reason == "bad_line":
+        info = {"reason": reason, "detail": detail, "file": path, "line": number}
+        rejected.append(dumps({"reject": info, "raw": raw.decode("utf-8", errors="replace").rstrip("\r\n")}))
+        return
+    if status == 1:
+        record = orjson.loads(raw)
+        _set_assistant(record, text)
+        record.setdefault("meta", {})["clean"] = {"changes": changes, "original": original}
+        kept.append(dumps(record))
+        return
+    info = {"reason": reason, "detail": detail}
+    if dup is not None:
+        info["duplicate_of"] = dup
+    if changes:
+        info["normalized"] = text
+    info["file"] = path
+    info["line"] = number
+    body = raw.strip()
+    if b'"reject"' in body:  # a rejects file cleaned again: replace the old reject properly
+        record = orjson.loads(body)
+        record["reject"] = info
+        rejected.append(dumps(record))
+        return
+    # The record whole, with `reject` spliced in as its first key (no re-parse of the record).
+    rejected.append(b'{"reject":' + orjson.dumps(info) + (b"," if body != b"{}" else b"") + body[1:] + b"\n")
+
+
+def _rows(frame: pl.DataFrame, rows: np.ndarray, cols: list[str]) -> Iterator[tuple[Any, ...]]:
+    for lo in range(0, len(rows), CHUNK):
+        part = frame[rows[lo : lo + CHUNK]].select(cols)
+        yield from zip(*(part[c].to_list() for c in cols), strict=True)

@@ -15,6 +15,7 @@ from concurrent.futures import ThreadPoolExecutor
 from functools import lru_cache
 
 import numpy as np
+import polars as pl
 from datasketch import MinHash
 from datasketch.lsh import _optimal_param
 
@@ -74,13 +75,25 @@ def lsh_params(threshold: float, num_perm: int) -> tuple[int, int]:
     return _optimal_param(threshold, num_perm, 0.5, 0.5)
 
 
-def codepoints(keys: list[str]) -> tuple[np.ndarray, np.ndarray]:
+def codepoints(keys: list[str] | pl.Series) -> tuple[np.ndarray, np.ndarray]:
     """All keys as one uint32 code point array, and each key's start offset (length n + 1)."""
-    lengths = np.fromiter((len(k) for k in keys), dtype=np.int64, count=len(keys))
-    offsets = np.zeros(len(keys) + 1, dtype=np.int64)
+    if isinstance(keys, pl.Series):
+        lengths = keys.fill_null("").str.len_chars().to_numpy().astype(np.int64)
+        joined = keys.fill_null("").str.join("").item() if len(keys) else ""
+    else:
+        lengths = np.fromiter(map(len, keys), dtype=np.int64, count=len(keys))
+        joined = "".join(keys)
+    offsets = np.zeros(len(lengths) + 1, dtype=np.int64)
     np.cumsum(lengths, out=offsets[1:])
-    cps = np.frombuffer("".join(keys).encode("utf-32-le"), dtype=np.uint32)
+    cps = np.frombuffer(joined.encode("utf-32-le"), dtype=np.uint32)
     return cps, offsets
+
+
+def segment_sums(values: np.ndarray, offsets: np.ndarray) -> np.ndarray:
+    """Sum of small non-negative `values` (uint8/bool) over each [offsets[i], offsets[i+1])."""
+    csum = np.zeros(len(values) + 1, dtype=np.int64)
+    np.cumsum(values.view(np.uint8) if values.dtype == bool else values, out=csum[1:])
+    return csum[offsets[1:]] - csum[offsets[:-1]]
 
 
 def shingles(cps: np.ndarray, offsets: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
@@ -179,7 +192,11 @@ def bucket_pairs(column: np.ndarray, *, full_upto: int = 8) -> tuple[np.ndarray,
     with the bucket's first row and its next three neighbours, enough to connect them without the
     quadratic blow-up; the similarity check and union-find do the rest.
     """
-    order = np.argsort(column, kind="stable")
+    shared = np.flatnonzero(pl.Series(column).is_duplicated().to_numpy())
+    if len(shared) < 2:
+        empty = np.empty(0, dtype=np.int64)
+        return empty, empty
+    order = shared[np.argsort(column[shared], kind="stable")]
     s = column[order]
     n = len(s)
     if n < 2:

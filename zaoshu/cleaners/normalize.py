@@ -94,7 +94,38 @@ def _one_pass(frame: pl.DataFrame, src: str) -> pl.DataFrame:
     return lazy.with_columns(pl.col(prev).alias("_out")).collect()
 
 
+# Every row a step could change matches this (newlines, odd spaces, a colon, a mark or talk at the start);
+# rows that do not are already normalized and skip the steps (most rows of real data).
+_DIRTY = (
+    r"^\s|\s$|\s\s|[^\S ]|\x{2028}|\x{2029}|[：:]|"
+    rf"^(?:\p{{P}}|[~～<]|{_PARTICLE}|{_ACK}|以下|下面|这里|这是)|^[^\n]{{0,20}}如下"
+)
+
+
 def normalize_frame(texts: pl.Series, *, max_passes: int = 5) -> pl.DataFrame:
+    """Normalize a column of texts. Returns columns `text` (normalized) and `changes` (list of step codes).
+
+    Only rows matching a cheap "could change" pattern go through the steps.
+    """
+    texts = texts.fill_null("").rename("orig")
+    dirty = texts.str.contains(_DIRTY)
+    if not dirty.any():
+        empty = pl.Series("changes", [[]] * len(texts), dtype=pl.List(pl.Utf8))
+        return pl.DataFrame({"text": texts, "changes": empty})
+    idx = dirty.arg_true()
+    part = _normalize_all(texts.gather(idx))
+    text = texts.scatter(idx, part["text"]).rename("text")
+    moved = part.select(pl.Series("i", idx), "changes")
+    changes = (
+        pl.DataFrame({"i": pl.int_range(len(texts), eager=True, dtype=idx.dtype)})
+        .join(moved, on="i", how="left", maintain_order="left")
+        .select(pl.col("changes").fill_null(pl.lit([], dtype=pl.List(pl.Utf8))))
+        .to_series()
+    )
+    return pl.DataFrame({"text": text, "changes": changes})
+
+
+def _normalize_all(texts: pl.Series, *, max_passes: int = 5) -> pl.DataFrame:
     """Normalize a column of texts. Returns columns `text` (normalized) and `changes` (list of step codes).
 
     Steps repeat on the rows that still change (a quote inside a preamble, a preamble inside quotes) until

@@ -26,7 +26,26 @@ EMOJI = (
     r"(?:\x{200D}\p{Extended_Pictographic}(?:\x{FE0F}|\p{Emoji_Modifier})*)*|\p{Regional_Indicator}{2}"
 )
 
-# Columns measured once before the rules run.
+# Characters that can start an emoji; rows without any skip the full emoji pattern.
+_EMOJI_HINT = (
+    r"[\x{1F000}-\x{1FAFF}\x{2600}-\x{27BF}\x{2300}-\x{23FF}\x{2B00}-\x{2BFF}\x{2190}-\x{21FF}"
+    r"\x{25A0}-\x{25FF}\x{2934}\x{2935}\x{3030}\x{303D}\x{3297}\x{3299}\x{A9}\x{AE}\x{203C}\x{2049}"
+    r"\x{2122}\x{2139}\x{24C2}\x{E0020}-\x{E007F}]"
+)
+
+
+def count_emoji(texts: pl.Series) -> pl.Series:
+    """Emoji per text (a ZWJ sequence or flag counts once); the full pattern runs only where one may be."""
+    texts = texts.fill_null("")
+    hint = texts.str.contains(_EMOJI_HINT)
+    out = pl.Series("n_emoji", [0] * len(texts), dtype=pl.UInt32)
+    if hint.any():
+        idx = hint.arg_true()
+        out = out.scatter(idx, texts.gather(idx).str.count_matches(EMOJI).cast(pl.UInt32))
+    return out
+
+
+# Columns measured once before the rules run (the stage computes them faster; these are the fallback).
 MEASURES = {
     "n_chars": pl.col("text").str.len_chars(),
     "n_emoji": pl.col("text").str.count_matches(EMOJI),
