@@ -102,7 +102,7 @@ class CleanConfig(_Strict):
     min_han: int = Field(default=2, ge=0)
     #: Han characters / all letters and digits.
     min_chinese_ratio: float = Field(default=0.5, ge=0, le=1)
-    #: share of key positions that repeat the character `p` places before (for some p in 1..12).
+    #: share of key positions that repeat the character `p` places before (for some p in 1..8).
     max_repeat_ratio: float = Field(default=0.5, gt=0, le=1)
     repeat_min_chars: int = Field(default=8, ge=2)
     regex: list[RegexRule] = Field(default_factory=list)
