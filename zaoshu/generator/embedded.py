@@ -201,13 +201,15 @@ def free_port() -> int:
 
 
 def _die_with_parent() -> Callable[[], None] | None:
-    """On Linux, ask the kernel to SIGTERM the server if zaoshu itself is killed (no orphaned server)."""
+    """On Linux, ask the kernel to SIGKILL the server if zaoshu itself is killed (no orphaned server).
+
+    SIGKILL, not SIGTERM: on SIGTERM uvicorn waits for the reply it is generating, for nobody."""
     if not sys.platform.startswith("linux"):
         return None
 
     def set_pdeathsig() -> None:
         with contextlib.suppress(Exception):
-            ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+            ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, int(signal.SIGKILL))  # PR_SET_PDEATHSIG
 
     return set_pdeathsig
 
@@ -250,8 +252,11 @@ def _tail(path: Path, lines: int = 15) -> str:
     return ""
 
 
-def stop(proc: subprocess.Popen[bytes], grace: float = 10.0) -> None:
-    """Terminate, wait a little, then kill: the server must never outlive the run."""
+def stop(proc: subprocess.Popen[bytes], grace: float = 3.0) -> None:
+    """Terminate, wait a little, then kill: the server must never outlive the run.
+
+    An idle server exits at once on SIGTERM; one still writing a reply nobody waits for (after Ctrl-C)
+    would finish it first, so it gets only `grace` seconds."""
     if proc.poll() is not None:
         return
     proc.terminate()
