@@ -222,7 +222,7 @@ def test_dry_run_writes_config_and_data_and_prints_the_commands(
 
 
 def test_split_folder_samples_eval_inputs_from_test_and_system_from_data(tiny: Path, tmp_path: Path) -> None:
-    records = wishes_records(60)
+    records = [{**r, "recipe": None} for r in wishes_records(60)]  # imported data: no recipe to ask
     split = tmp_path / "split"
     write_records(split / "train.jsonl", records[:50])
     write_records(split / "test.jsonl", records[50:])
@@ -235,6 +235,17 @@ def test_split_folder_samples_eval_inputs_from_test_and_system_from_data(tiny: P
     override = prepare(TrainOptions(data=str(split), model=str(tiny), method="lora", system="你好",
                                     work_dir=str(tmp_path / "w"), dry_run=True))  # fmt: skip
     assert override.settings.system == "你好"
+    assert override.work_dir == (tmp_path / "w").resolve()
+
+
+def test_records_naming_a_recipe_bring_its_eval_inputs_and_work_dir(
+    tiny: Path, records_file: Path, tmp_path: Path, monkeypatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    run = prepare(TrainOptions(data=str(records_file), model=str(tiny), method="lora", dry_run=True))
+    assert run.settings.evaluation_inputs[0] == "祝姐姐生日快乐"  # prompts/wishes.yaml's list
+    assert run.work_dir == tmp_path / "work_dirs" / "wishes"
+    assert any("named by the records" in note for note in run.notes)
 
 
 def test_other_formats_and_eval_inputs_file(tiny: Path, tmp_path: Path) -> None:

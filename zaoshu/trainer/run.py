@@ -32,6 +32,7 @@ from typing import Any
 import orjson
 
 from zaoshu.errors import ZaoshuError
+from zaoshu.recipes import Recipe, load_recipe
 from zaoshu.records import utc_now
 from zaoshu.trainer import data as tdata
 from zaoshu.trainer.config import (
@@ -240,21 +241,43 @@ def _check_model(model: str) -> Path:
     return path.resolve()
 
 
-def resolve_recipe(recipe: str) -> Path:
-    path = Path(recipe)
+RECIPE_DIRS = (Path("prompts"), Path(__file__).resolve().parents[2] / "prompts")
+
+
+def find_recipe(name: str) -> Path | None:
+    """A recipe given as a path, or as a name in ./prompts/ or the zaoshu checkout's prompts/."""
+    path = Path(name)
     if path.is_file():
         return path
-    named = Path("prompts") / f"{recipe}.yaml"
-    return named if named.is_file() else path
+    for folder in RECIPE_DIRS:
+        if (folder / f"{name}.yaml").is_file():
+            return folder / f"{name}.yaml"
+    return None
 
 
-def system_and_eval_inputs(o: TrainOptions, data: tdata.TrainData) -> tuple[str, list[str], str]:
+def resolve_recipe(name: str) -> Path:
+    """`find_recipe`, or the path as given (load_recipe then says it is missing)."""
+    return find_recipe(name) or Path(name)
+
+
+def records_recipe(data: tdata.TrainData) -> Recipe | None:
+    """The recipe every training record names (zaoshu-made data), when it can be found; else None."""
+    names = {r.get("recipe") for r in data.train}
+    if len(names) != 1 or not isinstance(next(iter(names)), str):
+        return None
+    path = find_recipe(str(next(iter(names))))
+    if path is None:
+        return None
+    try:
+        return load_recipe(path)
+    except ZaoshuError:
+        return None
+
+
+def system_and_eval_inputs(
+    o: TrainOptions, data: tdata.TrainData, recipe: Recipe | None
+) -> tuple[str, list[str], str]:
     """SYSTEM and the evaluation inputs, and where they came from (for the summary)."""
-    recipe = None
-    if o.recipe:
-        from zaoshu.recipes import load_recipe
-
-        recipe = load_recipe(resolve_recipe(o.recipe))
     if o.system is not None:
         system = o.system
     elif recipe is not None and recipe.system:
@@ -342,12 +365,16 @@ def prepare(o: TrainOptions) -> Run:
     model_path = _check_model(o.model)
     template, model_type = resolve_template(model_path, o.template)
     data = tdata.load_train_data(o.data)
-    system, inputs, inputs_source = system_and_eval_inputs(o, data)
+    recipe = load_recipe(resolve_recipe(o.recipe)) if o.recipe else records_recipe(data)
+    if recipe is not None and not o.recipe:
+        notes.append(f"recipe {recipe.name}: named by the records (SYSTEM and evaluation inputs from it)")
+    system, inputs, inputs_source = system_and_eval_inputs(o, data, recipe)
     notes.append(f"evaluation inputs: {len(inputs)}, {inputs_source}")
     data_bytes = b"".join(orjson.dumps(tdata.xtuner_row(r)) + b"\n" for r in data.train)
 
-    name = Path(o.data).stem or "data"
-    work_dir = Path(o.work_dir or Path("work_dirs") / f"{name}-{o.method}").expanduser().resolve()
+    # Default work dir: work_dirs/<recipe name>, else work_dirs/<data file or split folder name>.
+    name = recipe.name if recipe is not None else (Path(o.data).resolve().stem or "data")
+    work_dir = Path(o.work_dir or Path("work_dirs") / name).expanduser().resolve()
     settings = TrainSettings(
         model_path=str(model_path),
         data_files=[str(work_dir / "data" / "train.jsonl")],
