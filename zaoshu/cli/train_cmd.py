@@ -26,7 +26,9 @@ def train_command(
         "auto", help="XTuner prompt template; auto picks it from config.json's model_type."
     ),
     work_dir: Path | None = typer.Option(
-        None, "--work-dir", help="Where config, data, checkpoints and models go."
+        None,
+        "--work-dir",
+        help="Where config, data, checkpoints and models go (default: work_dirs/<recipe or data name>).",
     ),
     epochs: int = typer.Option(1, help="Training epochs."),
     max_length: int = typer.Option(2048, "--max-length", help="Tokens per packed sample."),
