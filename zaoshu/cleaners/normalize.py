@@ -23,15 +23,17 @@ _ACK = r"(?:当然可以|当然|好的|好嘞|没问题|可以的|收到)"
 _THINK = r"(?s)^\s*<think>.*?</think>\s*"
 # Whole lines of talk before the wish: "好的，以下是为赵老师写的祝福语：" or a lone "当然可以！".
 _PREAMBLE_LINES = (
-    rf"^(?:[^\S\n]*(?:[^\n]{{0,30}}{_TALK}[^\n]{{0,30}}[：:]|{_ACK}[！!。.，,~～]*)[^\S\n]*\n\s*)+"
+    rf"^(?:[^\S\n]*(?:[^\n]{{0,30}}{_TALK}[^\n]{{0,30}}[：:]|{_ACK}[！!。.，,~～：:]*)[^\S\n]*\n\s*)+"
 )
 _FIRST_LINE = r"(?s)\n.*$"
+# Lines with nothing a person would read (a lone "：", "---", "###") before the first real line.
+_NO_CONTENT_LINES = r"^(?:[^\p{L}\p{N}\p{So}\n]*\n)+"
 # Talk at the start of the kept line: "当然可以！", "好的，", "以下是…：", "祝福语如下：".
 _PREAMBLE_INLINE = (
-    rf"^(?:{_ACK}[！!。.，,~～\s]+)?(?:(?:以下是|下面是|这里是|这是)[^：:\n]{{0,30}}[：:]\s*|"
+    rf"^(?:{_ACK}[！!。.，,~～：:\s]+)?(?:(?:以下是|下面是|这里是|这是)[^：:\n]{{0,30}}[：:]\s*|"
     rf"[^：:\n]{{0,20}}(?:祝福语|祝福文案|文案)(?:如下|是)?[：:]\s*|[^：:\n]{{0,20}}如下[：:]\s*)?"
 )
-_ACK_ONLY = rf"^{_ACK}[！!。.，,~～\s]+"
+_ACK_ONLY = rf"^{_ACK}[！!。.，,~～：:\s]+"
 _QUOTES = (
     r'^"([^"]+)"$',
     r"^“([^“”]+)”$",
@@ -49,7 +51,7 @@ def _steps() -> list[tuple[str, list[tuple[str, str]]]]:
     """Each step as a list of (pattern, replacement) applied in order; `*` marks replace_all."""
     return [
         ("think", [(r"*\r\n?|\x{2028}|\x{2029}", "\n"), (_THINK, "")]),
-        ("first_line", [("strip", ""), (_PREAMBLE_LINES, ""), (_FIRST_LINE, "")]),
+        ("first_line", [("strip", ""), (_NO_CONTENT_LINES, ""), (_PREAMBLE_LINES, ""), (_FIRST_LINE, "")]),
         ("preamble", [(_PREAMBLE_INLINE, ""), (_ACK_ONLY, "")]),
         ("quotes", [(p, "${1}") for p in _QUOTES]),
         ("leading_punct", [(_LEADING, "")]),
@@ -73,6 +75,7 @@ def _fallback(original: pl.Expr) -> pl.Expr:
     return (
         original.str.replace_all(r"\r\n?|\x{2028}|\x{2029}", "\n")
         .str.strip_chars()
+        .str.replace(_NO_CONTENT_LINES, "")
         .str.replace(_FIRST_LINE, "")
         .str.replace_all(_SPACES, " ")
         .str.strip_chars()
@@ -102,7 +105,7 @@ _DIRTY = (
 )
 
 
-def normalize_frame(texts: pl.Series, *, max_passes: int = 5) -> pl.DataFrame:
+def normalize_frame(texts: pl.Series, *, max_passes: int = 5, _inner: bool = False) -> pl.DataFrame:
     """Normalize a column of texts. Returns columns `text` (normalized) and `changes` (list of step codes).
 
     Only rows matching a cheap "could change" pattern go through the steps.
@@ -113,7 +116,7 @@ def normalize_frame(texts: pl.Series, *, max_passes: int = 5) -> pl.DataFrame:
         empty = pl.Series("changes", [[]] * len(texts), dtype=pl.List(pl.Utf8))
         return pl.DataFrame({"text": texts, "changes": empty})
     idx = dirty.arg_true()
-    part = _normalize_all(texts.gather(idx))
+    part = _normalize_all(texts.gather(idx), _inner=_inner)
     text = texts.scatter(idx, part["text"]).rename("text")
     moved = part.select(pl.Series("i", idx), "changes")
     changes = (
@@ -125,7 +128,7 @@ def normalize_frame(texts: pl.Series, *, max_passes: int = 5) -> pl.DataFrame:
     return pl.DataFrame({"text": text, "changes": changes})
 
 
-def _normalize_all(texts: pl.Series, *, max_passes: int = 5) -> pl.DataFrame:
+def _normalize_all(texts: pl.Series, *, max_passes: int = 5, _inner: bool = False) -> pl.DataFrame:
     """Normalize a column of texts. Returns columns `text` (normalized) and `changes` (list of step codes).
 
     Steps repeat on the rows that still change (a quote inside a preamble, a preamble inside quotes) until
@@ -172,6 +175,13 @@ def _normalize_all(texts: pl.Series, *, max_passes: int = 5) -> pl.DataFrame:
         .otherwise(change_list)
         .alias("changes")
     )
+    # The kept line may itself normalize to something with content ("好的！\n：祝你快乐" style input);
+    # one more pass over fallback rows makes the result a fixed point either way.
+    fb = frame["text"].filter(frame.select(fell_back).to_series())
+    if len(fb) and not _inner:
+        again = normalize_frame(fb, _inner=True)
+        idx = frame.select(fell_back.arg_true()).to_series()
+        frame = frame.with_columns(frame["text"].scatter(idx, again["text"]))
     # A change flag can be set by a step that a later step undid; only rows whose text moved report changes.
     frame = frame.with_columns(
         pl.when(pl.col("text") == pl.col("orig"))

@@ -1,0 +1,144 @@
+"""Exact and near duplicates: edits are caught, hard negatives stay apart, datasketch's MinHash holds."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from clean_builders import read, record, write
+from datasketch import MinHash
+
+from zaoshu.cleaners import CleanOptions, NearDupConfig, clean
+from zaoshu.cleaners.dedup import components, near_heads
+from zaoshu.cleaners.minhash import codepoints, lsh_bands, lsh_params, shingle_hash
+from zaoshu.recipes import load_recipe
+
+BASE = "祝姐姐生日快乐，愿你前程似锦，岁岁平安，万事胜意！"
+EDITS = [
+    "祝姐姐生日快乐,愿你前程似锦、岁岁平安。万事胜意!",  # punctuation swaps
+    "祝姐姐生日快乐🎂，愿你前程似锦，岁岁平安，万事胜意！🎉",  # emoji added
+    "祝姐姐生日快乐，愿你前途似锦，岁岁平安，万事胜意！",  # 1 character changed
+    "祝姐姐生日快乐，愿你前程似锦，岁岁安，万事胜意呀！",  # 2 characters (one deleted, one added)
+    "祝姐姐生日快乐，愿你前程锦绣，岁岁平安，万事顺意！",  # 3 characters changed
+    "好的，以下是祝福语：祝姐姐生日快乐，愿你前程似锦，岁岁平安，万事胜意！",  # a preamble
+    "“祝姐姐生日快乐，愿你前程似锦，岁岁平安，万事胜意！”",  # quotes
+]
+HARD_NEGATIVES = [
+    "祝妹妹生日快乐，愿你前程似锦，岁岁平安，万事胜意！",  # another recipient
+    "祝姐姐春节快乐，愿你前程似锦，岁岁平安，万事胜意！",  # another scene
+    "祝哥哥春节快乐，愿你前程似锦，岁岁平安，万事胜意！",
+]
+DISTINCT = [
+    "尊敬的赵老师，值此佳辰，恭祝您福寿安康，桃李满天下。",
+    "新春快乐，阖家幸福，财源广进！",
+    "愿你乔迁之喜，福满新居，日子红红火火。",
+]
+
+
+@pytest.fixture(scope="module")
+def recipe():
+    return load_recipe(Path(__file__).resolve().parent.parent / "prompts" / "wishes.yaml")
+
+
+def _run(tmp_path: Path, texts: list[str], recipe, **options) -> tuple[list[dict], list[dict]]:
+    recs = [record(t, style="自由") for t in texts]  # a style without length or emoji rules
+    src = write(tmp_path / "in.jsonl", recs)
+    out = tmp_path / "out.jsonl"
+    stats = clean([src], out, recipe=recipe, options=CleanOptions(**options))
+    kept, rejects = read(out), read(tmp_path / "out.rejects.jsonl")
+    assert stats.kept + stats.rejected_total == stats.read == len(texts)
+    return kept, rejects
+
+
+def test_edited_copies_are_near_duplicates_of_the_first(tmp_path: Path, recipe) -> None:
+    kept, rejects = _run(tmp_path, [BASE, *EDITS, *DISTINCT], recipe)
+    first = kept[0]["id"]
+    assert [k["messages"][-1]["content"] for k in kept] == [BASE, *DISTINCT]
+    assert len(rejects) == len(EDITS)
+    for r in rejects:
+        assert r["reject"]["reason"] in ("duplicate", "near_duplicate")
+        assert r["reject"]["duplicate_of"] == first
+
+
+def test_same_wish_for_another_recipient_or_scene_is_kept(tmp_path: Path, recipe) -> None:
+    kept, rejects = _run(tmp_path, [BASE, *HARD_NEGATIVES, EDITS[2]], recipe)
+    assert len(kept) == 1 + len(HARD_NEGATIVES), rejects
+    assert rejects[0]["messages"][-1]["content"] == EDITS[2]
+    assert rejects[0]["reject"]["duplicate_of"] == kept[0]["id"]
+
+
+def test_a_text_naming_no_recipient_does_not_chain_two_recipients(tmp_path: Path, recipe) -> None:
+    texts = [
+        "祝你生日快乐，愿你前程似锦，岁岁平安，万事胜意！",
+        "祝姐姐生日快乐，愿你前程似锦，岁岁平安，万事胜意！",
+        "祝妹妹生日快乐，愿你前程似锦，岁岁平安，万事胜意！",
+    ]
+    kept, rejects = _run(tmp_path, texts, recipe)
+    kept_texts = [k["messages"][-1]["content"] for k in kept]
+    assert texts[0] in kept_texts
+    # 姐姐 may merge into the neutral text, but 妹妹 must not end in the same cluster as 姐姐
+    assert texts[2] in kept_texts
+
+
+def test_short_wishes_one_edit_apart(tmp_path: Path, recipe) -> None:
+    texts = [
+        "新年快乐万事如意",
+        "新年快乐万事顺意",
+        "新年快乐万事如意呀",
+        "生日快乐身体健康",
+        "中秋快乐阖家团圆",
+    ]
+    kept, rejects = _run(tmp_path, texts, recipe, lsh_threshold=0.9)  # candidates from deletions alone
+    assert {r["messages"][-1]["content"] for r in rejects} == {"新年快乐万事顺意", "新年快乐万事如意呀"}
+    assert len(kept) == 3
+
+
+def test_no_near_dup_keeps_edits_but_drops_exact(tmp_path: Path, recipe) -> None:
+    kept, rejects = _run(tmp_path, [BASE, EDITS[0], EDITS[2]], recipe, near_dup=False)
+    assert [r["reject"]["reason"] for r in rejects] == ["duplicate"]
+    assert len(kept) == 2
+
+
+def test_against_a_published_dataset(tmp_path: Path, recipe) -> None:
+    published = write(tmp_path / "published.jsonl", [record(BASE, rid="pub1", style="自由")])
+    kept, rejects = _run(tmp_path, [EDITS[2], DISTINCT[0]], recipe, against=[published])
+    assert [k["messages"][-1]["content"] for k in kept] == [DISTINCT[0]]
+    assert rejects[0]["reject"]["duplicate_of"] == "pub1"
+
+
+@pytest.mark.parametrize("ngram", [1, 2, 3, 5])
+def test_batch_signatures_are_datasketch_minhash(ngram: int) -> None:
+    keys = ["祝你生日快乐天天开心", "新年好", "好", "祝赵老师桃李满天下身体健康", "ab"]
+    cps, offsets = codepoints(keys)
+    _, sigs = lsh_bands(
+        cps, offsets, ngram=ngram, num_perm=64, bands=14, rows=4, keep_signatures=True, chunk_rows=2
+    )
+    for i, key in enumerate(keys):
+        grams = [key[j : j + ngram] for j in range(max(1, len(key) - ngram + 1))]
+        m = MinHash(num_perm=64, seed=1, hashfunc=shingle_hash, scheme="affine32")
+        m.update_batch(grams)
+        assert (m.hashvalues == sigs[i]).all()
+
+
+def test_lsh_layout_is_datasketchs() -> None:
+    from datasketch import MinHashLSH
+
+    lsh = MinHashLSH(threshold=0.5, num_perm=64)
+    assert lsh_params(0.5, 64) == (lsh.b, lsh.r)
+
+
+def test_union_find_links_chains() -> None:
+    head = components(6, np.array([0, 1, 4]), np.array([1, 2, 5]))
+    assert head.tolist() == [0, 0, 0, 3, 4, 4]
+
+
+def test_near_heads_on_keys_directly() -> None:
+    keys = [
+        "祝姐姐生日快乐愿你前程似锦岁岁平安",
+        "祝姐姐生日快乐愿你前途似锦岁岁平安",
+        "中秋快乐阖家团圆月圆人圆",
+    ]
+    result = near_heads(keys, NearDupConfig())
+    assert result.head.tolist() == [0, 0, 2]
+    assert result.similarity[1] >= 0.85
