@@ -74,7 +74,7 @@ def test_a_text_naming_no_recipient_does_not_chain_two_recipients(tmp_path: Path
         "祝姐姐生日快乐，愿你前程似锦，岁岁平安，万事胜意！",
         "祝妹妹生日快乐，愿你前程似锦，岁岁平安，万事胜意！",
     ]
-    kept, rejects = _run(tmp_path, texts, recipe)
+    kept, _ = _run(tmp_path, texts, recipe)
     kept_texts = [k["messages"][-1]["content"] for k in kept]
     assert texts[0] in kept_texts
     # 姐姐 may merge into the neutral text, but 妹妹 must not end in the same cluster as 姐姐
