@@ -28,7 +28,7 @@ import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import httpx
 
@@ -313,18 +313,18 @@ class Embedded(Provider):
     """Provider `embedded`: the packaged model (or `--model-path`) served by llama.cpp for this run only.
 
     No key, no network. llama.cpp's server answers one request at a time, so the run's concurrency is 1
-    unless the user sets it; the model name is the GGUF's file name.
+    and its timeout 600 s unless the user sets them; the model name is the GGUF's file name.
     """
 
     name = "embedded"
-    default_concurrency = 1
+    option_defaults: ClassVar[dict[str, Any]] = {"concurrency": 1, "timeout": 600.0}
 
     def describe(self, options: GenerateOptions) -> dict[str, Any]:
         packaged = cache_dir() / f"{PACKAGED_MODEL.name}.gguf"
         path = Path(options.model_path) if options.model_path else packaged
         return {
             "provider": self.name,
-            "base_url": "(llama.cpp started on a free 127.0.0.1 port for this run)",
+            "base_url": "http://127.0.0.1:<a free port>/v1 (llama.cpp, started for this run)",
             "model": options.model or model_name(path),
             "model_path": str(path),
             "key_env": None,

@@ -444,10 +444,11 @@ async def agenerate(
     console = _console()
     t0 = time.monotonic()
     provider = get_provider(options.provider)
-    default_concurrency = getattr(provider, "default_concurrency", None)
-    if default_concurrency and "concurrency" not in options.model_fields_set:
-        # e.g. embedded: llama.cpp serves one request at a time, so 64 in flight would only time out.
-        options = options.model_copy(update={"concurrency": default_concurrency})
+    # A provider may change defaults the user did not set, e.g. embedded: llama.cpp serves one request at
+    # a time (64 in flight would only time out) and a small CPU model needs more than 120 s for a long reply.
+    defaults = getattr(provider, "option_defaults", {})
+    if unset := {k: v for k, v in defaults.items() if k not in options.model_fields_set}:
+        options = options.model_copy(update=unset)
     if not options.dry_run:
         provider.check(options)  # a missing key is an error before planning, let alone sending
     planned = plan(recipe, rounds=options.rounds, seed=options.seed, limit=options.limit)
