@@ -324,7 +324,7 @@ class Embedded(Provider):
         path = Path(options.model_path) if options.model_path else packaged
         return {
             "provider": self.name,
-            "base_url": "http://127.0.0.1:<a free port>/v1 (llama.cpp, started for this run)",
+            "base_url": "http://127.0.0.1:<free port, llama.cpp started for this run>/v1",
             "model": options.model or model_name(path),
             "model_path": str(path),
             "key_env": None,
