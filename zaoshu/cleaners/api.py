@@ -146,7 +146,7 @@ def clean(
         p.with_name(p.name + ".tmp").resolve() for p in (out, rejects)
     }
     files = expand_inputs(list(inputs), exclude=own)
-    frame = read_columns(files, skip_bad_lines=options.skip_bad_lines)
+    frame = read_columns(files, skip_bad_lines=options.skip_bad_lines, workers=options.read_workers)
     against = expand_inputs(list(options.against), exclude=own) if options.against else []
     refs = read_columns(against) if against else None
     timer.lap("read")

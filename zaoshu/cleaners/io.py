@@ -7,6 +7,7 @@ assistant text, finish_reason), the second pass streams the input again and writ
 
 from __future__ import annotations
 
+import multiprocessing
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -74,73 +75,124 @@ _ROLES = frozenset(ROLES)
 _EMPTY: dict[str, Any] = {}
 
 
-def read_columns(files: list[Path], *, skip_bad_lines: bool = False) -> pl.DataFrame:
-    """One row per non-blank input line: file, line, id, style, finish_reason, raw text, ax_<axis>, bad."""
-    frames: list[pl.DataFrame] = []
-    f_file: list[int] = []
+PARALLEL_MIN_BYTES = 32 << 20
+
+
+def _scan(fi: int, path: Path, start: int, end: int | None, skip_bad_lines: bool) -> dict[str, Any]:
+    """Parse the lines of `path` that start in [start, end): plain Python lists (cheap to send back from
+    a worker process), `lines` = physical lines seen, so the caller can number lines globally."""
     f_line: list[int] = []
     f_id: list[str | None] = []
     f_finish: list[Any] = []
     f_raw: list[str] = []
     f_bad: list[str | None] = []
     axes_rows: list[dict[str, Any]] = []
+    loads = orjson.loads
+    number = 0
+    with open(path, "rb") as handle:
+        handle.seek(start)
+        pos = start
+        for number, raw in enumerate(handle, 1):
+            if end is not None and pos >= end:
+                number -= 1
+                break
+            pos += len(raw)
+            if raw == b"\n" or raw.isspace():
+                continue
+            bad = None
+            try:
+                record = loads(raw)
+                got = _fields(record)
+            except orjson.JSONDecodeError:
+                got = None
+            if got is None:
+                try:  # the precise message: not UTF-8, not JSON, which key is wrong
+                    check_record(parse_line(raw, path=path, line=number), path=path, line=number)
+                    raise RecordError("'axes' must be an object", path=path, line=number)
+                except RecordError as e:
+                    if not skip_bad_lines:
+                        raise
+                    bad = str(e)
+                text, axes, finish, rid = "", _EMPTY, None, None
+            else:
+                text, axes, finish = got
+                rid = record.get("id") or content_id(record["messages"])
+            f_line.append(number)
+            f_id.append(rid)
+            f_finish.append(None if finish is None else str(finish))
+            f_raw.append(text)
+            f_bad.append(bad)
+            axes_rows.append(axes)
+    names = sorted({k for a in axes_rows for k in a})
+    axes = {
+        n: [None if (v := a.get(n)) is None else v if v.__class__ is str else str(v) for a in axes_rows]
+        for n in names
+    }
+    return {"fi": fi, "line": f_line, "id": f_id, "finish_reason": f_finish, "raw": f_raw, "bad": f_bad,
+            "axes": axes, "lines": number}  # fmt: skip
 
-    def flush() -> None:
-        if not axes_rows:
-            return
-        names = sorted({k for a in axes_rows for k in a})
+
+def _scan_job(job: tuple[int, Path, int, int | None, bool]) -> dict[str, Any]:
+    """In a worker: errors come back as data (the parent reads the file again to raise the first one)."""
+    try:
+        return _scan(*job)
+    except RecordError as e:
+        return {"error": e.line}
+
+
+def _ranges(path: Path, parts: int) -> list[tuple[int, int | None]]:
+    """`parts` byte ranges of a file, each starting at a line start."""
+    size = path.stat().st_size
+    if parts <= 1 or size < PARALLEL_MIN_BYTES:
+        return [(0, None)]
+    cuts = [0]
+    with open(path, "rb") as handle:
+        for k in range(1, parts):
+            handle.seek(size * k // parts)
+            handle.readline()
+            cuts.append(handle.tell())
+    cuts = sorted(set(cuts))
+    return [(a, b) for a, b in zip(cuts, [*cuts[1:], None], strict=True)]
+
+
+def read_columns(files: list[Path], *, skip_bad_lines: bool = False, workers: int = 1) -> pl.DataFrame:
+    """One row per non-blank input line: file, line, id, style, finish_reason, raw text, ax_<axis>, bad.
+
+    Large files are parsed in `workers` processes over byte ranges (JSON parsing is the cost here);
+    a bad line found there is reported by reading that file again in order, so the error is the first one.
+    """
+    jobs = [
+        (fi, path, a, b, skip_bad_lines) for fi, path in enumerate(files) for a, b in _ranges(path, workers)
+    ]
+    if workers > 1 and len(jobs) > 1:
+        ctx = multiprocessing.get_context("fork")  # children run orjson only, never polars
+        with ctx.Pool(min(workers, len(jobs))) as pool:
+            parts = pool.map(_scan_job, jobs, chunksize=1)
+    else:
+        parts = [_scan(*job) for job in jobs]
+
+    frames: list[pl.DataFrame] = []
+    offset: dict[int, int] = {}
+    for job, part in zip(jobs, parts, strict=True):
+        fi, path = job[0], job[1]
+        if "error" in part:
+            _scan(fi, path, 0, None, skip_bad_lines)  # raises at the first bad line of the file
+        base = offset.get(fi, 0)
+        offset[fi] = base + part["lines"]
+        lines = np.asarray(part["line"], dtype=np.int64) + base
         data: dict[str, Any] = {
-            "file": f_file,
-            "line": f_line,
-            "id": f_id,
-            "finish_reason": [None if v is None else str(v) for v in f_finish],
-            "raw": f_raw,
-            "bad": f_bad,
+            "file": [fi] * len(lines),
+            "line": lines,
+            "id": part["id"],
+            "finish_reason": part["finish_reason"],
+            "raw": part["raw"],
+            "bad": part["bad"],
         }
-        for name in names:
-            column = [a.get(name) for a in axes_rows]
-            column = [v if v is None or v.__class__ is str else str(v) for v in column]
+        for name, column in part["axes"].items():
             data["style" if name == "style" else f"ax_{name}"] = column
         if "style" not in data:
-            data["style"] = [None] * len(axes_rows)
+            data["style"] = [None] * len(lines)
         frames.append(pl.DataFrame(data, schema_overrides=_SCHEMA))
-        for v in (f_file, f_line, f_id, f_finish, f_raw, f_bad, axes_rows):
-            v.clear()
-
-    loads = orjson.loads
-    for fi, path in enumerate(files):
-        with open(path, "rb") as handle:
-            for number, raw in enumerate(handle, 1):
-                if raw == b"\n" or raw.isspace():
-                    continue
-                bad = None
-                try:
-                    record = loads(raw)
-                    got = _fields(record)
-                except orjson.JSONDecodeError:
-                    got = None
-                if got is None:
-                    try:  # the precise message: not UTF-8, not JSON, which key is wrong
-                        check_record(parse_line(raw, path=path, line=number), path=path, line=number)
-                        raise RecordError("'axes' must be an object", path=path, line=number)
-                    except RecordError as e:
-                        if not skip_bad_lines:
-                            raise
-                        bad = str(e)
-                    text, axes, finish, rid = "", _EMPTY, None, None
-                else:
-                    text, axes, finish = got
-                    rid = record.get("id") or content_id(record["messages"])
-                f_file.append(fi)
-                f_line.append(number)
-                f_id.append(rid)
-                f_finish.append(finish)
-                f_raw.append(text)
-                f_bad.append(bad)
-                axes_rows.append(axes)
-                if len(axes_rows) >= CHUNK:
-                    flush()
-    flush()
     if not frames:
         return pl.DataFrame(schema=_SCHEMA | {"id": pl.Utf8, "raw": pl.Utf8})
     return pl.concat(frames, how="diagonal_relaxed")
