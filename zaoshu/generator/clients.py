@@ -186,8 +186,7 @@ class OpenAICompatClient:
         self.session = aiohttp.ClientSession(
             connector=connector,
             timeout=aiohttp.ClientTimeout(total=self.timeout),
-            skip_auto_headers=("User-Agent",),
-            headers={"User-Agent": "zaoshu"},
+            headers={"User-Agent": "zaoshu", **self.headers},
         )
         return self
 
@@ -199,7 +198,7 @@ class OpenAICompatClient:
         assert self.session is not None
         body = orjson.dumps({"model": self.endpoint.model, "messages": messages, **params})
         try:
-            async with self.session.post(self.url, data=body, headers=self.headers) as resp:
+            async with self.session.post(self.url, data=body) as resp:
                 raw = await resp.read()
                 status = resp.status
                 if status != 200:

@@ -14,6 +14,7 @@ one-line summary (the same numbers as the returned `GenerateStats`).
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import os
 import signal
@@ -94,8 +95,9 @@ class GenerateStats:
     tokens_out: int = 0
     cost: float | None = None
     currency: str | None = None
-    wall_s: float = 0.0
-    req_s: float = 0.0  # finished tasks (done + failed) per second
+    wall_s: float = 0.0  # the whole call: planning, resume scan, sending, flushing
+    send_s: float = 0.0  # the sending phase alone
+    req_s: float = 0.0  # finished tasks (done + failed) per second of the whole call
     interrupted: bool = False
     dry_run: bool = False
     provider: str = ""
@@ -136,7 +138,7 @@ def request_params(recipe: Recipe) -> dict[str, Any]:
 class _Run:
     def __init__(
         self,
-        tasks: list[Task],
+        tasks: collections.deque[Task],
         endpoint: Endpoint,
         client: Any,
         options: GenerateOptions,
@@ -161,10 +163,11 @@ class _Run:
         self.done_ids: set[str] = set()
         self.auth_error: AuthFailed | None = None
         self.crash: BaseException | None = None
+        self.failures_existed = False
+        self.track_done = False
         self.hard = False
         self.stop_event = asyncio.Event()
         self.price = price_for(load_prices(options.prices), endpoint.model)
-        self._it = iter(tasks)
         stats.window_min = options.concurrency
         stats.currency = self.price.currency if self.price else None
         stats.cost = 0.0 if self.price else None
@@ -185,6 +188,7 @@ class _Run:
 
     async def run(self) -> None:
         n = min(self.options.concurrency, len(self.tasks))
+        self.track_done = self.failures_existed
         workers = [asyncio.create_task(self._worker()) for _ in range(n)]
         all_done = asyncio.gather(*workers, return_exceptions=True)
         stop = asyncio.create_task(self.stop_event.wait())
@@ -201,11 +205,11 @@ class _Run:
             stop.cancel()
 
     async def _worker(self) -> None:
-        it = self._it
+        queue = self.tasks  # popped, so a finished task is freed: memory only goes down after planning
         while not self.gate.stopping:
-            task = next(it, None)
-            if task is None:
+            if not queue:
                 return
+            task = queue.popleft()
             try:
                 await self._do(task)
             except Stopped:
@@ -223,13 +227,16 @@ class _Run:
 
     async def _do(self, task: Task) -> None:
         attempts = 0
+
+        async def attempt() -> tuple[Any, float]:
+            nonlocal attempts
+            attempts += 1
+            if attempts > 1:
+                self.stats.retries += 1
+            return await self._attempt(task)
+
         try:
-            async for attempt in self.policy.retrying():
-                with attempt:
-                    attempts += 1
-                    if attempts > 1:
-                        self.stats.retries += 1
-                    reply, latency = await self._attempt(task)
+            reply, latency = await self.policy.call(attempt)
         except AuthFailed:
             raise
         except RequestFailed as e:
@@ -245,7 +252,8 @@ class _Run:
             "created_at": utc_now(),
         }
         self.sink.write(task.to_record(reply.content, meta))
-        self.done_ids.add(task.id)
+        if self.track_done:  # only needed to prune an earlier failures file
+            self.done_ids.add(task.id)
         self.stats.done += 1
 
     async def _attempt(self, task: Task) -> tuple[Any, float]:
@@ -370,7 +378,7 @@ def _console() -> Console:
 
 def _dry_run(
     provider: Provider,
-    tasks: list[Task],
+    tasks: collections.deque[Task],
     options: GenerateOptions,
     params: dict[str, Any],
     stats: GenerateStats,
@@ -398,7 +406,7 @@ def _dry_run(
             f"at most {price.format(price.cost(0, out_tokens))} out with max_tokens)",
             markup=False,
         )
-    for task in tasks[: options.show]:
+    for task in list(tasks)[: options.show]:
         body = {"model": info.get("model"), "messages": task.request, **params}
         out.rule(f"{task.id}  {task.axes}")
         out.print(f"record user turn: {task.user}", markup=False)
@@ -464,7 +472,8 @@ async def agenerate(
             f"[yellow]warning:[/] {out}: cut a torn last line (left by an interrupted run); that task is redone"
         )
     done_before = read_ids(out)
-    tasks = [t for t in planned.tasks if t.id not in done_before]
+    tasks = collections.deque(t for t in planned.tasks if t.id not in done_before)
+    del planned  # the deque holds what is left to do; sent tasks are freed as they finish
     stats.skipped_resume = stats.tasks - len(tasks)
     stats.todo = len(tasks)
     params = request_params(recipe)
@@ -489,6 +498,8 @@ async def agenerate(
                 AppendSink(partial, fsync_every=1024) as fail_sink,
             ):
                 run = _Run(tasks, endpoint, client, options, params, stats, sink, fail_sink)
+                run.failures_existed = failures_path.exists()
+                del tasks
                 loop = asyncio.get_running_loop()
                 installed = []
                 if options.handle_signals:
@@ -499,10 +510,12 @@ async def agenerate(
                 progress = (
                     _Progress(run, stats.todo, console) if not options.quiet else contextlib.nullcontext()
                 )
+                t_send = time.monotonic()
                 try:
                     with progress:
                         await run.run()
                 finally:
+                    stats.send_s = round(time.monotonic() - t_send, 3)
                     for sig in installed:
                         loop.remove_signal_handler(sig)
             _finish_failures(failures_path, partial, done_before | run.done_ids, run.failed_ids)
