@@ -78,14 +78,18 @@ def svg_histogram(lengths: np.ndarray, *, limit: int | None, allowed: int | None
             f'<text x="{pad + t * sx:.1f}" y="{base + 14}" text-anchor="middle" font-size="10">{t}</text>'
         )
     parts.append(f'<text x="{pad}" y="{pad - 10}" font-size="10">max count {peak}</text>')
-    for value, style, name in ((limit, "", "max_chars"), (allowed, ' stroke-dasharray="4 3"', "+tolerance")):
+    for row, (value, dash, name) in enumerate(
+        ((limit, "", "max_chars"), (allowed, ' stroke-dasharray="4 3"', "accepted"))
+    ):
         if value:
             x = pad + value * sx
             parts.append(
-                f'<line x1="{x:.1f}" y1="{pad - 4}" x2="{x:.1f}" y2="{base}" stroke="#c0392b"{style}/>'
+                f'<line x1="{x:.1f}" y1="{pad - 4}" x2="{x:.1f}" y2="{base}" stroke="#c0392b"{dash}/>'
             )
+            anchor, dx = ("end", -3) if x > width * 0.8 else ("start", 3)
             parts.append(
-                f'<text x="{x + 3:.1f}" y="{pad + 6}" font-size="10" fill="#c0392b">{name} {value}</text>'
+                f'<text x="{x + dx:.1f}" y="{pad + 6 + 12 * row}" font-size="10" fill="#c0392b" '
+                f'text-anchor="{anchor}">{name} {value}</text>'
             )
     if minimum:
         x = pad + minimum * sx
