@@ -415,3 +415,18 @@ def test_chat_prompt_follows_the_training_template(tiny: Path) -> None:
     assert isinstance(reply, str) and plain.history == [("你好", reply)]
     with pytest.raises(ZaoshuError, match="model directory not found"):
         ChatSession(tiny / "missing")
+
+
+def test_newest_checkpoint_by_iteration_number_and_deepspeed_folders(tmp_path: Path) -> None:
+    from zaoshu.trainer import newest_checkpoint
+
+    assert newest_checkpoint(tmp_path) is None
+    for name in ("iter_2.pth", "iter_10.pth", "iter_9.pth", "not_a_checkpoint.pth"):
+        (tmp_path / name).write_bytes(b"x")
+    assert newest_checkpoint(tmp_path) == tmp_path / "iter_10.pth"  # 10 > 9, not string order
+    (tmp_path / "iter_12.pth").mkdir()  # DeepSpeed saves a folder
+    assert newest_checkpoint(tmp_path) == tmp_path / "iter_12.pth"
+    (tmp_path / "last_checkpoint").write_text(str(tmp_path / "iter_9.pth"))
+    assert newest_checkpoint(tmp_path) == tmp_path / "iter_9.pth"  # XTuner's own record wins
+    (tmp_path / "last_checkpoint").write_text("/moved/elsewhere/iter_99.pth")
+    assert newest_checkpoint(tmp_path) == tmp_path / "iter_12.pth"
