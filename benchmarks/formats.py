@@ -3,6 +3,9 @@
 The bar (issue 5): at least 200,000 records/s per command on 2 cores. The baseline is what a seed script
 does: read the same file line by line with `json.loads` (nothing written), so a ratio above 1 means the
 whole command (parse, check, convert, write) is faster than merely parsing the file the seed's way.
+The commands use one worker process per core. On a shared machine the wall-clock figures move with the
+load of others, so each line also shows the CPU time a record cost (this process and its workers) and
+that against json.loads: a figure that does not depend on how busy the machine was.
 
     python3 benchmarks/formats.py              # 1,000,000 records
     python3 benchmarks/formats.py --rows 100000
@@ -14,6 +17,7 @@ import argparse
 import json
 import os
 import random
+import resource
 import shutil
 import tempfile
 import time
@@ -112,11 +116,23 @@ def warm(*paths: Path) -> None:
                 pass
 
 
+#: CPU seconds of the last `timed` call, this process and its (finished) worker processes together
+LAST_CPU = [0.0]
+
+
+def cpu_seconds() -> float:
+    own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+
+
 def timed(fn: Callable[[], object], *inputs: Path) -> float:
     warm(*inputs)
+    cpu = cpu_seconds()
     start = time.perf_counter()
     fn()
-    return time.perf_counter() - start
+    seconds = time.perf_counter() - start
+    LAST_CPU[0] = cpu_seconds() - cpu
+    return seconds
 
 
 def main() -> None:
@@ -148,9 +164,16 @@ def main() -> None:
         )
 
         base_s = timed(lambda: json_loads_baseline(data), data)
-        print(f"baseline: json.loads per line  {base_s:6.2f} s  {n / base_s:>10,.0f} records/s")
+        base_cpu = LAST_CPU[0]
+        print(
+            f"baseline: json.loads per line  {base_s:6.2f} s  {n / base_s:>10,.0f} records/s  "
+            f"{base_cpu / n * 1e6:.1f} us CPU a record"
+        )
         print()
-        print(f"{'command':<44} {'seconds':>8} {'records/s':>11} {'vs json.loads':>14} {'bar 200k/s':>11}")
+        print(
+            f"{'command':<44} {'seconds':>8} {'records/s':>11} {'vs json.loads':>14} {'bar 200k/s':>11} "
+            f"{'CPU us/rec':>11} {'CPU vs json':>12}"
+        )
 
         rows: list[tuple[str, float]] = []
 
@@ -158,7 +181,11 @@ def main() -> None:
             rows.append((name, seconds))
             rate = n / seconds
             verdict = "ok" if rate >= BAR else f"{rate / BAR:.2f}x"
-            print(f"{name:<44} {seconds:8.2f} {rate:11,.0f} {rate * base_s / n:13.2f}x {verdict:>11}")
+            cpu = LAST_CPU[0]
+            print(
+                f"{name:<44} {seconds:8.2f} {rate:11,.0f} {rate * base_s / n:13.2f}x {verdict:>11} "
+                f"{cpu / n * 1e6:11.1f} {base_cpu / cpu:11.2f}x"
+            )
 
         for fmt, suffix in (
             ("openai", ".jsonl"),

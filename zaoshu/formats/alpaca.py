@@ -16,7 +16,6 @@ from zaoshu.formats.base import (
     RowError,
     check_messages,
     new_record,
-    note_dropped_fields,
     pairs,
     text,
 )
@@ -58,7 +57,6 @@ def read(row: Row, with_id: bool = True) -> Record:
 
 
 def write(record: Record, lost: Lost) -> Row:
-    note_dropped_fields(record, lost)
     system, grouped = pairs(record, lost)
     if any("loss" in answer for _, _, answer in grouped):
         lost["loss flags"] += 1
@@ -77,4 +75,5 @@ FORMAT = Format(
     matches=matches,
     read=read,
     write=write,
+    keeps=(),
 )

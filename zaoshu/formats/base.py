@@ -34,7 +34,8 @@ class Format:
 
     `matches(row)` says whether a parsed row looks like this format (for auto-detection); `read(row, with_id)`
     turns a row into a canonical record (an id from `content_id` when the row has none, if asked);
-    `write(record, lost)` turns a record into a row, counting in `lost` what the format cannot hold.
+    `write(record, lost)` turns a record into a row, counting in `lost` how it had to reshape the
+    conversation; the fields it drops (those not in `keeps`) are counted by the caller, once per chunk.
     """
 
     name: str
@@ -42,6 +43,8 @@ class Format:
     matches: Callable[[Any], bool]
     read: Callable[[Row, bool], Record]
     write: Callable[[Record, Lost], Row]
+    #: the canonical fields besides messages that the format keeps; the others are counted as dropped
+    keeps: tuple[str, ...] = ()
 
 
 def new_record(messages: list[dict[str, Any]], *, row_id: Any = None, with_id: bool = True) -> Record:
@@ -120,16 +123,11 @@ def pairs(record: Record, lost: Lost) -> tuple[str, list[tuple[str, str, dict[st
     return "\n".join(systems), grouped
 
 
-def note_dropped_fields(record: Record, lost: Lost) -> None:
-    """Count the canonical fields a conversation-only format cannot keep."""
-    if record.get("id"):
-        lost["id"] += 1
-    if record.get("recipe"):
-        lost["recipe"] += 1
-    if record.get("axes"):
-        lost["axes"] += 1
-    if record.get("meta"):
-        lost["meta"] += 1
+DROPPABLE = ("id", "recipe", "axes", "meta")
+
+
+def dropped_fields(keeps: tuple[str, ...]) -> tuple[str, ...]:
+    return tuple(name for name in DROPPABLE if name not in keeps)
 
 
 def fail_row(err: Exception, path: Any, line: int | None, where: str | None = None) -> RecordError:

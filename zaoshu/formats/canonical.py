@@ -40,4 +40,5 @@ FORMAT = Format(
     matches=matches,
     read=read,
     write=write,
+    keeps=RECORD_KEYS,
 )

@@ -17,7 +17,7 @@ from typing import IO
 import orjson
 
 from zaoshu.errors import RecordError, ZaoshuError
-from zaoshu.formats.base import RowError
+from zaoshu.formats.base import RowError, dropped_fields
 from zaoshu.formats.engine import Job, Out, emit, run, scratch_dir
 from zaoshu.formats.io import Rows
 from zaoshu.formats.registry import detect_rows, get_format
@@ -113,13 +113,17 @@ def read_any(path: str | Path, fmt: str | None = None) -> list[Record]:
 
 def write(records: Iterable[Record], path: str | Path, fmt: str) -> Written:
     """Write records as `fmt` atomically (`.json` -> JSON array, else JSONL); returns counts and losses."""
-    writer = get_format(fmt).write
+    target = get_format(fmt)
+    writer, drops = target.write, dropped_fields(target.keeps)
     result = Written(Path(path), fmt, 0)
     with atomic_output(path) as f:
         out = ArrayWriter(f, array_output(path, fmt))
         sep = b",\n" if out.array else b"\n"
         buffer: list[bytes] = []
         for record in records:
+            for name in drops:
+                if record.get(name):
+                    result.lost[name] += 1
             buffer.append(orjson.dumps(writer(record, result.lost)) + sep)
             result.count += 1
             if len(buffer) >= 4096:

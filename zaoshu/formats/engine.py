@@ -27,7 +27,7 @@ from typing import IO, Any, Literal
 import orjson
 
 from zaoshu.errors import RecordError
-from zaoshu.formats.base import RowError, check_messages
+from zaoshu.formats.base import RowError, check_messages, dropped_fields
 from zaoshu.formats.io import BOM, Rows, json_error
 from zaoshu.formats.registry import FORMATS
 from zaoshu.records import content_id
@@ -77,8 +77,11 @@ def _axis_value(row: dict[str, Any], record: dict[str, Any], axis: str) -> Any:
     raise RowError(f"record has no axis {axis!r} (looked in axes.{axis} and a top-level {axis!r})")
 
 
-def process(items: Iterable[tuple[int, Any, int]], job: Job, src_path: str) -> Out:
-    """Read, check and write rows; `items` are (position, raw bytes or parsed row, file offset)."""
+def process(items: Iterable[tuple[Any, ...]], job: Job, src_path: str) -> Out:
+    """Read, check and write rows; `items` are (position, raw bytes or parsed row[, file offset]).
+
+    Blank lines are skipped; the file offset is only needed by scan (split), which copies rows.
+    """
     out = Out()
     try:
         if job.mode == "scan":
@@ -131,14 +134,17 @@ def _scan(items: Iterable[tuple[int, Any, int]], job: Job, out: Out) -> None:
     out.rows = len(spans) // 2
 
 
-def _convert(items: Iterable[tuple[int, Any, int]], job: Job, out: Out) -> None:
+def _convert(items: Iterable[tuple[Any, ...]], job: Job, out: Out) -> None:
     reader = FORMATS[job.src].read
-    writer = FORMATS[job.dst or job.src].write
+    target = FORMATS[job.dst or job.src]
+    writer = target.write
     merging = job.mode == "merge"
     with_id = merging or job.dst in ("zaoshu", "sharegpt")
     same = job.src == job.dst == "zaoshu"
-    # zaoshu rows go to another format's writer as they are: writers read only id, recipe, axes, messages, meta
+    # zaoshu rows go to the writers as they are: writers read only id, recipe, axes, messages, meta
     direct = job.src == "zaoshu" and not same
+    drops = dropped_fields(target.keeps)
+    dropped = dict.fromkeys(drops, 0)
     loads, dumps, JSONDecodeError = orjson.loads, orjson.dumps, orjson.JSONDecodeError
     parts: list[bytes] = []
     append, keys, ends, lost, hashes = parts.append, out.keys, out.ends, out.lost, out.content
@@ -146,10 +152,12 @@ def _convert(items: Iterable[tuple[int, Any, int]], job: Job, out: Out) -> None:
     sep = b",\n" if job.array_out else b"\n"
     extra = len(sep)
     size = 0
-    for position, raw, _ in items:
+    for position, raw, *_ in items:
         try:
             row = loads(raw) if type(raw) is bytes else raw
         except JSONDecodeError:
+            if not raw.strip():
+                continue  # a blank line
             row = _parse(position, raw)
         if type(row) is not dict:
             row = _parse(position, row)
@@ -158,14 +166,18 @@ def _convert(items: Iterable[tuple[int, Any, int]], job: Job, out: Out) -> None:
             if same and key and type(raw) is bytes:  # copied as it is
                 messages = check_messages(row.get("messages"))
                 line = raw[:-1] if raw[-1:] == b"\r" else raw
-            elif direct:
-                messages = check_messages(row.get("messages"))
-                if with_id and not key:
-                    row["id"] = content_id(messages)
-                line = dumps(writer(row, lost))
             else:
-                record = reader(row, with_id)
-                messages = record["messages"]
+                if direct:
+                    record = row
+                    messages = check_messages(row.get("messages"))
+                    if with_id and not key:
+                        row["id"] = content_id(messages)
+                else:
+                    record = reader(row, with_id)
+                    messages = record["messages"]
+                for name in drops:
+                    if record.get(name):
+                        dropped[name] += 1
                 line = dumps(writer(record, lost))
             if merging:
                 if key is not None and (type(key) is not str or not key):
@@ -176,8 +188,12 @@ def _convert(items: Iterable[tuple[int, Any, int]], job: Job, out: Out) -> None:
         except RowError as e:
             raise _BadRow(position, str(e)) from None
         append(line)
-        size += len(line) + extra
-        ends.append(size)
+        if merging:
+            size += len(line) + extra
+            ends.append(size)
+    for name, n in dropped.items():
+        if n:
+            lost[name] += n
     out.rows = len(parts)
     if parts:
         out.blob = sep.join(parts) + sep
@@ -200,7 +216,9 @@ def _run_chunk(args: tuple[str, int, int, Job]) -> Out:
     base = start
     if start == 0 and data.startswith(BOM):
         data, base = data[3:], 3
-    out = process(_lines(data, base), job, path)
+    # convert/merge iterate the lines directly (no generator frame per row: a million rows notice it)
+    items = _lines(data, base) if job.mode == "scan" else enumerate(data.split(b"\n"), 1)
+    out = process(items, job, path)
     out.newlines = data.count(b"\n")
     if job.parts_dir and out.blob:
         out.part = os.path.join(job.parts_dir, f"part-{start:016d}")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from zaoshu.formats.base import Format, Lost, Row, check_messages, new_record, note_dropped_fields
+from zaoshu.formats.base import Format, Lost, Row, check_messages, new_record
 from zaoshu.records import Record
 
 _ZAOSHU_KEYS = ("id", "recipe", "axes", "meta")
@@ -32,7 +32,6 @@ def read(row: Row, with_id: bool = True) -> Record:
 
 
 def write(record: Record, lost: Lost) -> Row:
-    note_dropped_fields(record, lost)
     return {"messages": record["messages"]}
 
 
@@ -42,4 +41,5 @@ FORMAT = Format(
     matches=matches,
     read=read,
     write=write,
+    keeps=(),
 )

@@ -44,9 +44,6 @@ def read(row: Row, with_id: bool = True) -> Record:
 
 
 def write(record: Record, lost: Lost) -> Row:
-    for key in ("recipe", "axes", "meta"):
-        if record.get(key):
-            lost[key] += 1
     if any("loss" in m for m in record["messages"]):
         lost["loss flags"] += 1
     row: dict[str, Any] = {}
@@ -62,4 +59,5 @@ FORMAT = Format(
     matches=matches,
     read=read,
     write=write,
+    keeps=("id",),
 )

@@ -16,7 +16,6 @@ from zaoshu.formats.base import (
     RowError,
     check_messages,
     new_record,
-    note_dropped_fields,
     text,
     turns,
 )
@@ -74,7 +73,6 @@ def read(row: Row, with_id: bool = True) -> Record:
 
 
 def write(record: Record, lost: Lost) -> Row:
-    note_dropped_fields(record, lost)
     conversation = []
     for system, user, answer in turns(record, lost):
         turn: dict[str, Any] = {}
@@ -94,4 +92,5 @@ FORMAT = Format(
     matches=matches,
     read=read,
     write=write,
+    keeps=(),
 )
