@@ -152,7 +152,7 @@ def _convert(items: Iterable[tuple[Any, ...]], job: Job, out: Out) -> None:
     sep = b",\n" if job.array_out else b"\n"
     extra = len(sep)
     size = 0
-    for position, raw, *_ in items:
+    for position, raw in items:
         try:
             row = loads(raw) if type(raw) is bytes else raw
         except JSONDecodeError:
@@ -252,7 +252,7 @@ def run(path: str | Path, job: Job, *, parallel: bool | None = None) -> Iterator
     rows = Rows.peek(path, 1 << 16)
     if rows.layout == "array":
         rows = Rows(path)
-        items = ((i, row, -1) for i, row in rows)
+        items = ((i, row, -1) for i, row in rows) if job.mode == "scan" else iter(rows)
         out = process(items, job, path)
         if out.error:
             line, where = rows.where(out.error[0])
