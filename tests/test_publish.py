@@ -54,12 +54,16 @@ def split_dir(tmp_path) -> Path:
     (data / "raw.stats.json").write_text(
         json.dumps(
             {
-                "model": "deepseek-chat",
+                "tasks": 42,
                 "done": 42,
                 "failed": 0,
-                "prompt_tokens": 8820,
-                "completion_tokens": 2016,
-                "cost_usd": 0.0031,
+                "tokens_in": 8820,
+                "tokens_out": 2016,
+                "cost": 0.0031,
+                "currency": "CNY",
+                "provider": "deepseek",
+                "model": "deepseek-chat",
+                "output": "/home/alice/out/raw.jsonl",
             }
         ),
         encoding="utf-8",
@@ -67,7 +71,12 @@ def split_dir(tmp_path) -> Path:
     (data / "clean.report").mkdir()
     (data / "clean.report" / "report.json").write_text(
         json.dumps(
-            {"read": 42, "kept": 40, "rejected": 2, "by_reason": {"too_long": 1, "near_duplicate": 1}}
+            {
+                "counts": {"read": 42, "kept": 40, "normalized": 3, "rejected": 2},
+                "by_reason": {"too_long": 1, "near_duplicate": 1},
+                "recipe": "wishes",
+                "outputs": {"kept": "/home/alice/out/clean.jsonl"},
+            }
         ),
         encoding="utf-8",
     )
@@ -147,9 +156,10 @@ def test_card_body_comes_from_recipe_stats_and_report(tmp_path, split_dir):
     assert "| 小红书 | 小红书风格，每条加入1-2个emoji表情包来增加趣味性。 | ≤ 50 chars |" in text
     assert "该祝福语字数小于 {{ max_chars }} 字。" in text  # the generation prompt
     # generation stats from raw.stats.json: model, tokens, cost
-    assert "model `deepseek-chat`" in text and "completion_tokens 2,016" in text and "cost_usd 0.0031" in text
+    assert "model `deepseek-chat`" in text and "tokens_out 2,016" in text and "cost 0.0031 CNY" in text
+    assert "/home/alice" not in text  # local paths stay off a public card
     # the cleaning report's counts
-    assert "| kept | 40 |" in text and "| too_long | 1 |" in text and "| near_duplicate | 1 |" in text
+    assert "| counts.kept | 40 |" in text and "| too_long | 1 |" in text and "| near_duplicate | 1 |" in text
     assert 'load_dataset("alice/wishes-zh")' in text
     # an explicit --recipe wins; a missing one is an error
     other = build(

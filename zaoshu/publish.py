@@ -275,7 +275,10 @@ def stats_context(path: Path | None) -> dict[str, Any] | None:
     """Generation figures from the generator's `*.stats.json`: model, tokens, cost, and the rest."""
     if path is None:
         return None
-    rows = _flatten(_read_json(path))
+    # local paths (output, failures) say nothing to readers of a public card
+    rows = [
+        (k, v) for k, v in _flatten(_read_json(path)) if not (isinstance(v, str) and ("/" in v or "\\" in v))
+    ]
     if not rows:
         return None
 
@@ -290,8 +293,9 @@ def stats_context(path: Path | None) -> dict[str, Any] | None:
     if tokens:
         head.append("tokens: " + ", ".join(tokens[:4]))
     cost = [f"{k} {_fmt(v)}" for k, v in pick("cost") if isinstance(v, (int, float))]
+    currency = next((str(v) for k, v in rows if k.lower().endswith("currency") and v), "")
     if cost:
-        head.append("cost: " + ", ".join(cost[:2]))
+        head.append("cost: " + ", ".join(cost[:2]) + (f" {currency}" if currency else ""))
     return {
         "file": path.name,
         "headline": "; ".join(head),
