@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from zaoshu.cleaners.normalize import dedup_key, normalize_frame, normalize_text
+from zaoshu.cleaners.normalize import dedup_key, dedup_keys, key_expr, normalize_frame, normalize_text
 
 CASES = [
     # leading punctuation and particles left by the style's modal particles (the seed's examples)
@@ -126,3 +126,10 @@ def test_a_wish_is_never_emptied(before: list[str], wish: str, after: list[str])
 def test_any_text_normalizes_idempotently(text: str) -> None:
     once = normalize_text(text)
     assert normalize_text(once) == once
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.text(max_size=20), min_size=1, max_size=20))
+def test_fast_dedup_keys_match_the_full_expression(texts: list[str]) -> None:
+    series = pl.Series(texts, dtype=pl.Utf8)
+    assert dedup_keys(series).to_list() == pl.select(key_expr(pl.lit(series))).to_series().to_list()

@@ -20,7 +20,7 @@ from zaoshu.cleaners.config import CleanConfig, CleanOptions, parse_clean_config
 from zaoshu.cleaners.dedup import exact_heads, near_heads
 from zaoshu.cleaners.io import Outputs, expand_inputs, read_columns, write_outputs
 from zaoshu.cleaners.minhash import codepoints, segment_sums
-from zaoshu.cleaners.normalize import key_expr, normalize_frame
+from zaoshu.cleaners.normalize import dedup_keys, key_expr, normalize_frame
 from zaoshu.cleaners.rules import RULES, RuleContext, apply_rules, count_emoji
 from zaoshu.recipes import Recipe
 
@@ -112,7 +112,7 @@ def _prepare(frame: pl.DataFrame) -> pl.DataFrame:
     """Normalized text, dedup key and the measures rules use (from the key's code points, in numpy)."""
     norm = normalize_frame(frame["raw"])
     frame = frame.with_columns(norm["text"], norm["changes"])
-    frame = frame.with_columns(key_expr(pl.col("text")).alias("key"))
+    frame = frame.with_columns(dedup_keys(frame["text"]))
     cps, offsets = codepoints(frame["key"])
     ratio, period = repetition(cps, offsets)
     han = ((cps >= 0x4E00) & (cps <= 0x9FFF)) | ((cps >= 0x3400) & (cps <= 0x4DBF)) | (cps >= 0x20000)
@@ -229,7 +229,7 @@ def _dedup(
     ref_ids = pl.Series("id", [], dtype=pl.Utf8)
     if refs is not None and refs.height:
         prepared = refs.with_columns(normalize_frame(refs["raw"])["text"])
-        prepared = prepared.with_columns(key_expr(pl.col("text")).alias("key")).filter(
+        prepared = prepared.with_columns(dedup_keys(prepared["text"])).filter(
             pl.col("key").str.len_chars() > 0
         )
         ref_keys, ref_ids = prepared["key"], prepared["id"]

@@ -185,6 +185,9 @@ def lsh_bands(
     return out, sigs
 
 
+_LOW_MASK = (1 << 22) - 1
+
+
 def bucket_pairs(column: np.ndarray, *, full_upto: int = 8) -> tuple[np.ndarray, np.ndarray]:
     """Pairs (i < j) of rows with equal values in `column`.
 
@@ -192,7 +195,11 @@ def bucket_pairs(column: np.ndarray, *, full_upto: int = 8) -> tuple[np.ndarray,
     with the bucket's first row and its next three neighbours, enough to connect them without the
     quadratic blow-up; the similarity check and union-find do the rest.
     """
-    shared = np.flatnonzero(pl.Series(column).is_duplicated().to_numpy())
+    # rows whose value some other row shares: a counting pass over the low bits finds a small superset
+    low = (column & np.uint64(_LOW_MASK)).astype(np.int64)
+    maybe = np.flatnonzero(np.bincount(low, minlength=_LOW_MASK + 1)[low] > 1)
+    sub = column[maybe]
+    shared = maybe[pl.Series(sub).is_duplicated().to_numpy()] if len(sub) else maybe
     if len(shared) < 2:
         empty = np.empty(0, dtype=np.int64)
         return empty, empty
