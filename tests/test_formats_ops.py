@@ -255,3 +255,11 @@ def test_bytes_that_are_not_utf8_inside_meta_are_caught_when_rows_are_copied(tmp
         merge([src], tmp_path / "out.jsonl")
     with pytest.raises(RecordError, match=r"m\.jsonl:2: not UTF-8"):
         split(src, tmp_path / "s")
+
+
+def test_a_first_line_longer_than_the_peek_is_still_json_lines(tmp_path, small_chunks):
+    long = record(0, text="长" * 100_000)  # ~300 KB on one line
+    src = write_jsonl(tmp_path / "long.jsonl", [long, record(1)])
+    assert convert(src, tmp_path / "o.jsonl", "openai").count == 2
+    assert merge([src], tmp_path / "m.jsonl").written.count == 2
+    assert split(src, tmp_path / "s", test=0.5).n_test == 1

@@ -142,6 +142,8 @@ class Rows:
             read_bytes(path)  # raises the right error
         with open(p, "rb") as f:
             data = f.read(nbytes)
+            if b"\n" not in data:
+                data += f.readline()  # a first line longer than nbytes: read it whole
             if data.startswith(BOM):
                 data = data[3:]
             more = f.read(1)
