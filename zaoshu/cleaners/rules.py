@@ -80,7 +80,9 @@ class RuleContext:
         return ctx
 
 
-Built = list[tuple[str, pl.Expr]]
+#: (reason, condition, detail): the condition runs over every row (cheap: contains, comparisons), the
+#: detail only over the rows the rule rejects.
+Built = list[tuple[str, pl.Expr, pl.Expr]]
 
 
 @dataclass(frozen=True)
@@ -103,9 +105,8 @@ def rule(name: str) -> Callable[[Callable[[RuleContext], Built]], Callable[[Rule
     return deco
 
 
-def _detail(cond: pl.Expr, detail: pl.Expr | str) -> pl.Expr:
-    value = pl.lit(detail) if isinstance(detail, str) else detail
-    return pl.when(cond).then(value).otherwise(pl.lit(None, dtype=pl.Utf8))
+def _detail(cond: pl.Expr, detail: pl.Expr | str) -> tuple[pl.Expr, pl.Expr]:
+    return cond.fill_null(False), (pl.lit(detail) if isinstance(detail, str) else detail).cast(pl.Utf8)
 
 
 def _style_map(ctx: RuleContext, pick: Callable[[str], int | None]) -> pl.Expr:
@@ -120,13 +121,13 @@ def _style_map(ctx: RuleContext, pick: Callable[[str], int | None]) -> pl.Expr:
 @rule("empty")
 def _empty(ctx: RuleContext) -> Built:
     """Nothing left after normalizing (blank reply, punctuation only)."""
-    return [("empty", _detail(pl.col("key").str.len_chars() == 0, "no text left after normalizing"))]
+    return [("empty", *_detail(pl.col("key").str.len_chars() == 0, "no text left after normalizing"))]
 
 
 @rule("truncated")
 def _truncated(ctx: RuleContext) -> Built:
     """The model stopped at max_tokens (finish_reason == "length"): the wish is cut off."""
-    return [("truncated", _detail(pl.col("finish_reason") == "length", "finish_reason=length"))]
+    return [("truncated", *_detail(pl.col("finish_reason") == "length", "finish_reason=length"))]
 
 
 @rule("excluded_pair")
@@ -135,6 +136,7 @@ def _excluded(ctx: RuleContext) -> Built:
     if ctx.recipe is None or not ctx.recipe.exclude:
         return []
     expr: pl.Expr = pl.lit(None, dtype=pl.Utf8)
+    any_cond: pl.Expr = pl.lit(False)
     for i, spec in reversed(list(enumerate(ctx.recipe.exclude))):
         conds = []
         for axis, wanted in spec.items():
@@ -147,7 +149,8 @@ def _excluded(ctx: RuleContext) -> Built:
             separator=" ",
         )
         expr = pl.when(cond).then(what + pl.lit(f" (exclude[{i}])")).otherwise(expr)
-    return [("excluded_pair", expr)]
+        any_cond = any_cond | cond
+    return [("excluded_pair", any_cond, expr)]
 
 
 @rule("meta_text")
@@ -156,8 +159,9 @@ def _meta(ctx: RuleContext) -> Built:
     phrases = [p for p in ctx.config.meta_phrases + ctx.config.extra_meta_phrases if p]
     if not phrases:
         return []
+    cond = pl.col("text").str.contains_any(phrases, ascii_case_insensitive=True)
     found = pl.col("text").str.extract_many(phrases, ascii_case_insensitive=True).list.first()
-    return [("meta_text", _detail(found.is_not_null(), pl.lit("contains ") + found))]
+    return [("meta_text", *_detail(cond, pl.lit("contains ") + found))]
 
 
 def leak_phrases(ctx: RuleContext) -> list[str]:
@@ -182,8 +186,9 @@ def _leaked(ctx: RuleContext) -> Built:
     phrases = leak_phrases(ctx)
     if not phrases:
         return []
+    cond = pl.col("text").str.contains_any(phrases)
     found = pl.col("text").str.extract_many(phrases).list.first()
-    return [("leaked_prompt", _detail(found.is_not_null(), pl.lit("repeats the prompt: ") + found))]
+    return [("leaked_prompt", *_detail(cond, pl.lit("repeats the prompt: ") + found))]
 
 
 @rule("copied_example")
@@ -194,8 +199,9 @@ def _copied(ctx: RuleContext) -> Built:
     keys = sorted({k for pool in ctx.recipe.examples.values() for k in map(dedup_key, pool) if len(k) >= 8})
     if not keys:
         return []
+    cond = pl.col("key").str.contains_any(keys)
     found = pl.col("key").str.extract_many(keys).list.first()
-    return [("copied_example", _detail(found.is_not_null(), pl.lit("copies the example ") + found))]
+    return [("copied_example", *_detail(cond, pl.lit("copies the example ") + found))]
 
 
 @rule("too_short")
@@ -203,7 +209,7 @@ def _too_short(ctx: RuleContext) -> Built:
     """Fewer characters than the style's min_chars (clean.styles / recipe styles / clean.min_chars)."""
     lo = _style_map(ctx, lambda s: ctx.limits[s][0]).fill_null(ctx.config.min_chars)
     cond = pl.col("n_chars") < lo
-    return [("too_short", _detail(cond, pl.format("{} chars < {}", pl.col("n_chars"), lo)))]
+    return [("too_short", *_detail(cond, pl.format("{} chars < {}", pl.col("n_chars"), lo)))]
 
 
 @rule("too_long")
@@ -213,7 +219,7 @@ def _too_long(ctx: RuleContext) -> Built:
     declared = _style_map(ctx, lambda s: ctx.limits[s][2])
     cond = (pl.col("n_chars") > hi).fill_null(False)
     detail = pl.format("{} chars > {} (max_chars {} + tolerance)", pl.col("n_chars"), hi, declared)
-    return [("too_long", _detail(cond, detail))]
+    return [("too_long", *_detail(cond, detail))]
 
 
 @rule("low_chinese")
@@ -223,7 +229,7 @@ def _low_chinese(ctx: RuleContext) -> Built:
     ratio = pl.col("n_han") / pl.max_horizontal(pl.col("n_alnum"), 1)
     cond = (pl.col("n_han") < c.min_han) | (ratio < c.min_chinese_ratio)
     detail = pl.format("{} Han of {} letters/digits", pl.col("n_han"), pl.col("n_alnum"))
-    return [("low_chinese", _detail(cond, detail))]
+    return [("low_chinese", *_detail(cond, detail))]
 
 
 @rule("repetition")
@@ -236,7 +242,7 @@ def _repetition(ctx: RuleContext) -> Built:
     detail = pl.format(
         "{} of the text repeats with period {}", pl.col("repeat_ratio").round(2), pl.col("repeat_period")
     )
-    return [("repetition", _detail(cond, detail))]
+    return [("repetition", *_detail(cond, detail))]
 
 
 @rule("emoji_count")
@@ -253,7 +259,7 @@ def _emoji(ctx: RuleContext) -> Built:
     )
     cond = ((pl.col("n_emoji") < lo) | (pl.col("n_emoji") > hi)).fill_null(False)
     detail = pl.format("{} emoji; style {} wants {}-{}", pl.col("n_emoji"), pl.col("style"), lo, hi)
-    return [("emoji_count", _detail(cond, detail))]
+    return [("emoji_count", *_detail(cond, detail))]
 
 
 def _polars_accepts(pattern: str) -> bool:
@@ -271,6 +277,7 @@ def _regex(ctx: RuleContext) -> Built:
     for r in ctx.config.regex:
         col = pl.col(r.target)
         if _polars_accepts(r.pattern):
+            hit = col.str.contains(r.pattern)
             match = col.str.extract(f"({r.pattern})", 1)
         else:  # look-arounds, back-references: the `regex` module, row by row
             compiled = regex.compile(r.pattern)
@@ -280,10 +287,11 @@ def _regex(ctx: RuleContext) -> Built:
                 return m.group(0) if m else None
 
             match = col.map_elements(first, return_dtype=pl.Utf8, skip_nulls=True)
+            hit = match.is_not_null()
         if r.require:
-            out.append((r.reason, _detail(match.is_null(), f"{r.name}: does not match the required pattern")))
+            out.append((r.reason, *_detail(~hit, f"{r.name}: does not match the required pattern")))
         else:
-            out.append((r.reason, _detail(match.is_not_null(), pl.lit(f"{r.name}: matched ") + match)))
+            out.append((r.reason, *_detail(hit, pl.lit(f"{r.name}: matched ") + match)))
     return out
 
 
@@ -296,19 +304,32 @@ def active_rules(config: CleanConfig) -> list[str]:
 
 
 def apply_rules(frame: pl.DataFrame, ctx: RuleContext) -> pl.DataFrame:
-    """Add `reason` and `detail` (null for kept rows): the first rule in order that rejects the row."""
+    """Add `reason` and `detail` (null for kept rows): the first rule in order that rejects the row.
+
+    Conditions run over all rows; details are computed only for the rows a rule rejected.
+    """
     built: Built = []
     for name in active_rules(ctx.config):
         built += RULES[name].build(ctx)
     frame = frame.with_columns(**{k: v for k, v in MEASURES.items() if k not in frame.columns})
     if not built:
         return frame.with_columns(reason=pl.lit(None, dtype=pl.Utf8), detail=pl.lit(None, dtype=pl.Utf8))
-    frame = frame.with_columns([expr.alias(f"_r{i}") for i, (_, expr) in enumerate(built)])
-    reason: pl.Expr = pl.lit(None, dtype=pl.Utf8)
-    detail: pl.Expr = pl.lit(None, dtype=pl.Utf8)
-    for i, (name, _) in reversed(list(enumerate(built))):
-        hit = pl.col(f"_r{i}").is_not_null()
-        reason = pl.when(hit).then(pl.lit(name)).otherwise(reason)
-        detail = pl.when(hit).then(pl.col(f"_r{i}")).otherwise(detail)
-    frame = frame.with_columns(reason.alias("reason"), detail.alias("detail"))
-    return frame.drop([f"_r{i}" for i in range(len(built))])
+    hits = frame.select([cond.alias(f"_h{i}") for i, (_, cond, _) in enumerate(built)])
+    code = pl.lit(None, dtype=pl.Int32)
+    for i in reversed(range(len(built))):
+        code = pl.when(pl.col(f"_h{i}")).then(pl.lit(i, dtype=pl.Int32)).otherwise(code)
+    first = hits.select(code.alias("c")).to_series()
+    names = pl.Series([name for name, _, _ in built])
+    reason = first.replace_strict(
+        list(range(len(built))), names.to_list(), default=None, return_dtype=pl.Utf8
+    )
+    detail = pl.Series("detail", [None] * frame.height, dtype=pl.Utf8)
+    rejected = first.is_not_null()
+    if rejected.any():
+        idx = rejected.arg_true()
+        part = frame[idx].with_columns(_c=first.gather(idx))
+        expr: pl.Expr = pl.lit(None, dtype=pl.Utf8)
+        for i in reversed(range(len(built))):
+            expr = pl.when(pl.col("_c") == i).then(built[i][2]).otherwise(expr)
+        detail = detail.scatter(idx, part.select(expr).to_series())
+    return frame.with_columns(reason.alias("reason"), detail)
