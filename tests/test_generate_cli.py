@@ -72,13 +72,14 @@ def test_kill_9_then_rerun_gives_the_full_set(server, tmp_path):
     assert stats["skipped_resume"] >= 30 and stats["done"] == 200 - stats["skipped_resume"]
 
 
-def test_sigint_exits_130_and_resume_completes(server, tmp_path):
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_interrupt_exits_130_and_resume_completes(server, tmp_path, sig):
     server.configure(latency=0.04, reply="wishes")
     recipe = write_recipe(tmp_path, n_a=20, n_b=10)
     out = tmp_path / "raw.jsonl"
     proc = zaoshu(*generate_args(recipe, out, server))
     wait_for_lines(out, 20, proc)
-    proc.send_signal(signal.SIGINT)
+    proc.send_signal(sig)
     _, err = proc.communicate(timeout=30)
     text = err.decode()
     assert proc.returncode == 130, text

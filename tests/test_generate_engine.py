@@ -290,3 +290,41 @@ def test_shipped_wishes_recipe_with_limit(server, tmp_path, wishes_recipe_path):
         user = r["messages"][1]["content"]
         assert user.startswith("祝" + r["axes"]["recipient"] + r["axes"]["scene"])
         assert "对象称谓是：" + r["axes"]["recipient"] in r["meta"]["prompt"]
+
+
+def test_cost_uses_the_price_table_and_counts_failed_attempts(server, tmp_path):
+    configure(server, faults={"content_filter": 0.3, "malformed": 0.2})
+    prices = tmp_path / "prices.yaml"
+    prices.write_text("models:\n  fake-model: {input: 1000, output: 2000, currency: CNY}\n", encoding="utf-8")
+    out = tmp_path / "raw.jsonl"
+    stats = generate(write_recipe(tmp_path, n_a=5, n_b=8), out, local_options(server.base_url, prices=prices))
+    records = read_jsonl(out)
+    kept_in = sum(r["meta"]["usage"]["prompt_tokens"] for r in records)
+    assert stats.failed > 0 and stats.tokens_in > kept_in  # filtered replies were billed too
+    assert stats.currency == "CNY"
+    assert stats.cost == pytest.approx((stats.tokens_in * 1000 + stats.tokens_out * 2000) / 1e6, rel=1e-6)
+    bad = tmp_path / "bad_prices.yaml"
+    bad.write_text("models:\n  fake-model: {input: cheap}\n", encoding="utf-8")
+    with pytest.raises(ZaoshuError, match=r"models\.fake-model"):
+        generate(
+            write_recipe(tmp_path, n_a=1, n_b=1),
+            tmp_path / "x.jsonl",
+            local_options(server.base_url, prices=bad),
+        )
+
+
+def test_local_provider_asks_the_server_for_its_model(server, tmp_path):
+    configure(server, models=["qwen2.5-7b-instruct"], record=True)
+    options = local_options(server.base_url, model=None)
+    stats = generate(write_recipe(tmp_path, n_a=2, n_b=1), tmp_path / "raw.jsonl", options)
+    assert stats.done == 2 and stats.model == "qwen2.5-7b-instruct"
+    assert {b["model"] for b in server.requests()} == {"qwen2.5-7b-instruct"}
+
+
+def test_tpm_flag_limits_tokens(server, tmp_path):
+    configure(server)
+    # ~40 prompt tokens + 77 max_tokens per request; 6,000 tokens/minute holds ~8 requests in its bucket,
+    # so 12 requests cannot all go at once: the limiter makes some wait (the run still finishes).
+    options = local_options(server.base_url, tpm=6000)
+    stats = generate(write_recipe(tmp_path, n_a=3, n_b=4), tmp_path / "raw.jsonl", options)
+    assert stats.done == 12 and stats.send_s > 1.0
