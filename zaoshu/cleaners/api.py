@@ -7,6 +7,7 @@ read columns -> normalize -> dedup key -> measures -> rules -> exact dups -> nea
 
 from __future__ import annotations
 
+import resource
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -37,6 +38,7 @@ class CleanStats:
     rejects: str = ""
     report: str = ""
     seconds: dict[str, float] = field(default_factory=dict)
+    peak_rss_mb: dict[str, int] = field(default_factory=dict)
 
     @property
     def rejected_total(self) -> int:
@@ -211,6 +213,7 @@ def clean(
     )
     outputs.commit()
     stats.seconds = timer.laps | {"report": timer.lap("report")}
+    stats.peak_rss_mb = dict(timer.rss)
     return stats
 
 
@@ -292,12 +295,16 @@ def _dedup(
 
 
 class _Timer:
+    """Seconds per stage, and the process's peak RSS (MB) when each stage ended."""
+
     def __init__(self) -> None:
         self.t = time.perf_counter()
         self.laps: dict[str, float] = {}
+        self.rss: dict[str, int] = {}
 
     def lap(self, name: str) -> float:
         now = time.perf_counter()
         self.laps[name] = round(now - self.t, 3)
+        self.rss[name] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024
         self.t = now
         return self.laps[name]

@@ -79,8 +79,16 @@ PARALLEL_MIN_BYTES = 32 << 20
 
 
 def _scan(fi: int, path: Path, start: int, end: int | None, skip_bad_lines: bool) -> dict[str, Any]:
-    """Parse the lines of `path` that start in [start, end): plain Python lists (cheap to send back from
-    a worker process), `lines` = physical lines seen, so the caller can number lines globally."""
+    """All chunks of `_chunks` in one dict (what a worker process sends back)."""
+    chunks = list(_chunks(fi, path, start, end, skip_bad_lines))
+    return {"chunks": chunks, "lines": chunks[-1]["lines"] if chunks else 0}
+
+
+def _chunks(
+    fi: int, path: Path, start: int, end: int | None, skip_bad_lines: bool
+) -> Iterator[dict[str, Any]]:
+    """Parse the lines of `path` that start in [start, end) into plain Python lists, CHUNK rows at a
+    time (memory stays flat); `lines` = physical lines seen so far, to number lines globally."""
     f_line: list[int] = []
     f_id: list[str | None] = []
     f_finish: list[Any] = []
@@ -123,12 +131,20 @@ def _scan(fi: int, path: Path, start: int, end: int | None, skip_bad_lines: bool
             f_raw.append(text)
             f_bad.append(bad)
             axes_rows.append(axes)
+            if len(axes_rows) >= CHUNK:
+                yield _pack(f_line, f_id, f_finish, f_raw, f_bad, axes_rows, number)
+                f_line, f_id, f_finish, f_raw, f_bad, axes_rows = [], [], [], [], [], []
+    yield _pack(f_line, f_id, f_finish, f_raw, f_bad, axes_rows, number)
+
+
+def _pack(*columns: Any) -> dict[str, Any]:
+    f_line, f_id, f_finish, f_raw, f_bad, axes_rows, number = columns
     names = sorted({k for a in axes_rows for k in a})
     axes = {
         n: [None if (v := a.get(n)) is None else v if v.__class__ is str else str(v) for a in axes_rows]
         for n in names
     }
-    return {"fi": fi, "line": f_line, "id": f_id, "finish_reason": f_finish, "raw": f_raw, "bad": f_bad,
+    return {"line": f_line, "id": f_id, "finish_reason": f_finish, "raw": f_raw, "bad": f_bad,
             "axes": axes, "lines": number}  # fmt: skip
 
 
@@ -169,7 +185,7 @@ def read_columns(files: list[Path], *, skip_bad_lines: bool = False, workers: in
         with ctx.Pool(min(workers, len(jobs))) as pool:
             parts = pool.map(_scan_job, jobs, chunksize=1)
     else:
-        parts = [_scan(*job) for job in jobs]
+        parts = [_LazyParts(job) for job in jobs]
 
     frames: list[pl.DataFrame] = []
     offset: dict[int, int] = {}
@@ -178,24 +194,39 @@ def read_columns(files: list[Path], *, skip_bad_lines: bool = False, workers: in
         if "error" in part:
             _scan(fi, path, 0, None, skip_bad_lines)  # raises at the first bad line of the file
         base = offset.get(fi, 0)
-        offset[fi] = base + part["lines"]
-        lines = np.asarray(part["line"], dtype=np.int64) + base
-        data: dict[str, Any] = {
-            "file": [fi] * len(lines),
-            "line": lines,
-            "id": part["id"],
-            "finish_reason": part["finish_reason"],
-            "raw": part["raw"],
-            "bad": part["bad"],
-        }
-        for name, column in part["axes"].items():
-            data["style" if name == "style" else f"ax_{name}"] = column
-        if "style" not in data:
-            data["style"] = [None] * len(lines)
-        frames.append(pl.DataFrame(data, schema_overrides=_SCHEMA))
+        seen = 0
+        for chunk in part["chunks"]:
+            seen = chunk["lines"]
+            if chunk["line"]:
+                frames.append(_frame(fi, chunk, base))
+        offset[fi] = base + seen
     if not frames:
         return pl.DataFrame(schema=_SCHEMA | {"id": pl.Utf8, "raw": pl.Utf8})
     return pl.concat(frames, how="diagonal_relaxed")
+
+
+class _LazyParts(dict):
+    """A job run in this process: chunks become frames one at a time instead of all lists at once."""
+
+    def __init__(self, job: tuple[int, Path, int, int | None, bool]) -> None:
+        super().__init__(chunks=_chunks(*job))
+
+
+def _frame(fi: int, chunk: dict[str, Any], base: int) -> pl.DataFrame:
+    lines = np.asarray(chunk["line"], dtype=np.int64) + base
+    data: dict[str, Any] = {
+        "file": [fi] * len(lines),
+        "line": lines,
+        "id": chunk["id"],
+        "finish_reason": chunk["finish_reason"],
+        "raw": chunk["raw"],
+        "bad": chunk["bad"],
+    }
+    for name, column in chunk["axes"].items():
+        data["style" if name == "style" else f"ax_{name}"] = column
+    if "style" not in data:
+        data["style"] = [None] * len(lines)
+    return pl.DataFrame(data, schema_overrides=_SCHEMA)
 
 
 _SCHEMA = {
