@@ -110,19 +110,32 @@ def _axis_values(frame: pl.DataFrame, recipe: Recipe | None) -> dict[str, list[s
     return {k: v for k, v in out.items() if v}
 
 
-def _prepare(frame: pl.DataFrame) -> pl.DataFrame:
-    """Normalized text, dedup key and the measures rules use (from the key's code points, in numpy)."""
+def _prepare(frame: pl.DataFrame, chunk: int = 200_000) -> pl.DataFrame:
+    """Normalized text, dedup key and the measures rules use (from the key's code points, in numpy).
+
+    `raw` is kept only where normalizing changed the text (the report's samples show it); the measures
+    run `chunk` rows at a time so their temporaries stay small.
+    """
     norm = normalize_frame(frame["raw"])
     frame = frame.with_columns(norm["text"], norm["changes"])
-    frame = frame.with_columns(dedup_keys(frame["text"]))
-    cps, offsets = codepoints(frame["key"])
-    ratio, period = repetition(cps, offsets)
-    han = ((cps >= 0x4E00) & (cps <= 0x9FFF)) | ((cps >= 0x3400) & (cps <= 0x4DBF)) | (cps >= 0x20000)
+    del norm
+    frame = frame.with_columns(
+        dedup_keys(frame["text"]),
+        pl.when(pl.col("changes").list.len() > 0).then(pl.col("raw")).alias("raw"),
+    )
+    parts: dict[str, list[np.ndarray]] = {"repeat_ratio": [], "repeat_period": [], "n_han": [], "n_alnum": []}
+    for lo in range(0, frame.height, chunk):
+        cps, offsets = codepoints(frame["key"].slice(lo, chunk))
+        ratio, period = repetition(cps, offsets)
+        han = ((cps >= 0x4E00) & (cps <= 0x9FFF)) | ((cps >= 0x3400) & (cps <= 0x4DBF)) | (cps >= 0x20000)
+        parts["repeat_ratio"].append(ratio)
+        parts["repeat_period"].append(period)
+        parts["n_han"].append(segment_sums(han, offsets))
+        parts["n_alnum"].append(np.diff(offsets))
+        del cps, offsets, han
+    measures = {k: pl.Series(k, np.concatenate(v) if v else np.zeros(0)) for k, v in parts.items()}
     return frame.with_columns(
-        repeat_ratio=pl.Series(ratio),
-        repeat_period=pl.Series(period),
-        n_han=pl.Series(segment_sums(han.astype(np.uint8), offsets)),
-        n_alnum=pl.Series(np.diff(offsets)),
+        **measures,
         n_chars=pl.col("text").str.len_chars(),
         n_emoji=count_emoji(frame["text"]),
     )
@@ -180,7 +193,7 @@ def clean(
         "status",
         pl.when(pl.col("status") > 0).then(pl.col("text")).alias("text"),
         "changes",
-        pl.when(pl.col("status") == 1).then(pl.col("raw")).alias("raw"),
+        pl.lit(None, dtype=pl.Utf8).alias("raw"),  # the original comes from the record itself
         "reason",
         "detail",
         "duplicate_of",

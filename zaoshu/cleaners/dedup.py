@@ -151,6 +151,12 @@ def near_heads(
         seed=config.seed,
         workers=workers,
     )
+    short_a, short_b = (
+        _short_pairs(cps, offsets, config.short_chars)
+        if config.short_chars > 2
+        else (np.empty(0, np.int64),) * 2
+    )
+    del cps, offsets
     parts_a, parts_b = [], []
     for j in range(bands):
         a, b = bucket_pairs(band_hash[:, j])
@@ -166,8 +172,8 @@ def near_heads(
     ok = sim >= config.threshold
     left, right = [a[ok]], [b[ok]]
     checked = len(a)
-    if config.short_chars > 2:
-        sa, sb = _short_pairs(cps, offsets, config.short_chars)
+    if len(short_a):
+        sa, sb = short_a, short_b
         if len(sa):
             dist = process.cpdist(pick(sa), pick(sb), scorer=Levenshtein.distance, workers=workers)
             sok = dist <= 1

@@ -238,11 +238,13 @@ _SCHEMA = {
 }
 
 
-def _set_assistant(record: dict[str, Any], text: str) -> None:
+def _set_assistant(record: dict[str, Any], text: str) -> str:
+    """Replace the last assistant turn's content; returns what it was."""
     for message in reversed(record["messages"]):
         if message.get("role") == "assistant":
-            message["content"] = text
-            return
+            original, message["content"] = message["content"], text
+            return original
+    return ""
 
 
 class Outputs:
@@ -320,7 +322,7 @@ def _route(
         return
     if status == 1:
         record = orjson.loads(raw)
-        _set_assistant(record, text)
+        original = _set_assistant(record, text)
         record.setdefault("meta", {})["clean"] = {"changes": changes, "original": original}
         kept.append(dumps(record))
         return

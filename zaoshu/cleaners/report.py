@@ -223,7 +223,7 @@ def build(
             {
                 "id": r["id"],
                 "style": r["style"],
-                "text": r["raw"],
+                "text": r["raw"] if r["raw"] is not None else r["text"],
                 "normalized": r["text"],
                 "detail": r["detail"],
                 "duplicate_of": r["duplicate_of"],
