@@ -328,3 +328,15 @@ def test_tpm_flag_limits_tokens(server, tmp_path):
     options = local_options(server.base_url, tpm=6000)
     stats = generate(write_recipe(tmp_path, n_a=3, n_b=4), tmp_path / "raw.jsonl", options)
     assert stats.done == 12 and stats.send_s > 1.0
+
+
+def test_unreachable_server_is_a_clear_error_not_minutes_of_retries(tmp_path):
+    import socket
+
+    with socket.socket() as s:  # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    options = local_options(f"http://127.0.0.1:{port}/v1", backoff=1.0, max_attempts=8)
+    with pytest.raises(ZaoshuError, match=rf"cannot connect to http://127.0.0.1:{port}/v1.*--base-url"):
+        generate(write_recipe(tmp_path), tmp_path / "raw.jsonl", options)
+    assert read_jsonl(tmp_path / "raw.failures.jsonl") == []

@@ -9,7 +9,7 @@ from pathlib import Path
 import typer
 
 from zaoshu.cli import app
-from zaoshu.cli.common import user_errors
+from zaoshu.cli.common import err_console, user_errors
 from zaoshu.generator.engine import GenerateOptions, generate
 from zaoshu.generator.providers import provider_names
 
@@ -70,6 +70,10 @@ def generate_command(
         quiet=quiet,
         command=shlex.join(["zaoshu", *sys.argv[1:]]),
     )
-    stats = generate(recipe, out, options)
+    try:
+        stats = generate(recipe, out, options)
+    except KeyboardInterrupt:  # before sending started (planning, reading the output): nothing to flush
+        err_console.print("interrupted before any request was sent")
+        raise typer.Exit(130) from None
     if stats.interrupted:
         raise typer.Exit(130)

@@ -64,6 +64,12 @@ class ConnectionFailed(RequestFailed):
     reason = "connection"
 
 
+class Unreachable(ConnectionFailed):
+    """No connection could be made at all (refused, no such host): a wrong URL or a server not running."""
+
+    reason = "unreachable"
+
+
 class BadReply(RequestFailed):
     """A 200 whose body is torn, has no choices or no content: worth another try."""
 
@@ -208,6 +214,8 @@ class OpenAICompatClient:
             raise RequestTimeout(f"no answer within {self.timeout:g} s") from None
         except aiohttp.ClientPayloadError as e:
             raise ConnectionFailed(f"connection broke mid-body ({type(e).__name__})") from None
+        except aiohttp.ClientConnectorError as e:
+            raise Unreachable(redact(f"cannot connect to {self.url} ({e.os_error})", self.endpoint)) from None
         except aiohttp.ClientError as e:
             raise ConnectionFailed(redact(f"{type(e).__name__}: {e}", self.endpoint)) from None
         try:

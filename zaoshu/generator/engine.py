@@ -36,6 +36,7 @@ from zaoshu.generator.clients import (
     RateLimited,
     RequestFailed,
     RequestTimeout,
+    Unreachable,
     make_client,
 )
 from zaoshu.generator.costs import estimate_tokens, load_prices, price_for
@@ -162,6 +163,9 @@ class _Run:
         self.failed_ids: set[str] = set()
         self.done_ids: set[str] = set()
         self.auth_error: AuthFailed | None = None
+        self.unreachable: Unreachable | None = None
+        self.answers = 0  # HTTP answers of any kind: once one came, the endpoint is reachable
+        self.refused = 0
         self.crash: BaseException | None = None
         self.failures_existed = False
         self.track_done = False
@@ -266,20 +270,31 @@ class _Run:
         try:
             reply = await self.client.complete(task.request, self.params)
         except RateLimited as e:
+            self.answers += 1
             self.stats.rate_limited += 1
             gate.on_rate_limited(sent, e.retry_after)
             self.stats.window_min = min(self.stats.window_min, gate.window.size)
             raise
+        except Unreachable as e:
+            self.refused += 1
+            if not self.answers and self.refused >= 3:  # a wrong URL or a server not running
+                self.unreachable = e
+                self.request_stop(hard=True)
+                raise Stopped from None
+            raise
         except (RequestTimeout, ConnectionFailed):
             self._bill(self._prompt_tokens(task), 0)  # the provider may have run it
             raise
-        except (BadReply, ContentFiltered) as e:
-            gate.on_success(sent)
+        except RequestFailed as e:  # an HTTP answer: 4xx/5xx, or a 200 without a usable reply
+            self.answers += 1
+            if isinstance(e, BadReply | ContentFiltered):
+                gate.on_success(sent)
             if e.usage:
                 self._bill(e.usage["prompt_tokens"], e.usage["completion_tokens"])
             raise
         finally:
             gate.leave()
+        self.answers += 1
         gate.on_success(sent)
         self._bill(reply.usage["prompt_tokens"], reply.usage["completion_tokens"])
         return reply, time.monotonic() - sent
@@ -526,6 +541,11 @@ async def agenerate(
     stats_path.write_bytes(stats.to_json())
     if run.crash is not None:
         raise run.crash
+    if run.unreachable is not None:
+        raise ZaoshuError(
+            f"provider {endpoint.provider!r}: {run.unreachable}; is the server running and the base URL "
+            "right (--base-url)? Nothing was written; rerun the same command once it answers."
+        )
     if run.auth_error is not None:
         e = run.auth_error
         raise AuthError(
