@@ -239,8 +239,12 @@ def _dedup(
 ) -> tuple[pl.DataFrame, dict[str, Any]]:
     """Mark exact and near duplicates among the rows no rule rejected (reference rows first)."""
     info: dict[str, Any] = {"candidates": 0, "confirmed": 0, "cluster_sizes": {}}
-    frame = frame.with_row_index("_row")
-    alive = frame.filter(pl.col("reason").is_null() & (pl.col("key").str.len_chars() > 0))
+    alive = (
+        frame.select("key", "id", "reason")
+        .with_row_index("_row")
+        .filter(pl.col("reason").is_null() & (pl.col("key").str.len_chars() > 0))
+        .drop("reason")
+    )
     ref_keys = pl.Series("key", [], dtype=pl.Utf8)
     ref_ids = pl.Series("id", [], dtype=pl.Utf8)
     if refs is not None and refs.height:
@@ -297,10 +301,14 @@ def _dedup(
         .alias("_ddetail"),
         pl.when(pl.col("_exact") | pl.col("_near")).then(pl.col("_final_id")).alias("duplicate_of"),
     )
-    frame = frame.join(marks, on="_row", how="left", maintain_order="left")
+    # write the marks into the full-length columns (a join would copy every column of the frame)
+    marked = marks.filter(pl.col("_dreason").is_not_null())
+    at = marked["_row"]
     frame = frame.with_columns(
-        reason=pl.coalesce("reason", "_dreason"), detail=pl.coalesce("detail", "_ddetail")
-    ).drop("_row", "_dreason", "_ddetail")
+        frame["reason"].scatter(at, marked["_dreason"]),
+        frame["detail"].scatter(at, marked["_ddetail"]),
+        pl.Series("duplicate_of", [None] * frame.height, dtype=pl.Utf8).scatter(at, marked["duplicate_of"]),
+    )
     sizes = np.bincount(np.bincount(final[final >= 0])) if n else np.zeros(0)
     info["cluster_sizes"] = {int(s): int(c) for s, c in enumerate(sizes) if s >= 2 and c}
     info["against"] = n_ref

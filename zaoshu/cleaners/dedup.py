@@ -95,17 +95,17 @@ def _short_pairs(cps: np.ndarray, offsets: np.ndarray, short: int) -> tuple[np.n
     for k in range(width - 1):
         inside = k < lengths[rows]
         grid[inside, k] = cps[offsets[rows[inside]] + k]
-    variants = [grid]
-    for i in range(width - 1):
-        deleted = np.concatenate(
-            [grid[:, :i], grid[:, i + 1 :], np.zeros((len(rows), 1), dtype=np.uint64)], axis=1
-        )
-        deleted[lengths[rows] <= i] = 0  # no such position: no variant (all-zero rows are dropped)
-        variants.append(deleted)
     hashes = []
     owners = []
     with np.errstate(over="ignore"):
-        for v in variants:
+        for i in range(-1, width - 1):  # -1: the key itself; i: the key without its i-th character
+            if i < 0:
+                v = grid
+            else:
+                v = np.concatenate(
+                    [grid[:, :i], grid[:, i + 1 :], np.zeros((len(rows), 1), dtype=np.uint64)], axis=1
+                )
+                v[lengths[rows] <= i] = 0  # no such position: no variant (all-zero rows are dropped)
             acc = np.zeros(len(rows), dtype=np.uint64)
             for k in range(width):
                 acc *= _P
@@ -113,6 +113,7 @@ def _short_pairs(cps: np.ndarray, offsets: np.ndarray, short: int) -> tuple[np.n
             ok = v.any(axis=1)
             hashes.append(_mix64(acc[ok]))
             owners.append(rows[ok])
+            del v
     h = np.concatenate(hashes)
     owner = np.concatenate(owners)
     a, b = bucket_pairs(h)
