@@ -88,7 +88,7 @@ class BadRequest(RequestFailed):
 
 
 class AuthFailed(RequestFailed):
-    """401/403: the key is refused; the whole run stops."""
+    """401/403 (the key is refused) or 402 (the account has no balance): the whole run stops."""
 
     reason = "auth"
 
@@ -142,7 +142,7 @@ def _error_message(status: int, raw: bytes) -> str:
 def status_error(status: int, message: str, retry_after: float | None) -> RequestFailed:
     if status == 429:
         return RateLimited(message, status=status, retry_after=retry_after)
-    if status in (401, 403):
+    if status in (401, 402, 403):  # 402: no balance left (DeepSeek): every further request would fail too
         return AuthFailed(message, status=status)
     if status in (408, 409) or status >= 500:
         return ServerError(message, status=status, retry_after=retry_after)

@@ -548,11 +548,11 @@ async def agenerate(
         )
     if run.auth_error is not None:
         e = run.auth_error
+        what = "the account (no balance?)" if e.status == 402 else "the API key"
         raise AuthError(
-            f"provider {endpoint.provider!r} refused the API key"
+            f"provider {endpoint.provider!r} refused {what}"
             + (f" from ${endpoint.key_env}" if endpoint.key_env else "")
-            + f" (HTTP {e.status}: {e}); the run stopped at once. Fix the key and rerun the same command "
-            "to resume."
+            + f" ({e}); the run stopped at once. Fix it and rerun the same command to resume."
         )
     if not options.quiet:
         _summary(console, stats, run)
