@@ -7,8 +7,10 @@ A provider is an object with a lifecycle. The engine does::
         client = make_client(endpoint, ...)          # the OpenAI-compatible path, or the zhipuai SDK
 
 `open` yields an `Endpoint` (base_url, api_key as a `Secret`, model, transport). Adding a provider needs no
-change to the engine: subclass `Provider`, implement `open` (and `describe` for `--dry-run`, which must not
-start anything) and register it by name::
+change to the engine: subclass `Provider`, implement `open`, `describe` (for `--dry-run`; it must not start
+anything) and optionally `check` (cheap checks run before planning, e.g. a missing key) and the class
+attribute `option_defaults` (options it changes when the user did not set them, e.g. concurrency 1), then
+register it by name::
 
     class Embedded(Provider):
         name = "embedded"
