@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 import random
+import re
 import subprocess
 import sys
 import time
@@ -31,7 +32,65 @@ RECIPIENTS = ["赵老师", "大舅", "大伯", "李总", "邻居赵大妈", "母
               "邻居", "老板", "医生"]  # fmt: skip
 SCENES = ["生日", "春节", "元宵节", "端午节", "中秋节", "重阳节", "除夕", "腊八节", "乔迁新居", "周年纪念", "家庭和睦",
           "比赛取得好成绩", "发财", "康复"]  # fmt: skip
-IDIOMS = ["万事如意", "心想事成", "前程似锦", "岁岁平安", "福如东海", "寿比南山", "阖家幸福", "身体健康", "工作顺利", "步步高升", "财源广进", "笑口常开", "平安喜乐", "万事胜意", "吉祥如意", "鹏程万里", "马到成功", "一帆风顺", "花开富贵", "年年有余", "喜气洋洋", "事业有成", "龙马精神", "福寿安康", "金玉满堂", "春风得意", "蒸蒸日上", "大展宏图", "心情愉快", "幸福美满", "阖家欢乐", "健康长寿", "青春永驻", "学业进步", "桃李满天下", "好运连连", "顺风顺水", "福星高照", "紫气东来", "三阳开泰", "五福临门", "六六大顺", "百事可乐", "星光璀璨", "灿若星河", "云蒸霞蔚", "前途无量", "光彩照人", "温暖如春", "团团圆圆", "甜甜蜜蜜", "开开心心", "平平安安", "快快乐乐", "喜上眉梢", "神采奕奕", "精神焕发"]
+IDIOMS = [
+    "万事如意",
+    "心想事成",
+    "前程似锦",
+    "岁岁平安",
+    "福如东海",
+    "寿比南山",
+    "阖家幸福",
+    "身体健康",
+    "工作顺利",
+    "步步高升",
+    "财源广进",
+    "笑口常开",
+    "平安喜乐",
+    "万事胜意",
+    "吉祥如意",
+    "鹏程万里",
+    "马到成功",
+    "一帆风顺",
+    "花开富贵",
+    "年年有余",
+    "喜气洋洋",
+    "事业有成",
+    "龙马精神",
+    "福寿安康",
+    "金玉满堂",
+    "春风得意",
+    "蒸蒸日上",
+    "大展宏图",
+    "心情愉快",
+    "幸福美满",
+    "阖家欢乐",
+    "健康长寿",
+    "青春永驻",
+    "学业进步",
+    "桃李满天下",
+    "好运连连",
+    "顺风顺水",
+    "福星高照",
+    "紫气东来",
+    "三阳开泰",
+    "五福临门",
+    "六六大顺",
+    "百事可乐",
+    "星光璀璨",
+    "灿若星河",
+    "云蒸霞蔚",
+    "前途无量",
+    "光彩照人",
+    "温暖如春",
+    "团团圆圆",
+    "甜甜蜜蜜",
+    "开开心心",
+    "平平安安",
+    "快快乐乐",
+    "喜上眉梢",
+    "神采奕奕",
+    "精神焕发",
+]
 COMMON = ("的一是在不了有和人这中大为上个我以要他时来用们生到作地于出就分对成会可主发年动同工也能下过子说种面而方后多定"
           "行学法所民得经十三之进着等部度家电力里如水化高自二理起小物现实加量都两体制机当使点从业本去把性好应开它合还因"
           "由其些然前外天政四日那社义事平形相全表间样与关各重新线内数正心反你明看原又么利比或但质气第向道命此变条只没结"
@@ -76,7 +135,8 @@ def _base(
     while True:
         piece = rng.choice(phrases)
         sep = rng.choice("，，、") if parts else ""
-        if len(text) + len(sep) + len(piece) + 2 > limit and parts:
+        # short wishes always get two phrases: one-phrase bases collide with each other at 1M rows
+        if len(text) + len(sep) + len(piece) + 2 > limit and len(parts) >= (2 if style == "正常" else 1):
             break
         parts.append(piece)
         text += sep + piece
@@ -130,9 +190,11 @@ def _excluded(recipient: str, scene: str) -> bool:
 def build(rows: int, seed: int, path: Path) -> np.ndarray:
     """Write `rows` records to `path`; returns the true cluster id of every row (file order)."""
     rng = random.Random(seed)
-    phrases = _phrases(rng, 6000)
+    phrases = _phrases(rng, 20000)
     texts: list[tuple[int, str, str, str, str]] = []  # (cluster, text, recipient, scene, style)
     cluster = 0
+    # Two bases that come out the same wish (short ones often do at 1M rows) are one true cluster.
+    seen: dict[str, int] = {}
     sizes = [1] * 55 + [2] * 20 + [3] * 12 + [4] * 8 + [5, 6, 7, 8, 6]
     while len(texts) < rows:
         style = rng.choice(("正常", "小红书", "严肃"))
@@ -148,9 +210,11 @@ def build(rows: int, seed: int, path: Path) -> np.ndarray:
                 groups.append((base.replace(recipient, r2).replace(scene, s2), r2, s2))
         for text, rec, sc in groups:
             size = rng.choice(sizes)
-            texts.append((cluster, text, rec, sc, style))
+            key = re.sub(r"\W", "", text)
+            label = seen.setdefault(key, cluster)
+            texts.append((label, text, rec, sc, style))
             for _ in range(size - 1):
-                texts.append((cluster, _edit(rng, text, style), rec, sc, style))
+                texts.append((label, _edit(rng, text, style), rec, sc, style))
             cluster += 1
     texts = texts[:rows]
     rng.shuffle(texts)
