@@ -99,12 +99,8 @@ def _chunks(
     number = 0
     with open(path, "rb") as handle:
         handle.seek(start)
-        pos = start
-        for number, raw in enumerate(handle, 1):
-            if end is not None and pos >= end:
-                number -= 1
-                break
-            pos += len(raw)
+        lines: Iterator[bytes] = handle if end is None else _until(handle, end - start)
+        for number, raw in enumerate(lines, 1):
             if raw == b"\n" or raw.isspace():
                 continue
             bad = None
@@ -135,6 +131,16 @@ def _chunks(
                 yield _pack(f_line, f_id, f_finish, f_raw, f_bad, axes_rows, number)
                 f_line, f_id, f_finish, f_raw, f_bad, axes_rows = [], [], [], [], [], []
     yield _pack(f_line, f_id, f_finish, f_raw, f_bad, axes_rows, number)
+
+
+def _until(handle: Any, size: int) -> Iterator[bytes]:
+    """The lines of an open file that start within the next `size` bytes."""
+    pos = 0
+    for raw in handle:
+        if pos >= size:
+            return
+        pos += len(raw)
+        yield raw
 
 
 def _pack(*columns: Any) -> dict[str, Any]:
@@ -278,8 +284,9 @@ def write_outputs(files: list[Path], decisions: pl.DataFrame, outputs: Outputs) 
     2 reject), text, changes, raw, reason, detail, duplicate_of. Only rows that are not kept as they
     are become Python objects; lines are written in batches.
     """
-    status = decisions["status"].to_numpy()
-    touched = np.flatnonzero(status != 0)
+    status_arr = decisions["status"].to_numpy()
+    touched = np.flatnonzero(status_arr != 0)
+    status = status_arr.astype(np.uint8).tobytes()  # bytes: indexing gives a plain int, fast per line
     cols = ["text", "changes", "raw", "reason", "detail", "duplicate_of"]
     details = _rows(decisions, touched, cols)
     kept_buf: list[bytes] = []
