@@ -124,7 +124,8 @@ def _scan(items: Iterable[tuple[int, Any, int]], job: Job, out: Out) -> None:
             else:
                 record = reader(row, False)
             if axis:
-                keys.append(_axis_value(row, record, axis))
+                value = _axis_value(row, record, axis)
+                keys.append(value if type(value) is str else orjson.dumps(value).decode())
         except RowError as e:
             raise _BadRow(position, str(e)) from None
         if isinstance(raw, bytes):
@@ -303,7 +304,12 @@ def _bounds(path: str, size: int, chunk: int) -> list[tuple[int, int]]:
 
 
 def workers() -> int:
-    return max(1, min(os.cpu_count() or 1, 8))
+    """One worker per core this process may use (at most 8: the parent's stitching caps the gain)."""
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        cores = os.cpu_count() or 1
+    return max(1, min(cores, 8))
 
 
 def run(path: str | Path, job: Job, *, parallel: bool | None = None) -> Iterator[Out]:

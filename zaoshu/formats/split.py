@@ -48,34 +48,36 @@ def _test_count(n: int, test: float) -> int:
     return min(max(round(n * test), 1), n - 1)
 
 
-def choose(n: int, test: float, seed: int, keys: list[Any] | None = None) -> tuple[np.ndarray, np.ndarray]:
+def strata(keys: list[str]) -> tuple[np.ndarray, list[str]]:
+    """(code of each row's stratum, stratum names): codes number the names in sorted order."""
+    import polars as pl
+
+    series = pl.Series("key", keys, dtype=pl.String)
+    codes = (series.rank("dense").cast(pl.Int64) - 1).to_numpy()
+    return codes, series.unique().sort().to_list()
+
+
+def choose(n: int, test: float, seed: int, codes: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """(train indices, test indices), each in shuffled order; the same seed gives the same choice.
 
-    Strata are visited in sorted order of their value and shuffled with one seeded generator, so the
-    result depends only on the rows, the seed and the fraction.
+    Strata (`codes`, numbered in sorted order of their value) are shuffled one after the other with
+    one seeded generator, so the result depends only on the rows, the seed and the fraction.
     """
     rng = np.random.Generator(np.random.PCG64(seed))
-    if keys is None:
+    if codes is None:
         order = rng.permutation(n)
         k = _test_count(n, test)
         return order[k:], order[:k]
-    index: dict[Any, int] = {}
-    codes = np.fromiter((index.setdefault(k, len(index)) for k in keys), dtype=np.int64, count=n)
     by_code = np.argsort(codes, kind="stable")
-    bounds = np.searchsorted(codes[by_code], np.arange(len(index) + 1))
+    bounds = np.searchsorted(codes[by_code], np.arange(int(codes.max()) + 2))
     train: list[np.ndarray] = []
     tests: list[np.ndarray] = []
-    for key in sorted(index, key=_key):
-        code = index[key]
+    for code in range(len(bounds) - 1):
         members = rng.permutation(by_code[bounds[code] : bounds[code + 1]])
         k = _test_count(len(members), test)
         tests.append(members[:k])
         train.append(members[k:])
     return rng.permutation(np.concatenate(train)), rng.permutation(np.concatenate(tests))
-
-
-def _key(value: Any) -> str:
-    return value if isinstance(value, str) else orjson.dumps(value).decode()
 
 
 def split(
@@ -106,14 +108,12 @@ def split(
     n = len(spans) // 2
     if n < 2:
         raise RecordError(f"need at least 2 records to split, found {n}", path=input)
-    train, tests = choose(n, test, seed, keys if stratify else None)
-    if stratify:
-        in_test = np.zeros(n, dtype=bool)
-        in_test[tests] = True
-        counts: dict[str, list[int]] = {}
-        for key, is_test in zip(keys, in_test.tolist(), strict=True):
-            counts.setdefault(_key(key), [0, 0])[is_test] += 1
-        result.strata = {k: (a, b) for k, (a, b) in sorted(counts.items())}
+    codes, names = strata(keys) if stratify else (None, [])
+    train, tests = choose(n, test, seed, codes)
+    if codes is not None:
+        in_train = np.bincount(codes[train], minlength=len(names))
+        in_test = np.bincount(codes[tests], minlength=len(names))
+        result.strata = {name: (int(a), int(b)) for name, a, b in zip(names, in_train, in_test, strict=True)}
     _write(input, spans, rows.layout == "array", [(result.train, train), (result.test, tests)])
     result.n_train, result.n_test = len(train), len(tests)
     return result
