@@ -74,7 +74,8 @@ def _axis_value(row: dict[str, Any], record: dict[str, Any], axis: str) -> Any:
         return axes[axis]
     if axis in row and isinstance(row[axis], (str, int, float, bool)):
         return row[axis]
-    raise RowError(f"record has no axis {axis!r} (looked in axes.{axis} and a top-level {axis!r})")
+    known = f"; its axes are {', '.join(axes)}" if axes else ""
+    raise RowError(f"record has no axis {axis!r} (looked in axes.{axis} and a top-level {axis!r}){known}")
 
 
 def process(items: Iterable[tuple[Any, ...]], job: Job, src_path: str) -> Out:
