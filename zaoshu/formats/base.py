@@ -1,9 +1,9 @@
 """What every format shares: the `Format` contract (row -> record, record -> row) and the loss tally.
 
 A format is two plain functions over one row, so the same code serves the in-memory API (`read_any`,
-`write`), the streaming converter and the parallel chunk engine. A writer that cannot hold part of a
-record (meta in alpaca, loss flags in sharegpt) counts what it dropped in a `Lost` tally instead of
-warning per row; the command prints the tally once at the end.
+`write`), the streaming converter and the parallel chunk engine. What a format cannot hold is
+counted in a `Lost` tally instead of warned about per row (fields not in `Format.keeps`, such as meta
+in alpaca, by the caller; loss flags or reshaped turns by the writer); the command prints it once.
 """
 
 from __future__ import annotations
@@ -13,7 +13,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from zaoshu.errors import RecordError
 from zaoshu.records import ROLES, Record, content_id
 
 Row = dict[str, Any]
@@ -128,9 +127,3 @@ DROPPABLE = ("id", "recipe", "axes", "meta")
 
 def dropped_fields(keeps: tuple[str, ...]) -> tuple[str, ...]:
     return tuple(name for name in DROPPABLE if name not in keeps)
-
-
-def fail_row(err: Exception, path: Any, line: int | None, where: str | None = None) -> RecordError:
-    """A RecordError naming the file and line (or the item of a JSON array) for a reader's RowError."""
-    prefix = f"{where}: " if where else ""
-    return RecordError(prefix + str(err), path=path, line=line)
