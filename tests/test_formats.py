@@ -404,3 +404,31 @@ def test_utf8_bom_and_crlf_are_accepted(tmp_path):
     convert(path, tmp_path / "o.jsonl", "zaoshu")
     assert b"\r" not in (tmp_path / "o.jsonl").read_bytes()
     assert [r["id"] for r in read_any(tmp_path / "o.jsonl")] == ["w0", "w1"]
+
+
+@pytest.mark.parametrize(
+    ("system", "loss"), [("你现在是一个送祝福大师", None), ("", None), ("你现在是一个送祝福大师", False)]
+)
+def test_one_exchange_records_write_like_the_general_turn_grouping(system, loss):
+    """xtuner and alpaca write the recipe's [system, user, assistant] directly; same rows as the general path."""
+    from collections import Counter
+
+    from zaoshu.formats import alpaca, xtuner
+    from zaoshu.formats.base import pairs, turns
+
+    answer = {"role": "assistant", "content": "岁岁平安"} | ({} if loss is None else {"loss": loss})
+    record = {
+        "messages": [{"role": "system", "content": system}, {"role": "user", "content": "祝姐姐生日"}, answer]
+    }
+    lost: Counter = Counter()
+    ((s, u, a),) = turns(record, Counter())
+    general_xtuner = {"conversation": [({"system": s} if s else {}) | {"input": u, "output": a["content"]}]}
+    if loss is not None:
+        general_xtuner["conversation"][0]["output_with_loss"] = loss
+    assert xtuner.FORMAT.write(record, lost) == general_xtuner
+    s, grouped = pairs(record, Counter())
+    general_alpaca = {"instruction": grouped[0][1], "input": "", "output": grouped[0][2]["content"]}
+    if s:
+        general_alpaca["system"] = s
+    assert alpaca.FORMAT.write(record, lost) == general_alpaca
+    assert lost == (Counter({"loss flags": 1}) if loss is not None else Counter())

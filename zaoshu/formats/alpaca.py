@@ -21,6 +21,7 @@ from zaoshu.formats.base import (
 )
 from zaoshu.records import Record
 
+_ONE_EXCHANGE = ["system", "user", "assistant"]
 _KEYS = {"instruction", "input", "output", "system", "history"}
 
 
@@ -57,13 +58,22 @@ def read(row: Row, with_id: bool = True) -> Record:
 
 
 def write(record: Record, lost: Lost) -> Row:
-    system, grouped = pairs(record, lost)
+    messages = record["messages"]
+    if len(messages) == 3 and [m["role"] for m in messages] == _ONE_EXCHANGE:  # what a recipe makes
+        system, user, answer = messages
+        if "loss" in answer:
+            lost["loss flags"] += 1
+        row: dict[str, Any] = {"instruction": user["content"], "input": "", "output": answer["content"]}
+        if system["content"]:
+            row["system"] = system["content"]
+        return row
+    system_text, grouped = pairs(record, lost)
     if any("loss" in answer for _, _, answer in grouped):
         lost["loss flags"] += 1
-    *history, (_, user, answer) = grouped
-    row: dict[str, Any] = {"instruction": user, "input": "", "output": answer["content"]}
-    if system:
-        row["system"] = system
+    *history, (_, user_text, last) = grouped
+    row = {"instruction": user_text, "input": "", "output": last["content"]}
+    if system_text:
+        row["system"] = system_text
     if history:
         row["history"] = [[u, a["content"]] for _, u, a in history]
     return row

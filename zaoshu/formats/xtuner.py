@@ -21,6 +21,7 @@ from zaoshu.formats.base import (
 )
 from zaoshu.records import Record
 
+_ONE_EXCHANGE = ["system", "user", "assistant"]
 _TURN_KEYS = {"system", "input", "output", "output_with_loss", "src_input", "style_name"}
 
 
@@ -73,9 +74,18 @@ def read(row: Row, with_id: bool = True) -> Record:
 
 
 def write(record: Record, lost: Lost) -> Row:
+    messages = record["messages"]
+    if len(messages) == 3 and [m["role"] for m in messages] == _ONE_EXCHANGE:  # what a recipe makes
+        system, user, answer = messages
+        turn: dict[str, Any] = {"system": system["content"]} if system["content"] else {}
+        turn["input"] = user["content"]
+        turn["output"] = answer["content"]
+        if "loss" in answer:
+            turn["output_with_loss"] = bool(answer["loss"])
+        return {"conversation": [turn]}
     conversation = []
     for system, user, answer in turns(record, lost):
-        turn: dict[str, Any] = {}
+        turn = {}
         if system:
             turn["system"] = system
         turn["input"] = user
