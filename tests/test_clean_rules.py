@@ -8,7 +8,7 @@ import pytest
 import yaml
 from clean_builders import read, record, write
 
-from zaoshu.cleaners import CleanOptions, clean
+from zaoshu.cleaners import CleanOptions, clean, judge
 from zaoshu.errors import RecipeError
 from zaoshu.recipes import load_recipe, parse_recipe
 
@@ -143,3 +143,10 @@ def test_disabled_rule_and_required_pattern(tmp_path: Path, wishes_recipe_path: 
     assert got[recs[0]["id"]] == ("kept", "祝你快乐")
     assert got[recs[1]["id"]][0] == "regex"  # meta_text is off; it has no 祝/愿
     assert got[recs[2]["id"]][0] == "regex"
+
+
+def test_judge_one_record(recipe) -> None:
+    assert judge(record("！啦~祝姐姐生日快乐，天天开心！"), recipe=recipe) is None
+    assert judge(record("当前祝福语如下"), recipe=recipe) == ("meta_text", "contains 当前祝福语如下")
+    reason, detail = judge(record("祝你生日快乐！🎉🎉🎉🎉", style="小红书"), recipe=recipe)
+    assert reason == "emoji_count" and "4 emoji" in detail

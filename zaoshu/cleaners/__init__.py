@@ -3,7 +3,7 @@
 `clean(inputs, out, recipe=..., options=...)` is what `zaoshu clean` and `zaoshu run` call.
 """
 
-from zaoshu.cleaners.api import CleanStats, clean, load_config
+from zaoshu.cleaners.api import CleanStats, clean, judge, load_config
 from zaoshu.cleaners.config import CleanConfig, CleanOptions, NearDupConfig
 from zaoshu.cleaners.normalize import dedup_key, normalize_text
 from zaoshu.cleaners.rules import RULES, rule
@@ -16,6 +16,7 @@ __all__ = [
     "NearDupConfig",
     "clean",
     "dedup_key",
+    "judge",
     "load_config",
     "normalize_text",
     "rule",

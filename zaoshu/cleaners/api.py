@@ -230,6 +230,28 @@ def clean(
     return stats
 
 
+def judge(record: dict[str, Any], *, recipe: Recipe | None = None) -> tuple[str, str] | None:
+    """One record through the normalizers and rules (not dedup): None to keep it, else (reason, detail).
+
+    The same expressions as `clean` on a one-row frame, for callers that check records as they come.
+    """
+    from zaoshu.records import assistant_text, check_record
+
+    check_record(record)
+    axes = record.get("axes") or {}
+    row = {
+        "id": record.get("id"),
+        "style": axes.get("style"),
+        "finish_reason": (record.get("meta") or {}).get("finish_reason"),
+        "raw": assistant_text(record),
+        **{f"ax_{k}": str(v) for k, v in axes.items() if k != "style"},
+    }
+    frame = _prepare(pl.DataFrame([row], schema_overrides={"style": pl.Utf8, "finish_reason": pl.Utf8}))
+    ctx = RuleContext.build(load_config(recipe), recipe, [s for s in [row["style"]] if s])
+    out = apply_rules(frame, ctx).row(0, named=True)
+    return None if out["reason"] is None else (out["reason"], out["detail"])
+
+
 def _dedup(
     frame: pl.DataFrame,
     refs: pl.DataFrame | None,

@@ -22,7 +22,6 @@ from datasketch.lsh import _optimal_param
 _P = np.uint64(0x100000001B3)
 _M1 = np.uint64(0xBF58476D1CE4E5B9)
 _M2 = np.uint64(0x94D049BB133111EB)
-_MASK32 = np.uint64(0xFFFFFFFF)
 
 
 def _mix64(x: np.ndarray) -> np.ndarray:
