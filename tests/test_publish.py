@@ -166,8 +166,15 @@ def test_card_body_comes_from_recipe_stats_and_report(tmp_path, split_dir):
         split_dir, "alice/w2", tmp_path / "hub2", recipe=ROOT / "prompts" / "wishes.yaml", license="cc-by-4.0"
     )
     assert card_header(other.folder / "README.md")["license"] == "cc-by-4.0"
-    with pytest.raises(ZaoshuError, match="recipe file not found"):
+    with pytest.raises(ZaoshuError, match="--recipe: file not found"):
         build(split_dir, "alice/w3", tmp_path / "hub3", recipe=tmp_path / "nope.yaml")
+    assert not (tmp_path / "hub3").exists()  # checked before any work
+    # a recipe found by name that does not load is described as such, not fatal
+    prompts = split_dir.parent / "prompts"
+    prompts.mkdir()
+    (prompts / "wishes.yaml").write_text("name: wishes\naxes: {}\n", encoding="utf-8")
+    broken = build(split_dir, "alice/w4", tmp_path / "hub4")
+    assert "wishes.yaml was found but does not load" in (broken.folder / "README.md").read_text("utf-8")
 
 
 def test_single_file_publishes_as_train_and_foreign_formats_work(tmp_path):

@@ -183,14 +183,15 @@ def write_parquet(
 
 
 def find_recipe(name: str | None, near: list[Path]) -> Path | None:
-    """prompts/<name>.yaml looked up beside the data, in the working folder and in the zaoshu checkout."""
+    """<name>.yaml looked up beside the data (and in prompts/ up to three folders up), then in ./prompts
+    and the zaoshu checkout's prompts/."""
     if not name:
         return None
-    places: list[Path] = [Path.cwd() / "prompts"]
-    for p in near:
+    places: list[Path] = []
+    for p in near:  # the data's own neighbourhood first: it is the most specific
         for parent in [p, *list(p.parents)[:3]]:
             places += [parent, parent / "prompts"]
-    places.append(Path(__file__).resolve().parent.parent / "prompts")
+    places += [Path.cwd() / "prompts", Path(__file__).resolve().parent.parent / "prompts"]
     for place in places:
         for suffix in (".yaml", ".yml"):
             candidate = place / f"{name}{suffix}"
@@ -392,11 +393,20 @@ def card(
     license: str,
     language: list[str] | None,
     pretty_name: str | None = None,
+    explicit_recipe: bool = False,
 ) -> str:
     everything = [r for rs in splits.values() for r in rs]
     names = Counter(r.get("recipe") for r in everything if r.get("recipe"))
     recipe_name = names.most_common(1)[0][0] if names else None
-    recipe_ctx = recipe_context(recipe) if recipe else None
+    recipe_ctx = None
+    recipe_problem = None
+    if recipe is not None:
+        try:
+            recipe_ctx = recipe_context(recipe)
+        except RecipeError as e:
+            if explicit_recipe:
+                raise
+            recipe_problem = f"{recipe.name} was found but does not load: {e}"
     title = pretty_name or (
         recipe_ctx["description"] if recipe_ctx and recipe_ctx["description"] else repo.split("/")[1]
     )
@@ -435,6 +445,7 @@ def card(
         axes_counts=_axis_counts(everything),
         lengths=_lengths(everything),
         recipe_name=recipe_name,
+        recipe_problem=recipe_problem,
         recipe=recipe_ctx,
         stats=stats_context(stats),
         report=report_context(report),
@@ -458,6 +469,9 @@ def build(
     with_meta: bool = True,
 ) -> Published:
     """Write the dataset folder (data/*.parquet + README.md) for `input` into `folder`."""
+    for option, given in (("--recipe", recipe), ("--stats", stats), ("--report", report)):
+        if given is not None and not Path(given).is_file():
+            raise ZaoshuError(f"{option}: file not found", path=given)
     split_files = find_splits(input)
     splits = {name: read_any(path) for name, path in split_files.items()}
     folder = Path(folder)
@@ -472,8 +486,6 @@ def build(
     near = sorted({p.parent.resolve() for p in split_files.values()})
     if recipe is not None:
         recipe_path: Path | None = Path(recipe)
-        if not recipe_path.is_file():
-            raise RecipeError("recipe file not found", path=recipe_path)
     else:
         names = Counter(r.get("recipe") for rs in splits.values() for r in rs if r.get("recipe"))
         recipe_path = find_recipe(names.most_common(1)[0][0] if names else None, near)
@@ -491,6 +503,7 @@ def build(
         report=report_path,
         license=license,
         language=language,
+        explicit_recipe=recipe is not None,
     )
     (folder / "README.md").write_text(text, encoding="utf-8")
     return Published(
