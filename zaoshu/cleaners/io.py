@@ -42,35 +42,6 @@ def expand_inputs(inputs: list[Path], *, exclude: set[Path]) -> list[Path]:
     return files
 
 
-def _fields(record: Any) -> tuple[str, dict[str, Any], Any] | None:
-    """(assistant text, axes, finish_reason) of a valid record, or None (then `check_record` explains).
-
-    The same checks as `records.check_record`, written for speed: this runs once per input line.
-    """
-    if record.__class__ is not dict:
-        return None
-    messages = record.get("messages")
-    if messages.__class__ is not list:
-        return None
-    text = None
-    for m in messages:
-        if m.__class__ is not dict:
-            return None
-        role = m.get("role")
-        content = m.get("content")
-        if content.__class__ is not str or role not in _ROLES:
-            return None
-        if role == "assistant":
-            text = content
-    if text is None:
-        return None
-    axes = record.get("axes") or _EMPTY
-    if axes.__class__ is not dict:
-        return None
-    meta = record.get("meta")
-    return text, axes, meta.get("finish_reason") if meta.__class__ is dict else None
-
-
 _ROLES = frozenset(ROLES)
 _EMPTY: dict[str, Any] = {}
 
@@ -96,6 +67,7 @@ def _chunks(
     f_bad: list[str | None] = []
     axes_rows: list[dict[str, Any]] = []
     loads = orjson.loads
+    roles, empty = _ROLES, _EMPTY
     number = 0
     with open(path, "rb") as handle:
         handle.seek(start)
@@ -104,10 +76,21 @@ def _chunks(
             if raw == b"\n" or raw.isspace():
                 continue
             bad = None
-            try:
+            got = None
+            try:  # the shape `records.check_record` asks for, inline: this runs once per input line
                 record = loads(raw)
-                got = _fields(record)
-            except orjson.JSONDecodeError:
+                text = None
+                for m in record["messages"]:
+                    role = m["role"]
+                    if role not in roles or m["content"].__class__ is not str:
+                        raise ValueError
+                    if role == "assistant":
+                        text = m["content"]
+                axes = record.get("axes") or empty
+                meta = record.get("meta")
+                if text is not None and axes.__class__ is dict:
+                    got = text, axes, meta.get("finish_reason") if meta.__class__ is dict else None
+            except (orjson.JSONDecodeError, KeyError, TypeError, ValueError, AttributeError):
                 got = None
             if got is None:
                 try:  # the precise message: not UTF-8, not JSON, which key is wrong
