@@ -50,7 +50,7 @@ def test_rate_ignores_a_stray_429_but_learns_from_a_cluster():
     for _ in range(20):
         r.on_congestion(now - 1)
     assert r.r_max == 200 and r.cuts == 1  # the admitted rate of the last second
-    assert r.current(time.monotonic()) == pytest.approx(200 * 0.85, rel=0.05)
+    assert r.current(time.monotonic()) == pytest.approx(200 * r.beta, rel=0.05)
 
 
 async def test_gate_cooldown_honours_retry_after():

@@ -111,23 +111,29 @@ class AdaptiveWindow:
 
 
 class AdaptiveRate:
-    """Send pacing learned from 429s: off until the first one, then CUBIC on the request rate.
+    """Send pacing learned from 429s: off until the first cluster of them, then paced near what was admitted.
 
-    At a 429 the rate the server *admitted* over the last second (successes, counted in 0.1 s buckets)
-    is the best guess of its limit: pace at `beta` of it, climb back along a cubic that flattens at that
-    guess for a second or two, then probe above it. A concurrency window alone cannot do this when
-    replies are quick: 20 requests/s at 50 ms is one request in flight, below any window's resolution.
+    At a congestion event the rate the server *admitted* over the last second (successes, counted in
+    0.1 s buckets) is the best guess of its limit `r_max`: pace at `beta` of it, climb back along a
+    concave cubic that reaches `r_max` after `K` seconds, then probe above it slowly (linear at first) so
+    that a server with a burst allowance is not overrun by the time its bucket runs dry. A 429 while
+    probing means the limit held: cut back under the same `r_max`. A concurrency window alone cannot do
+    this when replies are quick: 20 requests/s at 50 ms is one request in flight, below its resolution.
     """
 
-    def __init__(self, *, beta: float = 0.85, c: float = 0.02, min_share: float = 0.03) -> None:
+    def __init__(
+        self, *, beta: float = 0.9, k: float = 2.0, probe: float = 0.02, min_share: float = 0.03
+    ) -> None:
         self.beta = beta
+        self.k = k  # seconds to climb back to r_max
+        self.c = (1 - beta) / k**3  # rate = r_max * (1 + c * (t - K)^3) while climbing
+        self.probe = probe  # then r_max * (1 + probe * u + probe**2 / 4 * u^3), u = seconds past K
         self.min_share = min_share
-        self.c = c  # relative growth: rate = r_max * (1 + c * (t - K)^3)
-        self.k = ((1 - beta) / c) ** (1 / 3)
         self.r_max: float | None = None
         self.t_cut = -math.inf
         self.next_at = 0.0
         self.cuts = 0
+        self._lock = asyncio.Lock()
         self._ok = [0] * 16  # successes per 0.1 s slot (a ring of 1.6 s)
         self._rejected = [0] * 16  # 429s per slot
         self._slots = [-1] * 16
@@ -156,40 +162,48 @@ class AdaptiveRate:
     def current(self, now: float) -> float | None:
         if self.r_max is None:
             return None
-        return self.r_max * (1 + self.c * (now - self.t_cut - self.k) ** 3)
+        u = now - self.t_cut - self.k
+        if u <= 0:
+            return self.r_max * (1 + self.c * u**3)
+        return self.r_max * (1 + self.probe * u + self.probe**2 / 4 * u**3)
 
     def on_congestion(self, sent_at: float) -> bool:
         now = time.monotonic()
-        # One cut per congestion event: the request must have left after the last cut, and a second must
-        # have passed (the measurement window), so a volley of 429s or stray ones do not compound.
         self._rejected[self._slot(now)] += 1
-        if sent_at < self.t_cut or now - self.t_cut < 1.0:
+        if sent_at < self.t_cut:  # sent before the last cut: part of the event already handled
             return False
         ok, rejected = self.last_second(now)
-        # A stray 429 (an overloaded replica, a fault) is not a limit: act on a cluster of them, at least
-        # `min_share` of the last second's answers, so random 429s do not ratchet the rate down.
-        if rejected < 2 or rejected < self.min_share * (ok + rejected):
+        probing = self.r_max is not None and now - self.t_cut > self.k
+        # Outside a probe, a stray 429 (an overloaded replica, a fault) is not a limit: act on a cluster,
+        # at least `min_share` of the last second's answers, at most once a second, so random 429s do not
+        # ratchet the rate down.
+        if not probing and (
+            now - self.t_cut < 1.0 or rejected < 2 or rejected < self.min_share * (ok + rejected)
+        ):
             return False
-        measured = float(ok)
         current = self.current(now)
-        if measured <= 0:  # nothing admitted yet (the first replies are still on their way)
-            if current is None:
-                return False
-            measured = current
-        self.r_max = min(measured, current) if current is not None else measured
+        measured = float(ok) if ok else current
+        if measured is None:  # nothing admitted yet (the first replies are still on their way)
+            return False
+        if probing:
+            self.r_max = min(measured, self.r_max)  # type: ignore[type-var]
+        else:
+            self.r_max = min(measured, current) if current is not None else measured
         self.t_cut = now
         self.cuts += 1
         return True
 
     async def pace(self) -> None:
+        """Space sends 1/rate apart. Waiters queue on a lock and only its holder sleeps, so each gap uses
+        the rate of *now*: slots reserved ahead at an old rate would keep a cut from taking effect."""
         if self.r_max is None:
             return
-        now = time.monotonic()
-        rate = max(self.current(now) or 0.0, 0.1)
-        at = max(now, self.next_at)
-        self.next_at = at + 1 / rate
-        if at > now:
-            await asyncio.sleep(at - now)
+        async with self._lock:
+            wait = self.next_at - time.monotonic()
+            if wait > 0:
+                await asyncio.sleep(wait)
+            now = time.monotonic()
+            self.next_at = max(now, self.next_at) + 1 / max(self.current(now) or 0.0, 0.1)
 
 
 class Gate:
