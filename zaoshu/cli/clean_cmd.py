@@ -21,17 +21,21 @@ def clean_cmd(
         None, "--recipe", help="Recipe whose `clean:` rules, styles and axes apply."
     ),
     rejects: Path | None = typer.Option(
-        None, "--rejects", help="Rejected records [default: <out stem>.rejects.jsonl]."
+        None, "--rejects", help="Rejected records (default: <out stem>.rejects.jsonl)."
     ),
-    report: Path | None = typer.Option(None, "--report", help="Report folder [default: <out stem>.report/]."),
+    report: Path | None = typer.Option(None, "--report", help="Report folder (default: <out stem>.report/)."),
     threshold: float | None = typer.Option(
-        None, "--near-dup-threshold", help="Near-dup decision: Indel similarity of the keys [recipe or 0.85]."
+        None,
+        "--near-dup-threshold",
+        help="Near-dup decision: Indel similarity of the keys (recipe, else 0.85).",
     ),
     lsh_threshold: float | None = typer.Option(
-        None, "--lsh-threshold", help="MinHash LSH candidate threshold [0.5]."
+        None, "--lsh-threshold", help="MinHash LSH candidate threshold (recipe, else 0.5)."
     ),
-    num_perm: int | None = typer.Option(None, "--num-perm", help="MinHash permutations [64]."),
-    ngram: int | None = typer.Option(None, "--ngram", help="Character n-gram size of the shingles [2]."),
+    num_perm: int | None = typer.Option(None, "--num-perm", help="MinHash permutations (recipe, else 64)."),
+    ngram: int | None = typer.Option(
+        None, "--ngram", help="Character n-gram size of the shingles (recipe, else 2)."
+    ),
     no_near_dup: bool = typer.Option(False, "--no-near-dup", help="Only exact duplicates."),
     against: list[Path] = typer.Option(
         [], "--against", help="Also drop duplicates of this published dataset."
