@@ -406,7 +406,8 @@ def test_dry_run_and_out_need_no_token_and_upload_nothing(tmp_path, split_dir, h
     for extra in (["--dry-run"], ["--out", str(tmp_path / "folder")]):
         result = run_cli(
             ["publish", str(split_dir), "--repo", "alice/wishes", *extra],
-            {"HF_ENDPOINT": hub.url, "HF_HOME": str(tmp_path / "hf")},
+            # --dry-run leaves its folder to look at: in the test's own temp folder
+            {"HF_ENDPOINT": hub.url, "HF_HOME": str(tmp_path / "hf"), "TMPDIR": str(tmp_path)},
         )
         assert result.returncode == 0, result.stderr
         assert "not uploaded" in result.stdout
