@@ -450,3 +450,18 @@ def test_meta_can_be_left_out(tmp_path, split_dir):
     assert "meta" not in table.column_names
     assert table.schema.field("messages").type.value_type.names == ["role", "content", "loss"]
     assert orjson.loads(orjson.dumps(table.slice(0, 1).to_pylist()[0]["messages"]))[0]["role"] == "system"
+
+
+def test_big_splits_are_sharded_and_still_load(tmp_path, split_dir, monkeypatch):
+    import datasets
+
+    from zaoshu import publish as publish_module
+
+    monkeypatch.setattr(publish_module, "SHARD_BYTES", 2000)  # a few records a shard
+    monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
+    result = build(split_dir, "alice/w", tmp_path / "hub")
+    train = sorted(name for name, _ in result.files if name.startswith("data/train-"))
+    assert len(train) > 1 and train[0] == f"data/train-00000-of-{len(train):05d}.parquet"
+    ds = datasets.load_dataset(str(result.folder), cache_dir=str(tmp_path / "cache"))
+    expected = [json.loads(line) for line in (split_dir / "train.jsonl").read_text("utf-8").splitlines()]
+    assert records_from_rows(list(ds["train"])) == expected
