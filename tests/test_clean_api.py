@@ -15,6 +15,7 @@ from zaoshu.cleaners import CleanOptions, clean
 from zaoshu.cli import app
 from zaoshu.errors import RecordError
 from zaoshu.recipes import load_recipe
+from zaoshu.records import content_id
 
 
 @pytest.fixture(scope="module")
@@ -189,3 +190,18 @@ def test_report_html_has_its_pictures_and_opens_offline(tmp_path: Path, recipe) 
     text = "".join(page.text)
     assert "当前祝福语如下" in text  # a sample of the meta_text reason
     assert "max_chars 20" in text
+
+
+def test_records_without_axes_and_empty_input(tmp_path: Path, recipe) -> None:
+    bare = [{"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": t}]}
+            for t in ("祝你生日快乐，天天开心", "祝你生日快乐，天天开心!")]  # fmt: skip
+    src = write(tmp_path / "bare.jsonl", bare)
+    stats = clean([src], tmp_path / "out.jsonl", recipe=recipe)
+    assert (stats.read, stats.kept, stats.rejected) == (2, 1, {"duplicate": 1})
+    dup = read(tmp_path / "out.rejects.jsonl")[0]
+    assert dup["reject"]["duplicate_of"] == content_id(bare[0]["messages"])  # records without ids get one
+    empty = tmp_path / "empty.jsonl"
+    empty.write_text("")
+    stats = clean([empty], tmp_path / "e.jsonl", recipe=recipe)
+    assert (stats.read, stats.kept, stats.rejected_total) == (0, 0, 0)
+    assert (tmp_path / "e.jsonl").read_bytes() == b""

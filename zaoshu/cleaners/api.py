@@ -162,6 +162,10 @@ def clean(
     }
     files = expand_inputs(list(inputs), exclude=own)
     frame = read_columns(files, skip_bad_lines=options.skip_bad_lines, workers=options.read_workers)
+    missing = [f"ax_{a}" for a in (recipe.values if recipe else {}) if f"ax_{a}" not in frame.columns]
+    frame = frame.with_columns(
+        [pl.lit(None, dtype=pl.Utf8).alias(c) for c in missing]
+    )  # records without axes
     against = expand_inputs(list(options.against), exclude=own) if options.against else []
     refs = read_columns(against) if against else None
     timer.lap("read")
