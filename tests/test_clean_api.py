@@ -205,3 +205,21 @@ def test_records_without_axes_and_empty_input(tmp_path: Path, recipe) -> None:
     stats = clean([empty], tmp_path / "e.jsonl", recipe=recipe)
     assert (stats.read, stats.kept, stats.rejected_total) == (0, 0, 0)
     assert (tmp_path / "e.jsonl").read_bytes() == b""
+
+
+def test_generated_wishes_from_the_fake_server_come_out_clean(tmp_path: Path, recipe) -> None:
+    """The generator's fake server writes wishes with the junk real models add; cleaning removes it."""
+    from zaoshu.generator.plan import plan
+    from zaoshu.testing.fakeserver import wish
+
+    tasks = plan(recipe, limit=600).tasks
+    records = [t.to_record(wish(t.prompt), {"finish_reason": "stop"}) for t in tasks]
+    src = write(tmp_path / "raw.jsonl", records)
+    stats = clean([src], tmp_path / "clean.jsonl", recipe=recipe)
+    assert stats.kept + stats.rejected_total == stats.read == len(records)
+    assert stats.normalized > 0 and stats.rejected.get("duplicate", 0) > 0
+    for r in read(tmp_path / "clean.jsonl"):
+        text = r["messages"][-1]["content"]
+        assert "\n" not in text and not text.startswith(("！", "“", '"', "好的"))
+        limit = recipe.styles[r["axes"]["style"]].max_chars
+        assert len(text) <= int(limit * 1.1)
