@@ -61,6 +61,9 @@ class Out:
     ends: array = field(default_factory=lambda: array("Q"))  # merge: end of each row in blob
     spans: array = field(default_factory=lambda: array("Q"))  # scan: start, end of each row in the file
     keys: list[Any] = field(default_factory=list)  # merge: the source's ids (None: none); scan: axis values
+    codes: array = field(
+        default_factory=lambda: array("I")
+    )  # scan: each row's axis value, as an index in keys
     content: list[str] = field(default_factory=list)  # merge: conversation hashes (for rows without an id)
     rows: int = 0
     lost: Counter = field(default_factory=Counter)
@@ -115,7 +118,9 @@ def _parse(position: int, raw: Any) -> dict[str, Any]:
 def _scan(items: Iterable[tuple[int, Any, int]], job: Job, out: Out) -> None:
     reader = FORMATS[job.src].read
     canonical = job.src == "zaoshu"
-    spans, keys, axis = out.spans, out.keys, job.axis
+    spans, axis = out.spans, job.axis
+    # axis values travel as small codes plus this chunk's list of values (out.keys), not one string a row
+    codes, local = out.codes, {}
     for position, raw, offset in items:
         row = _parse(position, raw)
         try:
@@ -126,7 +131,11 @@ def _scan(items: Iterable[tuple[int, Any, int]], job: Job, out: Out) -> None:
                 record = reader(row, False)
             if axis:
                 value = _axis_value(row, record, axis)
-                keys.append(value if type(value) is str else orjson.dumps(value).decode())
+                key = value if type(value) is str else orjson.dumps(value).decode()
+                code = local.get(key)
+                if code is None:
+                    code = local[key] = len(local)
+                codes.append(code)
         except RowError as e:
             raise _BadRow(position, str(e)) from None
         if isinstance(raw, bytes):
@@ -136,6 +145,7 @@ def _scan(items: Iterable[tuple[int, Any, int]], job: Job, out: Out) -> None:
             spans.append(0)
             spans.append(0)
     out.rows = len(spans) // 2
+    out.keys = list(local)
 
 
 def _convert(items: Iterable[tuple[Any, ...]], job: Job, out: Out) -> None:

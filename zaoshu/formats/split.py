@@ -13,7 +13,6 @@ import os
 from array import array
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import orjson
@@ -48,13 +47,17 @@ def _test_count(n: int, test: float) -> int:
     return min(max(round(n * test), 1), n - 1)
 
 
-def strata(keys: list[str]) -> tuple[np.ndarray, list[str]]:
-    """(code of each row's stratum, stratum names): codes number the names in sorted order."""
-    import polars as pl
-
-    series = pl.Series("key", keys, dtype=pl.String)
-    codes = (series.rank("dense").cast(pl.Int64) - 1).to_numpy()
-    return codes, series.unique().sort().to_list()
+def strata(chunks: list[tuple[array, list[str]]]) -> tuple[np.ndarray, list[str]]:
+    """(code of each row's stratum, stratum names) from each chunk's local codes and values; the codes
+    number the names in sorted order."""
+    names = sorted({name for _, local in chunks for name in local})
+    index = {name: i for i, name in enumerate(names)}
+    parts = [
+        np.array([index[name] for name in local], dtype=np.int64)[np.frombuffer(codes, dtype=np.uint32)]
+        for codes, local in chunks
+        if len(codes)
+    ]
+    return (np.concatenate(parts) if parts else np.empty(0, np.int64)), names
 
 
 def choose(n: int, test: float, seed: int, codes: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
@@ -101,14 +104,14 @@ def split(
     result = Split(out_dir / "train.jsonl", out_dir / "test.jsonl", fmt)
     job = Job(src=fmt, mode="scan", axis=stratify)
     spans = array("Q")
-    keys: list[Any] = []
+    chunks: list[tuple[array, list[str]]] = []
     for chunk in run(input, job):
         spans.extend(chunk.spans)
-        keys.extend(chunk.keys)
+        chunks.append((chunk.codes, chunk.keys))
     n = len(spans) // 2
     if n < 2:
         raise RecordError(f"need at least 2 records to split, found {n}", path=input)
-    codes, names = strata(keys) if stratify else (None, [])
+    codes, names = strata(chunks) if stratify else (None, [])
     train, tests = choose(n, test, seed, codes)
     if codes is not None:
         in_train = np.bincount(codes[train], minlength=len(names))
