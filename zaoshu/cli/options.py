@@ -1,0 +1,53 @@
+"""Options shared by `zaoshu generate` and `zaoshu run`, declared once so their flags and help never drift."""
+
+from __future__ import annotations
+
+import shlex
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from pydantic import ValidationError
+
+from zaoshu.errors import ZaoshuError
+from zaoshu.generator.engine import GenerateOptions
+from zaoshu.generator.providers import provider_names
+
+Provider = Annotated[
+    str,
+    typer.Option(
+        help=f"Provider: {', '.join(provider_names())}. Keys come from its variable; 'embedded' needs none."
+    ),
+]
+Model = Annotated[str | None, typer.Option(help="Model name (default: the provider's).")]
+BaseUrl = Annotated[str | None, typer.Option(help="Override the provider's base URL.")]
+KeyEnv = Annotated[str | None, typer.Option(help="Read the key from this variable instead of the profile's.")]
+Concurrency = Annotated[
+    int | None, typer.Option("--concurrency", "-c", help="Most requests in flight [64; embedded: 1].")
+]
+Rpm = Annotated[float | None, typer.Option(help="Requests per minute at most.")]
+Tpm = Annotated[float | None, typer.Option(help="Tokens per minute at most (prompt estimate + max_tokens).")]
+MaxAttempts = Annotated[int, typer.Option(help="Attempts per task (429, 5xx, timeouts, resets are retried).")]
+Timeout = Annotated[float | None, typer.Option(help="Seconds per request [120; embedded: 600].")]
+Rounds = Annotated[int | None, typer.Option(help="Rounds (default: the recipe's).")]
+Seed = Annotated[int | None, typer.Option(help="Seed (default: the recipe's).")]
+Limit = Annotated[int | None, typer.Option(help="Only a seeded, evenly spread sample of N tasks.")]
+Prices = Annotated[Path | None, typer.Option(help="YAML price table overriding the shipped one.")]
+ModelPath = Annotated[
+    Path | None,
+    typer.Option(help="embedded: a GGUF file to serve instead of the packaged Qwen2.5-Coder-1.5B."),
+]
+Threads = Annotated[int, typer.Option(help="embedded: llama.cpp threads (1 is fastest on 2 busy cores).")]
+DryRun = Annotated[bool, typer.Option("--dry-run", help="Print what would be sent; send nothing.")]
+Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")]
+
+
+def generate_options(**given: Any) -> GenerateOptions:
+    """GenerateOptions from the parsed flags; flags left unset fall back to the provider's defaults."""
+    given = {k: v for k, v in given.items() if not (k in ("concurrency", "timeout") and v is None)}
+    try:
+        return GenerateOptions(**given, command=shlex.join(["zaoshu", *sys.argv[1:]]))
+    except ValidationError as e:
+        problems = "; ".join(f"--{'-'.join(map(str, err['loc']))}: {err['msg']}" for err in e.errors())
+        raise ZaoshuError(problems.replace("_", "-")) from None
