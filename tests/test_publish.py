@@ -465,3 +465,13 @@ def test_big_splits_are_sharded_and_still_load(tmp_path, split_dir, monkeypatch)
     ds = datasets.load_dataset(str(result.folder), cache_dir=str(tmp_path / "cache"))
     expected = [json.loads(line) for line in (split_dir / "train.jsonl").read_text("utf-8").splitlines()]
     assert records_from_rows(list(ds["train"])) == expected
+
+
+def test_card_finds_the_report_of_a_run_folder(tmp_path, split_dir):
+    """`zaoshu run` writes DIR/report/report.json (not clean.report/): publish finds it without --report."""
+    run_dir = split_dir.parent
+    (run_dir / "clean.report").rename(run_dir / "report")
+    text = (
+        build(run_dir / "clean.jsonl", "alice/wishes-zh", tmp_path / "hub").folder / "README.md"
+    ).read_text(encoding="utf-8")
+    assert "| counts.kept | 40 |" in text and "| too_long | 1 |" in text

@@ -3,7 +3,7 @@ a README.md card the Hub reads) and its upload with `huggingface_hub`.
 
 The card is generated from the data and what the pipeline left beside it: the recipe (axes, styles,
 prompt) found by the records' `recipe` name, the generation stats (`*.stats.json`) and the cleaning
-report (`*.report/report.json`). The token comes only from `HF_TOKEN` and never reaches a message.
+report (`*.report/report.json`, or `report/report.json` of a `zaoshu run` folder). The token comes only from `HF_TOKEN` and never reaches a message.
 """
 
 from __future__ import annotations
@@ -492,7 +492,9 @@ def build(
     search = [d for p in near for d in (p, p.parent)]
     stats_path = Path(stats) if stats else _newest([f for d in search for f in d.glob("*.stats.json")])
     report_path = (
-        Path(report) if report else _newest([f for d in search for f in d.glob("*.report/report.json")])
+        Path(report)
+        if report
+        else _newest([f for d in search for g in ("*.report", "report") for f in d.glob(f"{g}/report.json")])
     )
     text = card(
         repo,
