@@ -495,16 +495,17 @@ async def agenerate(
     if options.dry_run:
         _dry_run(provider, tasks, options, params, stats)
         return stats
+    if not tasks:  # before opening the provider: a finished run starts no local server and sends nothing
+        stats.model = str(provider.describe(options).get("model") or "")
+        _finish_failures(
+            failures_path, failures_path.with_name(failures_path.name + ".partial"), done_before, set()
+        )
+        if not options.quiet:
+            console.print(f"nothing to do: all {stats.tasks} tasks are already in {out}")
+        stats_path.write_bytes(stats.to_json())
+        return stats
     async with provider.open(options) as endpoint:
         stats.model = endpoint.model
-        if not tasks:
-            _finish_failures(
-                failures_path, failures_path.with_name(failures_path.name + ".partial"), done_before, set()
-            )
-            if not options.quiet:
-                console.print(f"nothing to do: all {stats.tasks} tasks are already in {out}")
-            stats_path.write_bytes(stats.to_json())
-            return stats
         partial = failures_path.with_name(failures_path.name + ".partial")
         partial.unlink(missing_ok=True)
         async with make_client(endpoint, concurrency=options.concurrency, timeout=options.timeout) as client:
