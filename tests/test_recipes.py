@@ -102,6 +102,11 @@ CATALOG = [
     ("unknown key", mutate(temperature=1), "temperature: Extra inputs are not permitted"),
     ("missing prompt", mutate(prompt=KeyError), "prompt: Field required"),
     ("reserved axis", mutate(axes__style=["a"]), "axes.style: 'style' is a reserved"),
+    (
+        "attribute a value lacks",
+        mutate(prompt="{{ recipient.tone }}"),
+        "axes.recipient[0]: value '姐姐' has no attribute 'tone', which prompt uses",
+    ),
     ("too many examples", mutate(styles__小红书__n_examples=3), "asks for 3 examples but the pool has 1"),
 ]
 
@@ -157,3 +162,20 @@ def test_wishes_recipe_is_seed_002(wishes_recipe_path):
     assert {k: s.max_chars for k, s in recipe.styles.items()} == {"小红书": 50, "正常": 20, "严肃": 100}
     assert recipe.model.temperature == 1.0
     assert "祝姐姐生日快乐，严肃风格" in recipe.eval_inputs
+
+
+def test_attribute_every_value_has_is_fine_and_renders(tmp_path):
+    from zaoshu.generator.plan import plan
+
+    data = mutate(prompt="{{ recipient.tone }}:{{ recipient }}:{{ scene.strip() }}")
+    data["axes"]["recipient"] = [{"name": "姐姐", "tone": "亲近"}, {"name": "爷爷", "tone": "尊敬"}]
+    prompts = {t.prompt for t in plan(load_recipe(write(tmp_path, data))).tasks}
+    assert "亲近:姐姐:春节" in prompts and "尊敬:爷爷:春节" in prompts
+
+
+def test_a_template_that_fails_at_render_time_is_a_recipe_error(tmp_path):
+    from zaoshu.generator.plan import plan
+
+    recipe = load_recipe(write(tmp_path, mutate(prompt="{{ examples[3] }}")))
+    with pytest.raises(RecipeError, match=r"failed for axes \{'recipient': '姐姐'"):
+        plan(recipe)

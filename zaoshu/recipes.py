@@ -229,6 +229,32 @@ def _check_templates(recipe: Recipe, path: Path) -> None:
                 key,
                 f"unknown template variable(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}",
             )
+        _check_attributes(recipe, path, key, ast)
+
+
+def _check_attributes(recipe: Recipe, path: Path, key: str, ast: jinja2.nodes.Template) -> None:
+    """`{{ recipient.tone }}` needs every value of the axis to carry `tone`: say which value lacks it now,
+    rather than failing on the first task that draws it."""
+    for node in ast.find_all((jinja2.nodes.Getattr, jinja2.nodes.Getitem)):
+        target = node.node
+        if not isinstance(target, jinja2.nodes.Name) or target.name not in recipe.values:
+            continue
+        if isinstance(node, jinja2.nodes.Getattr):
+            attr = node.attr
+        elif isinstance(node.arg, jinja2.nodes.Const) and isinstance(node.arg.value, str):
+            attr = node.arg.value
+        else:
+            continue
+        if hasattr(str, attr):  # a string method such as `scene.strip()`
+            continue
+        for i, value in enumerate(recipe.values[target.name]):
+            if attr not in value.attrs:
+                raise _fail(
+                    path,
+                    f"axes.{target.name}[{i}]",
+                    f"value {str(value)!r} has no attribute {attr!r}, which {key} uses "
+                    f"({{{{ {target.name}.{attr} }}}}); give every value of the axis a {attr!r}",
+                )
 
 
 def _check_excludes(recipe: Recipe, path: Path) -> None:

@@ -13,6 +13,9 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
+import jinja2
+
+from zaoshu.errors import RecipeError
 from zaoshu.recipes import AxisValue, Recipe, template_env
 from zaoshu.records import Record, task_id, utc_now
 
@@ -71,7 +74,14 @@ def _compiled(source: str) -> Any:
 
 
 def _render(source: str, context: dict[str, Any]) -> str:
-    return _compiled(source).render(context).strip()
+    try:
+        return _compiled(source).render(context).strip()
+    except jinja2.TemplateError as e:  # load-time checks catch most; this names what slipped through
+        raise RecipeError(f"template {source[:60]!r} failed for axes {_axes_of(context)}: {e}") from None
+
+
+def _axes_of(context: dict[str, Any]) -> dict[str, str]:
+    return {k: str(v) for k, v in context.items() if isinstance(v, AxisValue)}
 
 
 def make_task(recipe: Recipe, values: dict[str, AxisValue], style_name: str, round_: int, seed: int) -> Task:
