@@ -16,7 +16,10 @@ from pathlib import Path
 import orjson
 import pytest
 import yaml
+from click.testing import Result
+from typer.testing import CliRunner
 
+from zaoshu.cli import app
 from zaoshu.errors import ZaoshuError
 from zaoshu.formats import write
 from zaoshu.formats.split import split
@@ -475,3 +478,34 @@ def test_card_finds_the_report_of_a_run_folder(tmp_path, split_dir):
         build(run_dir / "clean.jsonl", "alice/wishes-zh", tmp_path / "hub").folder / "README.md"
     ).read_text(encoding="utf-8")
     assert "| counts.kept | 40 |" in text and "| too_long | 1 |" in text
+
+
+def _publish_in_process(args: list[str]) -> Result:
+    """`zaoshu publish` in this process, so the test's monkeypatching reaches it."""
+    return CliRunner().invoke(app, ["publish", *args])
+
+
+def test_without_the_publish_extra_the_cli_names_the_install_command(tmp_path, split_dir, monkeypatch):
+    """A bare `pip install -e .` has neither pyarrow nor huggingface_hub: one clear error, no traceback."""
+    monkeypatch.setitem(sys.modules, "pyarrow", None)  # what find_spec and import see when it is missing
+    result = _publish_in_process(
+        [str(split_dir), "--repo", "alice/wishes", "--out", str(tmp_path / "folder")]
+    )
+    assert result.exit_code == 2, result.output
+    assert "publishing needs pyarrow (not installed)" in result.output
+    assert 'pip install -e ".[publish]"' in result.output  # quoted, so zsh does not glob the brackets
+    assert "Traceback" not in result.output and not (tmp_path / "folder").exists()
+
+
+def test_upload_without_huggingface_hub_fails_before_any_work(tmp_path, split_dir, monkeypatch):
+    monkeypatch.setitem(sys.modules, "huggingface_hub", None)
+    monkeypatch.setenv("HF_TOKEN", "hf_testtoken_0123456789")
+    monkeypatch.setenv("TMPDIR", str(tmp_path / "tmp"))
+    result = _publish_in_process([str(split_dir), "--repo", "alice/wishes"])
+    assert result.exit_code == 2, result.output
+    assert "publishing needs huggingface_hub (not installed)" in result.output
+    assert 'pip install -e ".[publish]"' in result.output and "hf_testtoken" not in result.output
+    # writing the folder alone needs no Hub client
+    out = _publish_in_process([str(split_dir), "--repo", "alice/wishes", "--out", str(tmp_path / "folder")])
+    assert out.exit_code == 0, out.output
+    assert (tmp_path / "folder" / "README.md").is_file()

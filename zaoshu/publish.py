@@ -8,6 +8,7 @@ report (`*.report/report.json`, or `report/report.json` of a `zaoshu run` folder
 
 from __future__ import annotations
 
+import importlib.util
 import math
 import os
 import re
@@ -39,6 +40,7 @@ REPO_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,95}/[A-Za-z0-9][A-Za-z0-9_.
 SHARD_BYTES = 256 << 20
 BASE_COLUMNS = ("id", "recipe", "messages", "meta")
 CARD = Path(__file__).with_name("publish_card.md.j2")
+INSTALL_HINT = 'pip install -e ".[publish]"'  # quoted: zsh globs the bare brackets
 
 
 @dataclass(slots=True)
@@ -49,6 +51,19 @@ class Published:
     files: list[tuple[str, int]] = field(default_factory=list)
     counts: dict[str, int] = field(default_factory=dict)
     url: str | None = None  # the commit, when uploaded
+
+
+def require_extra(*modules: str) -> None:
+    """Raise a ZaoshuError naming the install command when a module of the publish extra is missing.
+
+    pyarrow and huggingface_hub are imported lazily, deep in the work; without this a bare install fails
+    with a ModuleNotFoundError traceback halfway through.
+    """
+    missing = [m for m in modules if importlib.util.find_spec(m) is None]
+    if missing:
+        raise ZaoshuError(
+            f"publishing needs {', '.join(missing)} (not installed); install the publish extra: {INSTALL_HINT}"
+        )
 
 
 def check_repo(repo: str) -> str:
@@ -469,6 +484,7 @@ def build(
     with_meta: bool = True,
 ) -> Published:
     """Write the dataset folder (data/*.parquet + README.md) for `input` into `folder`."""
+    require_extra("pyarrow")
     for option, given in (("--recipe", recipe), ("--stats", stats), ("--report", report)):
         if given is not None and not Path(given).is_file():
             raise ZaoshuError(f"{option}: file not found", path=given)
@@ -553,7 +569,9 @@ def publish(
 ) -> Published:
     """Build the dataset folder and upload it; `out` or `dry_run` stop before the upload (no token needed)."""
     check_repo(repo)
-    token = None if (out is not None or dry_run) else hf_token()  # before any work
+    uploads = out is None and not dry_run
+    require_extra("pyarrow", *(("huggingface_hub",) if uploads else ()))
+    token = hf_token() if uploads else None  # before any work
     if out is not None:
         return build(input, repo, out, **card_options)
     tmp = Path(tempfile.mkdtemp(prefix="zaoshu-publish-"))
