@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 if importlib.util.find_spec("xtuner") is None:
-    pytest.skip("needs the train extra: pip install -e .[train]", allow_module_level=True)
+    pytest.skip('needs the train extra: pip install -e ".[train]"', allow_module_level=True)
 
 from tiny_model import build_tiny_qwen2, wishes_records
 from typer.testing import CliRunner

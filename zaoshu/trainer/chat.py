@@ -44,8 +44,9 @@ class ChatSession:
     history: list[tuple[str, str]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
-        from zaoshu.trainer import shims
+        from zaoshu.trainer import extra, shims
 
+        extra.require("zaoshu chat", "torch", "transformers", *(["peft"] if self.adapter is not None else []))
         shims.apply()
         for path, what in ((self.model_dir, "model"), (self.adapter, "adapter")):
             if path is not None and not path.is_dir():
@@ -57,6 +58,8 @@ class ChatSession:
             self.template = sidecar.get("template") or None
         if self.system is None:
             self.system = sidecar.get("system") or ""
+        if self.template:  # an XTuner prompt template: its table comes from xtuner
+            extra.require(f"zaoshu chat with template {self.template!r}", "xtuner")
         self._load()
 
     def _load(self) -> None:

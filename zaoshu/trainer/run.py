@@ -42,6 +42,7 @@ from zaoshu.trainer.config import (
     render_config,
     resolve_template,
 )
+from zaoshu.trainer.extra import INSTALL_HINT
 from zaoshu.trainer.process import (
     MERGE,
     PTH_TO_HF,
@@ -57,7 +58,6 @@ MANIFEST = "zaoshu-train.json"
 CONFIG_NAME = "xtuner_config.py"
 CHAT_SIDECAR = "zaoshu-chat.json"  # template + system next to a trained model, read by `zaoshu chat`
 DEEPSPEED = ("zero2", "zero3")
-INSTALL_HINT = "pip install -e .[train]"
 OUR_OUTPUTS = ("xtuner", "hf", "merged", "logs")
 _ITER = re.compile(r"^iter_(\d+)\.pth$")
 
