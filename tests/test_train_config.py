@@ -3,8 +3,10 @@ SYSTEM / evaluation inputs, and every check that must refuse before anything is 
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 import json
+import sys
 from pathlib import Path
 
 import orjson
@@ -21,6 +23,8 @@ from zaoshu.errors import ZaoshuError
 from zaoshu.records import write_records
 from zaoshu.trainer import TrainOptions, TrainSettings, prepare, render_config, resolve_template, shims
 from zaoshu.trainer.data import estimate_iterations
+from zaoshu.trainer.process import tool_argv
+from zaoshu.trainer.run import planned_steps
 
 ROOT = Path(__file__).resolve().parent.parent
 WISHES = ROOT / "prompts" / "wishes.yaml"
@@ -205,7 +209,8 @@ def test_dry_run_writes_config_and_data_and_prints_the_commands(
                     "--recipe", str(WISHES), "--dry-run")  # fmt: skip
     assert result.exit_code == 0, result.output
     out = result.output
-    assert "-m zaoshu.trainer.launch xtuner.tools.train" in out
+    # what will really run: the CPU shim launcher here, the plain module where CUDA trains
+    assert ("-m xtuner.tools.train" if _cuda() else "-m zaoshu.trainer.launch xtuner.tools.train") in out
     assert "xtuner.tools.model_converters.pth_to_hf" in out and "--safe-serialization --fp32" in out
     assert "xtuner.tools.model_converters.merge" in out and "zaoshu chat" in out
     assert not (work / "xtuner").exists()  # nothing started
@@ -366,7 +371,8 @@ def test_multi_gpu_deepspeed_dry_run_prints_xtuners_torchrun_path(
     train_line = next(line for line in result.output.splitlines() if "xtuner.tools.train" in line)
     assert train_line.strip().startswith("NPROC_PER_NODE=2 ")
     assert "-m torch.distributed.run --nproc_per_node=2" in train_line
-    assert "-m zaoshu.trainer.launch xtuner.tools.train" in train_line
+    # QLoRA renders for CUDA: the plain module, no shim launcher
+    assert " -m xtuner.tools.train " in train_line and "zaoshu.trainer.launch" not in train_line
     assert "--deepspeed deepspeed_zero2" in train_line and train_line.endswith("--launcher pytorch")
     if not _cuda():
         assert "rendered for a GPU machine" in result.output
@@ -422,3 +428,35 @@ def test_newest_checkpoint_by_iteration_number_and_deepspeed_folders(tmp_path: P
     assert newest_checkpoint(tmp_path) == tmp_path / "iter_9.pth"  # XTuner's own record wins
     (tmp_path / "last_checkpoint").write_text("/moved/elsewhere/iter_99.pth")
     assert newest_checkpoint(tmp_path) == tmp_path / "iter_12.pth"
+
+
+def test_tools_run_as_plain_modules_on_cuda_and_through_the_shim_launcher_on_cpu(
+    tiny: Path, records_file: Path, tmp_path: Path
+) -> None:
+    """The issue's `python -m xtuner.tools.train` with our interpreter; the shims only where they are needed."""
+    train = "xtuner.tools.train"
+    assert tool_argv(train, "cfg.py", cpu=False) == [sys.executable, "-m", train, "cfg.py"]
+    assert tool_argv(train, "cfg.py", cpu=True) == [
+        sys.executable,
+        "-m",
+        "zaoshu.trainer.launch",
+        train,
+        "cfg.py",
+    ]
+
+    run = prepare(TrainOptions(data=str(records_file), model=str(tiny), method="lora",
+                               work_dir=str(tmp_path / "w"), dry_run=True))  # fmt: skip
+    modules = [
+        "xtuner.tools.train",
+        "xtuner.tools.model_converters.pth_to_hf",
+        "xtuner.tools.model_converters.merge",
+    ]
+    for device in ("cuda", "cpu"):
+        steps = planned_steps(dataclasses.replace(run, device=device))
+        assert [s.argv[0] for s in steps] == [sys.executable] * 3
+        if device == "cuda":
+            assert [s.argv[1:3] for s in steps] == [["-m", m] for m in modules]
+            assert "--fp32" not in steps[1].argv and steps[2].argv[-2:] == ["--device", "cuda"]
+        else:
+            assert [s.argv[1:4] for s in steps] == [["-m", "zaoshu.trainer.launch", m] for m in modules]
+            assert "--fp32" in steps[1].argv and steps[2].argv[-2:] == ["--device", "cpu"]

@@ -1,7 +1,8 @@
 """Training with XTuner: render a readable config from the records, then train -> pth_to_hf -> merge -> chat.
 
 Importing this package is light (no torch, no xtuner): heavy imports happen inside the functions, and
-every XTuner tool runs in a child process through `zaoshu.trainer.launch` (which installs the CPU shims).
+every XTuner tool runs in a child process, `python -m <xtuner tool>`, through `zaoshu.trainer.launch` on CPU
+(which installs the CPU shims first).
 """
 
 from zaoshu.trainer.chat import ChatSession

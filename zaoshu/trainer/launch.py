@@ -4,7 +4,8 @@
 
 is `python -m xtuner.tools.train CONFIG --work-dir DIR` plus `zaoshu.trainer.shims.apply()` before any
 torchvision/transformers import. It keeps the tool's own exit status (an uncaught exception exits 1),
-unlike the `xtuner` console script, which exits 0 after a crash.
+unlike the `xtuner` console script, which exits 0 after a crash. `zaoshu train` uses it on CPU only; on
+CUDA it runs `python -m xtuner.tools.train ...` itself.
 """
 
 from __future__ import annotations

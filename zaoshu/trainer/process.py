@@ -1,8 +1,9 @@
 """Running XTuner's tools as child processes: the command lines, the environment, and a streamed log.
 
-Every tool runs as `sys.executable -m zaoshu.trainer.launch <xtuner module> ...` so the CPU shims are
-installed first and the exit status is the tool's own (the `xtuner` console script exits 0 after a
-crash and runs whatever `python` is first on PATH).
+Every tool runs with our interpreter as a module: `sys.executable -m xtuner.tools.train ...` on CUDA, so the
+exit status is the tool's own (the `xtuner` console script exits 0 after a crash and runs whatever `python` is
+first on PATH). On CPU the same module runs through `sys.executable -m zaoshu.trainer.launch <module> ...`,
+which installs the CPU shims (zaoshu/trainer/shims.py) first; a GPU install needs none.
 """
 
 from __future__ import annotations
@@ -46,11 +47,17 @@ class Step:
         return (env + " " if env else "") + shlex.join(self.argv)
 
 
-def tool_argv(module: str, *args: str) -> list[str]:
-    return [sys.executable, "-m", LAUNCH, module, *args]
+def _module(module: str, *, cpu: bool) -> list[str]:
+    """`-m MODULE`, through the shim launcher on CPU."""
+    return ["-m", LAUNCH, module] if cpu else ["-m", module]
 
 
-def distributed_argv(gpus: int, module: str, *args: str) -> list[str]:
+def tool_argv(module: str, *args: str, cpu: bool) -> list[str]:
+    """`python -m MODULE ARGS` with our interpreter (via the launcher on CPU, see the module docstring)."""
+    return [sys.executable, *_module(module, cpu=cpu), *args]
+
+
+def distributed_argv(gpus: int, module: str, *args: str, cpu: bool = False) -> list[str]:
     """XTuner's own multi-GPU path: torchrun with one process per GPU and `--launcher pytorch`."""
     port = os.environ.get("PORT") or str(random.randint(20000, 29999))
     return [
@@ -59,9 +66,7 @@ def distributed_argv(gpus: int, module: str, *args: str) -> list[str]:
         "torch.distributed.run",
         f"--nproc_per_node={gpus}",
         f"--master_port={port}",
-        "-m",
-        LAUNCH,
-        module,
+        *_module(module, cpu=cpu),
         *args,
         "--launcher",
         "pytorch",

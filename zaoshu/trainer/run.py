@@ -108,6 +108,11 @@ class Run:
     notes: list[str] = field(default_factory=list)
 
     @property
+    def cpu(self) -> bool:
+        """Training on CPU: the tools then run through the shim launcher, with fp32 conversion."""
+        return self.device == "cpu"
+
+    @property
     def config_path(self) -> Path:
         return self.work_dir / CONFIG_NAME
 
@@ -147,19 +152,19 @@ class Run:
             env["TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD"] = "1"
         if self.options.gpus > 1:
             env["NPROC_PER_NODE"] = str(self.options.gpus)
-            return Step("xtuner train", distributed_argv(self.options.gpus, TRAIN, *args), env)
-        return Step("xtuner train", tool_argv(TRAIN, *args), env)
+            return Step("xtuner train", distributed_argv(self.options.gpus, TRAIN, *args, cpu=self.cpu), env)
+        return Step("xtuner train", tool_argv(TRAIN, *args, cpu=self.cpu), env)
 
     def convert_step(self, checkpoint: Path | str) -> Step:
         args = [str(self.config_path), str(checkpoint), str(self.hf_dir), "--safe-serialization"]
-        if self.device == "cpu":
+        if self.cpu:
             args.append("--fp32")
-        return Step("pth_to_hf", tool_argv(PTH_TO_HF, *args), {})
+        return Step("pth_to_hf", tool_argv(PTH_TO_HF, *args, cpu=self.cpu), {})
 
     def merge_step(self) -> Step:
         args = [self.settings.model_path, str(self.hf_dir), str(self.merged_dir), "--safe-serialization"]
-        args += ["--device", "cpu" if self.device == "cpu" else "cuda"]
-        return Step("merge", tool_argv(MERGE, *args), {})
+        args += ["--device", "cpu" if self.cpu else "cuda"]
+        return Step("merge", tool_argv(MERGE, *args, cpu=self.cpu), {})
 
     def chat_command(self) -> str:
         argv = ["zaoshu", "chat", str(self.final_model)]
@@ -461,7 +466,7 @@ def _require(path: Path, what: str, step: str, log: Path) -> None:
 
 def execute(run: Run, echo: Echo | None = print) -> Path:
     """Train, convert and merge; returns the model to chat with. Each step must exit 0 *and* leave its output."""
-    cpu = run.device == "cpu"
+    cpu = run.cpu
     logs = run.work_dir / "logs"
     say = echo or (lambda _line: None)
 
