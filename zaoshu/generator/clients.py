@@ -6,7 +6,8 @@ one shared aiohttp session with orjson stays well under a millisecond. The wire 
 OpenAI chat-completions JSON, so any OpenAI-compatible server works.
 
 Every failure becomes a `RequestFailed` with a short reason, the HTTP status, whether it is worth a retry
-and the server's `Retry-After`; messages pass through `redact` so a key a server echoes never leaks.
+and the server's `Retry-After`; every message passes through `redact`, so neither the key (a server may
+echo it, even in a 200 body) nor credentials inside the base URL (`user:pw@`, `?key=`) ever leak.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from typing import Any
 import aiohttp
 import orjson
 
-from zaoshu.generator.providers import Endpoint
+from zaoshu.generator.providers import Endpoint, api_url, safe_url
 
 
 class RequestFailed(Exception):
@@ -101,11 +102,13 @@ class Reply:
     model: str | None
 
 
-def redact(text: str, endpoint: Endpoint) -> str:
-    key = endpoint.api_key.reveal() if endpoint.api_key else ""
-    if key and key in text:
-        text = text.replace(key, "***")
-    return text[:400]
+def redact(text: str, endpoint: Endpoint | None) -> str:
+    """`text` without the endpoint's secrets or URL credentials, cut to 400 characters (after masking, so a
+    key is never cut in half and left showing)."""
+    for secret in endpoint.secrets() if endpoint is not None else ():
+        if secret in text:
+            text = text.replace(secret, "***")
+    return safe_url(text)[:400]
 
 
 def parse_retry_after(headers: Any) -> float | None:
@@ -149,13 +152,16 @@ def status_error(status: int, message: str, retry_after: float | None) -> Reques
     return BadRequest(message, status=status)
 
 
-def parse_reply(data: Any) -> Reply:
-    """The reply of a chat completion body (already decoded); raises BadReply / ContentFiltered."""
+def parse_reply(data: Any, endpoint: Endpoint | None = None) -> Reply:
+    """The reply of a chat completion body (already decoded); raises BadReply / ContentFiltered.
+
+    Pass the `endpoint`: an error inside a 200 body is the server's text and may echo the key."""
     if not isinstance(data, dict):
         raise BadReply("malformed body: not a JSON object")
     if data.get("error"):
         err = data["error"]
-        raise BadReply(f"error in a 200 body: {err.get('message') if isinstance(err, dict) else err}")
+        text = err.get("message") if isinstance(err, dict) else err
+        raise BadReply(redact(f"error in a 200 body: {text}", endpoint))
     usage = data.get("usage") or {}
     usage = {
         "prompt_tokens": int(usage.get("prompt_tokens") or 0),
@@ -179,7 +185,7 @@ class OpenAICompatClient:
 
     def __init__(self, endpoint: Endpoint, *, concurrency: int, timeout: float) -> None:
         self.endpoint = endpoint
-        self.url = endpoint.base_url.rstrip("/") + "/chat/completions"
+        self.url = api_url(endpoint.base_url, "chat/completions")
         self.headers = {"Content-Type": "application/json", **endpoint.headers}
         if endpoint.api_key:
             self.headers["Authorization"] = "Bearer " + endpoint.api_key.reveal()
@@ -222,7 +228,7 @@ class OpenAICompatClient:
             data = orjson.loads(raw)
         except orjson.JSONDecodeError:
             raise BadReply(f"malformed body: not JSON ({len(raw)} bytes)") from None
-        return parse_reply(data)
+        return parse_reply(data, self.endpoint)
 
 
 class ZhipuAIClient:
@@ -272,7 +278,7 @@ class ZhipuAIClient:
         except (zerr.ZhipuAIError, ValueError) as e:  # torn or unexpected bodies
             raise BadReply(f"malformed body ({type(e).__name__})") from None
         data = resp.model_dump() if hasattr(resp, "model_dump") else resp
-        return parse_reply(data)
+        return parse_reply(data, self.endpoint)
 
     async def complete(self, messages: list[dict[str, Any]], params: dict[str, Any]) -> Reply:
         loop = asyncio.get_running_loop()

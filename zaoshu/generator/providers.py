@@ -34,6 +34,8 @@ from __future__ import annotations
 
 import importlib
 import os
+import re
+import urllib.parse
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -65,6 +67,46 @@ class Secret:
         return bool(self._value)
 
 
+# `scheme://user:password@` and query parameters whose name looks like a credential (key=, api_key=,
+# access_token=, sig=, password=...), found anywhere in a text, so a URL inside an error message is covered too.
+_USERINFO = re.compile(r"(\b[A-Za-z][A-Za-z0-9+.-]*://)[^/?#@\s]+@")
+_SECRET_PARAM = re.compile(
+    r"([?&;][^=&#\s]*(?:key|token|secret|passw|pwd|sig|auth|credential)[^=&#\s]*=)[^&#\s]+", re.IGNORECASE
+)
+
+
+def safe_url(text: str) -> str:
+    """`text` (a URL, or a message containing URLs) fit to print: userinfo and secret-looking query values
+    become `***` (`https://u:pw@h/v1?key=K` -> `https://***@h/v1?key=***`). Use it wherever a base URL is shown."""
+    return _SECRET_PARAM.sub(r"\1***", _USERINFO.sub(r"\1***@", text))
+
+
+def url_secrets(url: str) -> list[str]:
+    """The credentials inside a URL (password or bare user token, secret-looking query values), raw and
+    decoded, so `redact` can also hide them where a server echoes them outside a URL."""
+    try:
+        parts = urllib.parse.urlsplit(url)
+    except ValueError:
+        return []
+    found = []
+    userinfo = parts.netloc.rpartition("@")[0] if "@" in parts.netloc else ""
+    if userinfo:
+        user, _, password = userinfo.partition(":")
+        found.append(password or user)
+    for pair in parts.query.replace(";", "&").split("&"):
+        name, _, value = pair.partition("=")
+        if value and _SECRET_PARAM.match("?" + name + "=x"):
+            found.append(value)
+    found += [urllib.parse.unquote(v) for v in found]
+    return sorted({v for v in found if len(v) >= 4}, key=len, reverse=True)  # 4+: never mask "1" everywhere
+
+
+def api_url(base_url: str, path: str) -> str:
+    """`base_url` + `/path`, keeping a query string where it belongs (`.../v1?key=K` -> `.../v1/models?key=K`)."""
+    base, sep, query = base_url.partition("?")
+    return base.rstrip("/") + "/" + path.lstrip("/") + sep + query
+
+
 @dataclass(frozen=True)
 class Endpoint:
     """Where and how to send chat requests; what a provider's `open` yields."""
@@ -76,6 +118,11 @@ class Endpoint:
     key_env: str | None = None  # named in error messages ("the key in $DEEPSEEK_API_KEY was refused")
     transport: str = "openai"  # "openai" (OpenAI-compatible HTTP) or "zhipuai" (the zhipuai SDK)
     headers: dict[str, str] = field(default_factory=dict)
+
+    def secrets(self) -> list[str]:
+        """What must never be printed: the key and any credentials inside the base URL."""
+        key = [self.api_key.reveal()] if self.api_key else []
+        return key + url_secrets(self.base_url)
 
 
 @dataclass(frozen=True)
@@ -157,7 +204,7 @@ class ProfileProvider(Provider):
         key_env = self._key_env(options)
         return {
             "provider": self.name,
-            "base_url": options.base_url or self.profile.base_url,
+            "base_url": safe_url(options.base_url or self.profile.base_url),
             "model": options.model or self.profile.default_model or "(first model the server lists)",
             "key_env": key_env,
             "key_set": bool(key_env and os.environ.get(key_env)),
@@ -184,7 +231,9 @@ class ProfileProvider(Provider):
     @asynccontextmanager
     async def open(self, options: GenerateOptions) -> AsyncIterator[Endpoint]:
         key = self.api_key(options)
-        base_url = (options.base_url or self.profile.base_url).rstrip("/")
+        base_url = options.base_url or self.profile.base_url
+        base, sep, query = base_url.partition("?")
+        base_url = base.rstrip("/") + sep + query
         model = options.model or self.profile.default_model
         if model is None:
             model = await first_served_model(base_url, key, options.timeout)
@@ -206,13 +255,13 @@ async def first_served_model(base_url: str, key: Secret | None, timeout: float) 
     try:
         async with (
             aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=min(timeout, 30))) as session,
-            session.get(base_url + "/models", headers=headers) as resp,
+            session.get(api_url(base_url, "models"), headers=headers) as resp,
         ):
             data = await resp.json(content_type=None)
         return data["data"][0]["id"]
     except Exception as e:
         raise ZaoshuError(
-            f"could not list the models of {base_url}/models ({type(e).__name__}); "
+            f"could not list the models of {safe_url(api_url(base_url, 'models'))} ({type(e).__name__}); "
             "is the server running? pass --model NAME to skip this"
         ) from None
 
