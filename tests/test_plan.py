@@ -5,6 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 
+import pytest
 from typer.testing import CliRunner
 
 from zaoshu.cli import app
@@ -96,3 +97,40 @@ def test_plan_command_shows_prompts(wishes_recipe_path):
     result = CliRunner().invoke(app, ["plan", str(wishes_recipe_path), "--limit", "5", "--show", "2"])
     assert result.exit_code == 0, result.output
     assert "5 tasks" in result.output and result.output.count("prompt:") == 2
+
+
+def test_plan_command_prints_recipe_text_verbatim_not_as_markup(tmp_path):
+    """Prompts are user text: `[/x]` must not raise a MarkupError, `[name]` must not vanish as a tag."""
+    recipe = tmp_path / "brackets.yaml"
+    recipe.write_text(
+        "name: brackets\n"
+        "axes:\n  who: ['[a]', 'b[/x]']\n"
+        "styles:\n  '[n]':\n    user_templates: ['[name] {{ who }}']\n"
+        "prompt: '写 [/x] 和 [name] {{ who }} [bold]粗[/bold]'\n",
+        encoding="utf-8",
+    )
+    result = CliRunner().invoke(app, ["plan", str(recipe), "--show", "2"])
+    assert result.exit_code == 0, result.output
+    assert "写 [/x] 和 [name] b[/x] [bold]粗[/bold]" in result.output
+    assert "写 [/x] 和 [name] [a] [bold]粗[/bold]" in result.output
+    assert "user: [name] [a]" in result.output and "[n]" in result.output
+
+
+@pytest.mark.parametrize(
+    "flags", [["--limit", "-1"], ["--limit", "0"], ["--rounds", "0"], ["--rounds", "-2"], ["--show", "-1"]]
+)
+def test_plan_command_rejects_out_of_range_numbers(wishes_recipe_path, flags):
+    result = CliRunner().invoke(app, ["plan", str(wishes_recipe_path), *flags])
+    assert (result.exit_code == 2 and result.exception is None) or isinstance(result.exception, SystemExit)
+    assert "Invalid value for" in result.output and flags[0] in result.output
+    assert "Traceback" not in result.output and "tasks" not in result.output
+
+
+@pytest.mark.parametrize("flags", [["--limit", "0"], ["--limit", "-1"], ["--rounds", "0"]])
+def test_generate_command_rejects_out_of_range_numbers(wishes_recipe_path, tmp_path, flags):
+    out = tmp_path / "raw.jsonl"
+    args = ["generate", str(wishes_recipe_path), "-o", str(out), "--provider", "local", *flags]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 2 and isinstance(result.exception, SystemExit)
+    assert f"error: {flags[0]}: Input should be greater than or equal to 1" in result.output
+    assert not out.exists()

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import typer
 from rich.table import Table
+from rich.text import Text
 
 from zaoshu.cli import app
 from zaoshu.cli.common import console, user_errors
@@ -17,21 +18,23 @@ from zaoshu.recipes import load_recipe
 @user_errors
 def plan_command(
     recipe: Path = typer.Argument(..., help="Recipe YAML (e.g. prompts/wishes.yaml)."),
-    rounds: int | None = typer.Option(None, help="Rounds (default: the recipe's)."),
+    rounds: int | None = typer.Option(None, min=1, help="Rounds (default: the recipe's)."),
     seed: int | None = typer.Option(None, help="Seed (default: the recipe's)."),
-    limit: int | None = typer.Option(None, help="Keep a seeded, evenly spread sample of N tasks."),
-    show: int = typer.Option(0, help="Print K rendered prompts with their user turns."),
+    limit: int | None = typer.Option(None, min=1, help="Keep a seeded, evenly spread sample of N tasks."),
+    show: int = typer.Option(0, min=0, help="Print K rendered prompts with their user turns."),
 ) -> None:
     """Count the tasks of a recipe by style, and show rendered prompts."""
+    # Recipe text (names, axis values, prompts) is printed as Text / markup=False: a prompt may well
+    # contain "[/x]" or "[name]", which rich would otherwise read as markup (and fail on, or swallow).
     r = load_recipe(recipe)
     p = plan(r, rounds=rounds, seed=seed, limit=limit)
-    table = Table(title=f"{r.name}: {len(p.tasks)} tasks ({p.excluded} excluded of {p.total_cells})")
+    table = Table(title=Text(f"{r.name}: {len(p.tasks)} tasks ({p.excluded} excluded of {p.total_cells})"))
     table.add_column("style")
     table.add_column("tasks", justify="right")
     for style, count in p.by_style().items():
-        table.add_row(style, str(count))
+        table.add_row(Text(style), str(count))
     console.print(table)
     for task in p.tasks[:show]:
-        console.rule(f"{task.id}  {task.axes}")
-        console.print(f"[bold]user:[/] {task.user}")
-        console.print(f"[bold]prompt:[/]\n{task.prompt}", markup=True)
+        console.rule(Text(f"{task.id}  {task.axes}"))
+        console.print(Text.assemble(("user:", "bold"), " ", task.user))
+        console.print(Text.assemble(("prompt:", "bold"), "\n", task.prompt))
