@@ -72,6 +72,29 @@ def test_kill_9_then_rerun_gives_the_full_set(server, tmp_path):
     assert stats["skipped_resume"] >= 30 and stats["done"] == 200 - stats["skipped_resume"]
 
 
+def test_kill_9_keeps_the_failures_so_far_in_the_failures_file(server, tmp_path):
+    """Failed tasks are in raw.failures.jsonl as they fail, so a kill -9 cannot hide them; the rerun
+    retries them and leaves the file listing only what still failed (here: nothing)."""
+    server.configure(latency=0.04, reply="wishes", faults={"bad_request": 0.25})
+    recipe = write_recipe(tmp_path, n_a=20, n_b=10)
+    out = tmp_path / "raw.jsonl"
+    failures_path = tmp_path / "raw.failures.jsonl"
+    proc = zaoshu(*generate_args(recipe, out, server, "--quiet"))
+    wait_for_lines(failures_path, 5, proc)
+    proc.kill()
+    assert proc.wait() == -signal.SIGKILL  # killed mid-run, not finished
+    failed = {f["id"] for f in read_jsonl(failures_path)}  # readable right after the kill
+    written = {r["id"] for r in read_jsonl(out)}
+    assert len(failed) >= 5 and not failed & written and len(failed) + len(written) < 200
+    assert {f["reason"] for f in read_jsonl(failures_path)} == {"bad_request"}
+    server.configure(latency=0.0, faults={})  # healthy again
+    again = zaoshu(*generate_args(recipe, out, server, "--quiet"))
+    _, err = again.communicate(timeout=120)
+    assert again.returncode == 0, err.decode()
+    assert_complete(out, recipe)  # the killed run's failures were retried, nothing lost
+    assert not failures_path.exists() and not list(tmp_path.glob("raw.failures.jsonl.*"))
+
+
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
 def test_interrupt_exits_130_and_resume_completes(server, tmp_path, sig):
     server.configure(latency=0.04, reply="wishes")

@@ -4,11 +4,14 @@
 through a fixed pool of workers (never one coroutine per task, so 100k tasks cost no more memory than
 100). Each request passes the `limits.Gate` (adaptive window, cool-down, rpm/tpm) and the tenacity
 `RetryPolicy`; each finished task is appended to `out` at once (`AppendSink`), each failed one to
-`<stem>.failures.jsonl` with its error class, reason, message and attempts. A 401/403 stops everything.
+`<stem>.failures.jsonl` at once too, with its error class, reason, message and attempts, so the failures of a
+run that is killed (even `kill -9`) are there to read. A 401/402/403 stops everything.
 Ctrl-C / SIGTERM stop sending, wait up to `grace` seconds for what is in flight, flush and return with
 `interrupted=True` (the CLI exits 130); a second Ctrl-C stops at once. Rerunning the same command resumes:
-done ids are skipped, failures are retried, a torn last line is cut. `<stem>.stats.json` holds a
-one-line summary (the same numbers as the returned `GenerateStats`).
+done ids are skipped, failures are retried, a torn last line (of either file) is cut. When a run ends
+(finished, interrupted or stopped) the failures file is compacted: one line per id, the latest failure, and
+none for an id that is done by now; only between a kill and the next run can it list an id twice or one
+already done. `<stem>.stats.json` holds a one-line summary (the same numbers as the returned `GenerateStats`).
 """
 
 from __future__ import annotations
@@ -26,6 +29,8 @@ from typing import Any
 import orjson
 from pydantic import BaseModel, ConfigDict, Field
 from rich.console import Console
+from rich.markup import escape
+from rich.text import Text
 
 from zaoshu.errors import AuthError, ZaoshuError
 from zaoshu.generator.clients import (
@@ -42,7 +47,7 @@ from zaoshu.generator.clients import (
 from zaoshu.generator.costs import estimate_tokens, load_prices, price_for
 from zaoshu.generator.limits import Gate, RetryPolicy, Stopped
 from zaoshu.generator.plan import Task, plan
-from zaoshu.generator.providers import Endpoint, Provider, get_provider
+from zaoshu.generator.providers import Endpoint, Provider, api_url, get_provider, safe_url
 from zaoshu.recipes import Recipe, load_recipe
 from zaoshu.records import AppendSink, iter_lines, parse_line, repair_tail, utc_now
 
@@ -160,7 +165,6 @@ class _Run:
         self.policy = RetryPolicy(
             options.max_attempts, initial=options.backoff, maximum=options.backoff_max, jitter=options.backoff
         )
-        self.failed_ids: set[str] = set()
         self.done_ids: set[str] = set()
         self.auth_error: AuthFailed | None = None
         self.unreachable: Unreachable | None = None
@@ -325,7 +329,6 @@ class _Run:
                 "prompt": task.prompt,
             }
         )
-        self.failed_ids.add(task.id)
         self.stats.failed += 1
 
 
@@ -404,7 +407,8 @@ def _dry_run(
     key_state = f"${key} {'set' if info.get('key_set') else 'NOT SET'}" if key else "no key needed"
     out.print(
         f"dry run: would send {stats.todo} requests ({stats.skipped_resume} already done) to "
-        f"{info.get('base_url')}/chat/completions, provider {info.get('provider')}, model {info.get('model')}, "
+        f"{safe_url(api_url(str(info.get('base_url')), 'chat/completions'))}, provider {info.get('provider')}, "
+        f"model {info.get('model')}, "
         f"{key_state}; concurrency {options.concurrency}, max attempts {options.max_attempts}, "
         f"timeout {options.timeout:g} s"
         + (f", rpm {options.rpm:g}" if options.rpm else "")
@@ -423,36 +427,38 @@ def _dry_run(
         )
     for task in list(tasks)[: options.show]:
         body = {"model": info.get("model"), "messages": task.request, **params}
-        out.rule(f"{task.id}  {task.axes}")
+        out.rule(Text(f"{task.id}  {task.axes}"))  # Text: axis values are user text, not markup
         out.print(f"record user turn: {task.user}", markup=False)
         out.print(orjson.dumps(body, option=orjson.OPT_INDENT_2).decode(), markup=False)
     if stats.todo > options.show:
         out.print(f"… and {stats.todo - options.show} more", markup=False)
 
 
-def _finish_failures(path: Path, partial: Path, done: set[str], failed_now: set[str]) -> None:
-    """Rewrite the failures file: this run's failures plus earlier ones still neither done nor retried."""
-    lines = []
-    if partial.exists():
-        lines = [raw for _, raw in iter_lines(partial)]
-    if path.exists():
-        for number, raw in iter_lines(path):
-            try:
-                old = parse_line(raw, path=path, line=number)
-            except ZaoshuError:
-                continue
-            rid = old.get("id") if isinstance(old, dict) else None
-            if rid not in done and rid not in failed_now:
-                lines.append(raw)
-    if lines:
-        tmp = path.with_name(path.name + ".tmp")
-        with open(tmp, "wb") as f:
-            for raw in lines:
-                f.write(raw if raw.endswith(b"\n") else raw + b"\n")
-        os.replace(tmp, path)
-    elif path.exists():
+def _compact_failures(path: Path, done: set[str]) -> None:
+    """Rewrite the failures file (appended to during runs): the latest failure of each id not done by now.
+
+    Earlier runs' failures retried in this one are replaced by this run's outcome; a torn line left by a
+    kill is dropped. Atomic (tmp + rename)."""
+    if not path.exists():
+        return
+    latest: dict[str, bytes] = {}
+    for number, raw in iter_lines(path):
+        try:
+            failure = parse_line(raw, path=path, line=number)
+        except ZaoshuError:
+            continue
+        rid = failure.get("id") if isinstance(failure, dict) else None
+        if isinstance(rid, str) and rid not in done:
+            latest.pop(rid, None)  # keep the order of the latest failures
+            latest[rid] = raw
+    if not latest:
         path.unlink()
-    partial.unlink(missing_ok=True)
+        return
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "wb") as f:
+        for raw in latest.values():
+            f.write(raw if raw.endswith(b"\n") else raw + b"\n")
+    os.replace(tmp, path)
 
 
 async def agenerate(
@@ -484,7 +490,7 @@ async def agenerate(
     )
     if out.exists() and repair_tail(out):
         console.print(
-            f"[yellow]warning:[/] {out}: cut a torn last line (left by an interrupted run); that task is redone"
+            f"[yellow]warning:[/] {escape(str(out))}: cut a torn last line (left by an interrupted run); that task is redone"
         )
     done_before = read_ids(out)
     tasks = collections.deque(t for t in planned.tasks if t.id not in done_before)
@@ -497,24 +503,21 @@ async def agenerate(
         return stats
     if not tasks:  # before opening the provider: a finished run starts no local server and sends nothing
         stats.model = str(provider.describe(options).get("model") or "")
-        _finish_failures(
-            failures_path, failures_path.with_name(failures_path.name + ".partial"), done_before, set()
-        )
+        _compact_failures(failures_path, done_before)
         if not options.quiet:
-            console.print(f"nothing to do: all {stats.tasks} tasks are already in {out}")
+            console.print(f"nothing to do: all {stats.tasks} tasks are already in {out}", markup=False)
         stats_path.write_bytes(stats.to_json())
         return stats
     async with provider.open(options) as endpoint:
         stats.model = endpoint.model
-        partial = failures_path.with_name(failures_path.name + ".partial")
-        partial.unlink(missing_ok=True)
+        repair_tail(failures_path)  # a kill may have torn its last line; this run appends after it
         async with make_client(endpoint, concurrency=options.concurrency, timeout=options.timeout) as client:
             with (
                 AppendSink(out, fsync_every=1024) as sink,
-                AppendSink(partial, fsync_every=1024) as fail_sink,
+                AppendSink(failures_path, fsync_every=1024) as fail_sink,
             ):
                 run = _Run(tasks, endpoint, client, options, params, stats, sink, fail_sink)
-                run.failures_existed = failures_path.exists()
+                run.failures_existed = failures_path.stat().st_size > 0
                 del tasks
                 loop = asyncio.get_running_loop()
                 installed = []
@@ -534,7 +537,7 @@ async def agenerate(
                     stats.send_s = round(time.monotonic() - t_send, 3)
                     for sig in installed:
                         loop.remove_signal_handler(sig)
-            _finish_failures(failures_path, partial, done_before | run.done_ids, run.failed_ids)
+            _compact_failures(failures_path, done_before | run.done_ids)
     stats.wall_s = round(time.monotonic() - t0, 3)
     stats.req_s = round((stats.done + stats.failed) / max(stats.wall_s, 1e-9), 2)
     if stats.cost is not None:
@@ -562,7 +565,7 @@ async def agenerate(
         how = options.command or "the same command"
         console.print(
             f"[yellow]interrupted:[/] {stats.done} written, {stats.failed} failed, {left} not sent; "
-            f"resume with: {how}",
+            f"resume with: {escape(safe_url(how))}",
             markup=True,
         )
     return stats
