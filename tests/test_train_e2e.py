@@ -169,6 +169,32 @@ def test_a_crash_inside_training_fails_the_run(tiny: Path, records_file: Path, t
     assert not run.hf_dir.exists()
 
 
+def test_exit_0_without_a_fresh_checkpoint_fails_the_run(
+    tiny: Path, records_file: Path, tmp_path: Path
+) -> None:
+    """Don't trust xtuner's exit 0: the real `xtuner.tools.train` process ends with status 0 before training (its
+    config stops it with SystemExit(0)); the run fails on the missing checkpoint, and on a stale one too."""
+    run = prepare(TrainOptions(data=str(records_file), model=str(tiny), method="lora",
+                               work_dir=str(tmp_path / "w"), max_length=128, grad_accum=1, max_iters=4))  # fmt: skip
+    write_inputs(run)
+    config = run.config_path.read_text(encoding="utf-8")
+    run.config_path.write_text("raise SystemExit(0)  # ends the tool cleanly, nothing trained\n" + config)
+    for stale in (False, True):
+        if stale:  # a checkpoint older than this run (say, copied in): not this run's output either
+            run.xtuner_dir.mkdir(parents=True, exist_ok=True)
+            old = run.xtuner_dir / "iter_2.pth"
+            old.write_bytes(b"not this run's")
+            os.utime(old, (old.stat().st_atime - 3600, old.stat().st_mtime - 3600))
+        with pytest.raises(ZaoshuError) as e:
+            execute(run, echo=None)
+        assert "xtuner train exited 0 but wrote no checkpoint" in str(e.value)
+        assert str(run.work_dir / "logs" / "train.log") in str(e.value)
+        assert ("iter_2.pth, is older than this run" in str(e.value)) == stale
+        last = _steps(run.work_dir)[-1]
+        assert (last["step"], last["rc"]) == ("xtuner train", 0)  # the tool itself said success
+        assert not run.hf_dir.exists() and not run.merged_dir.exists()  # nothing converted from nothing
+
+
 def test_cli_exits_non_zero_when_training_crashes(tiny: Path, records_file: Path, tmp_path: Path) -> None:
     # A model whose weights file is cut short (an interrupted download): the model fails to load in training.
     broken = tmp_path / "broken-model"

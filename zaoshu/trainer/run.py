@@ -477,8 +477,9 @@ def execute(run: Run, echo: Echo | None = print) -> Path:
     checkpoint = newest_checkpoint(run.xtuner_dir)
     fresh = checkpoint is not None and checkpoint.stat().st_mtime >= started - 1
     if checkpoint is None or not (fresh or (before is not None and checkpoint == before)):
+        stale = f"; the newest there, {checkpoint.name}, is older than this run" if checkpoint else ""
         raise ZaoshuError(
-            "xtuner train exited 0 but wrote no checkpoint (a crash it did not report?); "
+            f"xtuner train exited 0 but wrote no checkpoint (a crash it did not report?){stale}; "
             f"see {logs / 'train.log'}",
             path=run.xtuner_dir,
         )
