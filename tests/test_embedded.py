@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import itertools
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -163,6 +164,7 @@ def test_run_with_a_model_path_that_does_not_exist_fails_clearly(tmp_path):
     assert not (tmp_path / "out" / "raw.jsonl").exists()
 
 
+@needs_llama  # the server is checked first; these reach the model check after it
 def test_run_with_a_missing_part_package_fails_clearly(tmp_path, monkeypatch):
     parts = fake_parts(tmp_path / "site", CHUNKS, monkeypatch)
     missing = ModelPart("fake-part-two", "0.0.1", "zaoshu_no_such_module_anywhere")
@@ -174,6 +176,7 @@ def test_run_with_a_missing_part_package_fails_clearly(tmp_path, monkeypatch):
     assert 'pip install -e ".[local]"' in result.output
 
 
+@needs_llama  # the server is checked first; these reach the model check after it
 def test_run_with_parts_that_do_not_hash_right_fails_clearly(tmp_path, monkeypatch):
     parts = fake_parts(tmp_path / "site", CHUNKS, monkeypatch)
     monkeypatch.setattr(embedded, "PACKAGED_MODEL", model_of(parts, "0" * 64))
@@ -182,3 +185,17 @@ def test_run_with_parts_that_do_not_hash_right_fails_clearly(tmp_path, monkeypat
     assert result.exit_code == 2
     assert "does not match" in result.output
     assert list((tmp_path / "cache").iterdir()) == []
+
+
+def test_run_without_the_server_says_so_before_joining_the_model(tmp_path, monkeypatch):
+    """Checking llama.cpp is a lookup; joining and hashing the packaged model is 1.1 GB of work: lookup first."""
+    parts = fake_parts(tmp_path / "site", CHUNKS, monkeypatch)
+    monkeypatch.setattr(embedded, "PACKAGED_MODEL", model_of(parts, hashlib.sha256(JOINED).hexdigest()))
+    monkeypatch.setenv("ZAOSHU_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setitem(sys.modules, "llama_cpp", None)  # what find_spec sees when it is not installed
+    result = run_embedded(tmp_path)
+    assert result.exit_code == 2, result.output
+    assert "needs llama-cpp-python with its server (llama_cpp not installed)" in result.output
+    assert 'pip install -e ".[local]"' in result.output
+    assert not (tmp_path / "cache").exists()  # the parts were not joined
+    assert not (tmp_path / "out" / "raw.jsonl").exists()

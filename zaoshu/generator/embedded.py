@@ -333,9 +333,13 @@ class Embedded(Provider):
         }
 
     def check(self, options: GenerateOptions) -> None:
-        """Before planning: the GGUF is there (the packaged one joined and verified) and so is llama.cpp."""
-        resolve_model(options.model_path)
+        """Before planning: llama.cpp's server is installed and the GGUF is there (the packaged one joined and
+        verified). The cheap checks come first: joining and hashing the packaged 1.1 GB is the slow one."""
+        if options.model_path is not None:
+            resolve_model(options.model_path)  # the user's GGUF: only checked to exist
         check_server_installed()
+        if options.model_path is None:
+            ensure_model()
 
     @contextlib.asynccontextmanager
     async def open(self, options: GenerateOptions) -> AsyncIterator[Endpoint]:
