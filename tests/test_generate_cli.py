@@ -31,9 +31,10 @@ def zaoshu(*args: str, env: dict[str, str] | None = None) -> subprocess.Popen[by
     )
 
 
-def generate_args(recipe: Path, out: Path, server: FakeServer, *extra: str) -> list[str]:
+def generate_args(recipe: Path, out: Path, server: FakeServer, *extra: str, base_url: str = "") -> list[str]:
     return [
-        *("generate", str(recipe), "-o", str(out), "--provider", "local", "--base-url", server.base_url),
+        *("generate", str(recipe), "-o", str(out), "--provider", "local"),
+        *("--base-url", base_url or server.base_url),
         *("--model", "fake-model", "--concurrency", "4", *extra),
     ]
 
@@ -100,13 +101,17 @@ def test_interrupt_exits_130_and_resume_completes(server, tmp_path, sig):
     server.configure(latency=0.04, reply="wishes")
     recipe = write_recipe(tmp_path, n_a=20, n_b=10)
     out = tmp_path / "raw.jsonl"
-    proc = zaoshu(*generate_args(recipe, out, server))
+    # Credentials in the base URL (a gateway's): the printed resume command must not show them.
+    base_url = server.root.replace("://", "://gw:pw-CLI-SECRET@") + "/v1?api_key=q-CLI-SECRET"
+    proc = zaoshu(*generate_args(recipe, out, server, base_url=base_url))
     wait_for_lines(out, 20, proc)
     proc.send_signal(sig)
     _, err = proc.communicate(timeout=30)
     text = err.decode()
     assert proc.returncode == 130, text
     assert "interrupted" in text and "resume with: zaoshu generate" in text
+    assert "--base-url 'http://***@127.0.0.1:" in text and "api_key=***" in text
+    assert "CLI-SECRET" not in text
     partial = read_jsonl(out)
     assert 20 <= len(partial) < 200
     assert out.read_bytes().endswith(b"\n")  # flushed whole lines: nothing torn
