@@ -11,6 +11,7 @@ the loss tallies. Modes:
 
 from __future__ import annotations
 
+import io
 import itertools
 import multiprocessing
 import os
@@ -60,7 +61,7 @@ class Out:
     part: str | None = None  # a file holding the output instead of blob (parallel runs)
     size: int = 0  # bytes of output
     ends: array = field(default_factory=lambda: array("Q"))  # merge: end of each row in blob
-    spans: array = field(default_factory=lambda: array("Q"))  # scan: start, end of each row in the file
+    spans: array = field(default_factory=lambda: array("Q"))  # scan: start of each row, start of the next
     keys: list[Any] = field(default_factory=list)  # merge: the source's ids (None: none); scan: axis values
     codes: array = field(
         default_factory=lambda: array("I")
@@ -82,10 +83,17 @@ def _axis_value(row: dict[str, Any], record: dict[str, Any], axis: str) -> Any:
     raise RowError(f"record has no axis {axis!r} (looked in axes.{axis} and a top-level {axis!r}){known}")
 
 
-def process(items: Iterable[tuple[Any, ...]], job: Job, src_path: str) -> Out:
-    """Read, check and write rows; `items` are (position, raw bytes or parsed row[, file offset]).
+def _stratum(row: dict[str, Any], record: dict[str, Any], axis: str) -> str:
+    """The row's value of `axis` as a string (JSON text unless it is one)."""
+    axes = record.get("axes")
+    value = axes[axis] if type(axes) is dict and axis in axes else _axis_value(row, record, axis)
+    return value if type(value) is str else orjson.dumps(value).decode()
 
-    Blank lines are skipped; the file offset is only needed by scan (split), which copies rows.
+
+def process(items: Iterable[tuple[Any, ...]], job: Job, src_path: str) -> Out:
+    """Read, check and write rows; `items` are (position, raw bytes or parsed row).
+
+    Blank lines are skipped. Scan here serves JSON arrays; JSON Lines chunks go to `_scan_lines`.
     """
     out = Out()
     try:
@@ -116,13 +124,59 @@ def _parse(position: int, raw: Any) -> dict[str, Any]:
     return raw
 
 
-def _scan(items: Iterable[tuple[int, Any, int]], job: Job, out: Out) -> None:
+def _scan_lines(data: bytes, base: int, job: Job, out: Out) -> None:
+    """scan over a chunk of JSON Lines (`data`, starting at file offset `base`).
+
+    Lines come from a BytesIO: each is freed before the next is made, where a split() list would
+    allocate the whole chunk again. A span is (start, start of the next line): the parent drops the
+    line end when it copies the row.
+    """
+    reader = FORMATS[job.src].read
+    canonical = job.src == "zaoshu"
+    axis = job.axis
+    loads, JSONDecodeError = orjson.loads, orjson.JSONDecodeError
+    add = out.spans.append
+    codes, local = out.codes, {}
+    offset = base
+    for number, raw in enumerate(io.BytesIO(data), 1):
+        try:
+            row = loads(raw)
+        except JSONDecodeError:
+            if raw.isspace():  # a blank line
+                offset += len(raw)
+                continue
+            row = _parse(number, raw)
+        if type(row) is not dict:
+            row = _parse(number, row)
+        try:
+            if canonical:  # the common case, without building a record
+                check_messages(row.get("messages"))
+                record = row
+            else:
+                record = reader(row, False)
+            if axis:
+                key = _stratum(row, record, axis)
+                code = local.get(key)
+                if code is None:
+                    code = local[key] = len(local)
+                codes.append(code)
+        except RowError as e:
+            raise _BadRow(number, str(e)) from None
+        add(offset)
+        offset += len(raw)
+        add(offset)
+    out.rows = len(out.spans) // 2
+    out.keys = list(local)
+
+
+def _scan(items: Iterable[tuple[int, Any]], job: Job, out: Out) -> None:
+    """scan over the parsed items of a JSON array (no spans: the caller re-reads the items)."""
     reader = FORMATS[job.src].read
     canonical = job.src == "zaoshu"
     spans, axis = out.spans, job.axis
     # axis values travel as small codes plus this chunk's list of values (out.keys), not one string a row
     codes, local = out.codes, {}
-    for position, raw, offset in items:
+    for position, raw in items:
         row = _parse(position, raw)
         try:
             if canonical:  # the common case, without building a record
@@ -131,20 +185,15 @@ def _scan(items: Iterable[tuple[int, Any, int]], job: Job, out: Out) -> None:
             else:
                 record = reader(row, False)
             if axis:
-                value = _axis_value(row, record, axis)
-                key = value if type(value) is str else orjson.dumps(value).decode()
+                key = _stratum(row, record, axis)
                 code = local.get(key)
                 if code is None:
                     code = local[key] = len(local)
                 codes.append(code)
         except RowError as e:
             raise _BadRow(position, str(e)) from None
-        if isinstance(raw, bytes):
-            spans.append(offset)
-            spans.append(offset + len(raw) - (raw[-1:] == b"\r"))  # rows are written back with LF ends
-        else:  # an item of a JSON array: the caller re-reads the items
-            spans.append(0)
-            spans.append(0)
+        spans.append(0)
+        spans.append(0)
     out.rows = len(spans) // 2
     out.keys = list(local)
 
@@ -280,14 +329,6 @@ def _convert_records(items: Iterable[tuple[Any, ...]], job: Job, out: Out) -> No
         out.size = len(out.blob)
 
 
-def _lines(data: bytes, base: int) -> Iterator[tuple[int, bytes, int]]:
-    offset = base
-    for number, raw in enumerate(data.split(b"\n"), 1):
-        if raw and not raw.isspace():
-            yield number, raw, offset
-        offset += len(raw) + 1
-
-
 def _run_chunk(args: tuple[str, int, int, Job]) -> Out:
     path, start, end, job = args
     with open(path, "rb") as f:
@@ -296,9 +337,14 @@ def _run_chunk(args: tuple[str, int, int, Job]) -> Out:
     base = start
     if start == 0 and data.startswith(BOM):
         data, base = data[3:], 3
-    # convert/merge iterate the lines directly (no generator frame per row: a million rows notice it)
-    items = _lines(data, base) if job.mode == "scan" else enumerate(data.split(b"\n"), 1)
-    out = process(items, job, path)
+    if job.mode == "scan":
+        out = Out()
+        try:
+            _scan_lines(data, base, job, out)
+        except _BadRow as e:
+            out.error = (e.position, e.message)
+    else:
+        out = process(enumerate(data.split(b"\n"), 1), job, path)
     out.newlines = data.count(b"\n")
     if job.parts_dir and out.blob:
         out.part = os.path.join(job.parts_dir, f"part-{start:016d}")
@@ -337,8 +383,7 @@ def run(path: str | Path, job: Job, *, parallel: bool | None = None) -> Iterator
     rows = Rows.peek(path, 1 << 16)
     if rows.layout == "array":
         rows = Rows(path)
-        items = ((i, row, -1) for i, row in rows) if job.mode == "scan" else iter(rows)
-        out = process(items, job, path)
+        out = process(iter(rows), job, path)
         if out.error:
             line, where = rows.where(out.error[0])
             raise RecordError((f"{where}: " if where else "") + out.error[1], path=path, line=line)

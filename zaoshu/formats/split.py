@@ -8,6 +8,7 @@ they are: the worker processes check each row and note where it is; the parent o
 
 from __future__ import annotations
 
+import contextlib
 import mmap
 import os
 from array import array
@@ -131,11 +132,56 @@ def _write(input: str | Path, spans: array, is_array: bool, parts: list[tuple[Pa
                 f.writelines(items[i] + b"\n" for i in order.tolist())
         return
     size = os.path.getsize(input)
-    table = np.frombuffer(spans, dtype=np.uint64).reshape(-1, 2)
-    with open(input, "rb") as src, mmap.mmap(src.fileno(), size, access=mmap.ACCESS_READ) as mm:
-        for path, order in parts:
-            with atomic_output(path) as f:
-                for block in range(0, len(order), 8192):
-                    rows = table[order[block : block + 8192]]
-                    pieces = [mm[s:e] for s, e in zip(rows[:, 0].tolist(), rows[:, 1].tolist(), strict=True)]
-                    f.write(b"\n".join(pieces) + b"\n")
+    table = np.frombuffer(spans, dtype=np.uint64).reshape(-1, 2).astype(np.int64)
+    starts, nexts = table[:, 0], table[:, 1]
+    with open(input, "rb") as src:
+        mm = mmap.mmap(src.fileno(), size, access=mmap.ACCESS_READ)
+    try:
+        # Rows are written with LF ends: a row that has one is copied with it; a CRLF row, or a last
+        # row without a line end, is copied without its end and gets a LF of its own.
+        data = np.frombuffer(mm, dtype=np.uint8)
+        lf = data[nexts - 1] == 10
+        ends = nexts - lf
+        cr = data[ends - 1] == 13
+        ends -= cr
+        plain = lf & ~cr
+        del data  # the mmap cannot close while a view of it lives
+        view = memoryview(mm)
+        try:
+            for path, order in parts:
+                with atomic_output(path) as f:
+                    _copy_rows(f.fileno(), view, starts[order], ends[order], plain[order])
+        finally:
+            view.release()
+    finally:
+        with contextlib.suppress(BufferError):  # a failed write's traceback still holds row views
+            mm.close()
+
+
+#: rows per writev call (at most two buffers a row: IOV_MAX is 1024 on Linux)
+_BLOCK = 512
+
+
+def _copy_rows(fd: int, view: memoryview, starts: np.ndarray, ends: np.ndarray, plain: np.ndarray) -> None:
+    """Write the rows view[start:end] + LF, in order, with writev: the kernel copies straight from the
+    mapped input (a bytes object per row and a joined block cost three times as much)."""
+    for block in range(0, len(starts), _BLOCK):
+        s = starts[block : block + _BLOCK]
+        e = ends[block : block + _BLOCK]
+        if plain[block : block + _BLOCK].all():  # each row's LF is the byte after it
+            buffers = [view[a:b] for a, b in zip(s.tolist(), (e + 1).tolist(), strict=True)]
+        else:
+            buffers = []
+            for a, b in zip(s.tolist(), e.tolist(), strict=True):
+                buffers.append(view[a:b])
+                buffers.append(b"\n")
+        _writev(fd, buffers, int((e - s).sum()) + len(s))
+
+
+def _writev(fd: int, buffers: list, total: int) -> None:
+    """Write `buffers` (`total` bytes in all) to `fd` in one system call where the OS has writev."""
+    done = os.writev(fd, buffers) if hasattr(os, "writev") and buffers else 0
+    if done < total:  # no writev, or a short write (a full disk, a signal): the rest the plain way
+        rest = memoryview(b"".join(buffers))[done:]
+        while rest:
+            rest = rest[os.write(fd, rest) :]
