@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,8 @@ from zaoshu.errors import RecordError, ZaoshuError
 from zaoshu.records import ROLES, check_record, content_id, dumps, parse_line
 
 CHUNK = 100_000
+#: rows per parsed frame: small enough that preparing the last one (after the last line) is short.
+READ_CHUNK = 25_000
 
 
 def expand_inputs(inputs: list[Path], *, exclude: set[Path]) -> list[Path]:
@@ -58,7 +61,7 @@ def _scan(fi: int, path: Path, start: int, end: int | None, skip_bad_lines: bool
 def _chunks(
     fi: int, path: Path, start: int, end: int | None, skip_bad_lines: bool
 ) -> Iterator[dict[str, Any]]:
-    """Parse the lines of `path` that start in [start, end) into plain Python lists, CHUNK rows at a
+    """Parse the lines of `path` that start in [start, end) into plain Python lists, READ_CHUNK rows at a
     time (memory stays flat); `lines` = physical lines seen so far, to number lines globally."""
     f_line: list[int] = []
     f_id: list[str | None] = []
@@ -106,11 +109,11 @@ def _chunks(
                 rid = record.get("id") or content_id(record["messages"])
             f_line.append(number)
             f_id.append(rid)
-            f_finish.append(None if finish is None else str(finish))
+            f_finish.append(finish)
             f_raw.append(text)
             f_bad.append(bad)
             axes_rows.append(axes)
-            if len(axes_rows) >= CHUNK:
+            if len(axes_rows) >= READ_CHUNK:
                 yield _pack(f_line, f_id, f_finish, f_raw, f_bad, axes_rows, number)
                 f_line, f_id, f_finish, f_raw, f_bad, axes_rows = [], [], [], [], [], []
     yield _pack(f_line, f_id, f_finish, f_raw, f_bad, axes_rows, number)
@@ -129,12 +132,16 @@ def _until(handle: Any, size: int) -> Iterator[bytes]:
 def _pack(*columns: Any) -> dict[str, Any]:
     f_line, f_id, f_finish, f_raw, f_bad, axes_rows, number = columns
     names = sorted({k for a in axes_rows for k in a})
-    axes = {
-        n: [None if (v := a.get(n)) is None else v if v.__class__ is str else str(v) for a in axes_rows]
-        for n in names
-    }
-    return {"line": f_line, "id": f_id, "finish_reason": f_finish, "raw": f_raw, "bad": f_bad,
+    axes = {n: _strings([a.get(n) for a in axes_rows]) for n in names}
+    return {"line": f_line, "id": f_id, "finish_reason": _strings(f_finish), "raw": f_raw, "bad": f_bad,
             "axes": axes, "lines": number}  # fmt: skip
+
+
+def _strings(column: list[Any]) -> list[str | None]:
+    """Values as str (None stays None); one set comprehension when they already are (the usual case)."""
+    if {v.__class__ for v in column} <= {str, type(None)}:
+        return column
+    return [None if v is None else v if v.__class__ is str else str(v) for v in column]
 
 
 def _scan_job(job: tuple[int, Path, int, int | None, bool]) -> dict[str, Any]:
@@ -161,10 +168,26 @@ def _ranges(path: Path, parts: int) -> list[tuple[int, int | None]]:
 
 
 def read_columns(files: list[Path], *, skip_bad_lines: bool = False, workers: int = 1) -> pl.DataFrame:
-    """One row per non-blank input line: file, line, id, style, finish_reason, raw text, ax_<axis>, bad.
+    """One row per non-blank input line: file, line, id, style, finish_reason, raw text, ax_<axis>, bad."""
+    frames = list(iter_frames(files, skip_bad_lines=skip_bad_lines, workers=workers))
+    if not frames:
+        return empty_frame()
+    return pl.concat(frames, how="diagonal_relaxed")
+
+
+def empty_frame() -> pl.DataFrame:
+    return pl.DataFrame(schema=_SCHEMA | {"id": pl.Utf8, "raw": pl.Utf8})
+
+
+def iter_frames(
+    files: list[Path], *, skip_bad_lines: bool = False, workers: int = 1
+) -> Iterator[pl.DataFrame]:
+    """`read_columns` as frames of up to READ_CHUNK rows, in input order (their axis columns may differ).
 
     Large files are parsed in `workers` processes over byte ranges (JSON parsing is the cost here);
     a bad line found there is reported by reading that file again in order, so the error is the first one.
+    Parsed in this process, each frame is yielded as soon as its lines are parsed, so a caller can work
+    on it (polars, numpy: no GIL) while the next lines are parsed.
     """
     jobs = [
         (fi, path, a, b, skip_bad_lines) for fi, path in enumerate(files) for a, b in _ranges(path, workers)
@@ -176,7 +199,6 @@ def read_columns(files: list[Path], *, skip_bad_lines: bool = False, workers: in
     else:
         parts = [_LazyParts(job) for job in jobs]
 
-    frames: list[pl.DataFrame] = []
     offset: dict[int, int] = {}
     for job, part in zip(jobs, parts, strict=True):
         fi, path = job[0], job[1]
@@ -187,11 +209,8 @@ def read_columns(files: list[Path], *, skip_bad_lines: bool = False, workers: in
         for chunk in part["chunks"]:
             seen = chunk["lines"]
             if chunk["line"]:
-                frames.append(_frame(fi, chunk, base))
+                yield _frame(fi, chunk, base)
         offset[fi] = base + seen
-    if not frames:
-        return pl.DataFrame(schema=_SCHEMA | {"id": pl.Utf8, "raw": pl.Utf8})
-    return pl.concat(frames, how="diagonal_relaxed")
 
 
 class _LazyParts(dict):
@@ -260,40 +279,100 @@ class Outputs:
             tmp.unlink(missing_ok=True)
 
 
-def write_outputs(files: list[Path], decisions: pl.DataFrame, outputs: Outputs) -> None:
+def write_outputs(
+    files: list[Path], decisions: pl.DataFrame, outputs: Outputs, *, stop: threading.Event | None = None
+) -> None:
     """Second pass: stream the inputs again and route each line by its row of `decisions`.
 
     `decisions` has one row per input row, in input order: status (0 keep as is, 1 keep rewritten,
-    2 reject), text, changes, raw, reason, detail, duplicate_of. Only rows that are not kept as they
-    are become Python objects; lines are written in batches.
+    2 reject), text, changes, raw, reason, detail, duplicate_of, file, line. A kept line that was not
+    normalized is written byte for byte; a rejected one is its record with the `reject` object (built
+    for all of them at once in polars, `_reject_heads`) spliced in front; only normalized and bad lines
+    become Python objects. Lines are written in batches. A set `stop` ends it within 8192 lines (it runs
+    in a thread beside the report; an error or Ctrl-C there stops it).
     """
+    stop = stop or threading.Event()
     status_arr = decisions["status"].to_numpy()
     touched = np.flatnonzero(status_arr != 0)
     status = status_arr.astype(np.uint8).tobytes()  # bytes: indexing gives a plain int, fast per line
+    heads = _reject_heads(decisions, touched, [str(p) for p in files])
+    slow = touched[np.asarray([h is None for h in heads], dtype=bool)] if len(touched) else touched
     cols = ["text", "changes", "raw", "reason", "detail", "duplicate_of"]
-    details = _rows(decisions, touched, cols)
+    details = _rows(decisions, slow, cols)
     kept_buf: list[bytes] = []
     rej_buf: list[bytes] = []
     row = -1
+    k = -1
     for path in files:
         name = str(path)
         with open(path, "rb") as handle:
             for number, raw in enumerate(handle, 1):
-                if raw == b"\n" or raw.isspace():
+                if raw.isspace():
                     continue
                 row += 1
                 if status[row] == 0:
                     kept_buf.append(raw if raw.endswith(b"\n") else raw + b"\n")
+                    continue
+                k += 1
+                head = heads[k]
+                body = raw.strip()
+                if head is not None and b'"reject"' not in body:
+                    rej_buf.append(head + (b"," if body != b"{}" else b"") + body[1:] + b"\n")
                 else:
-                    _route(raw, name, number, status[row], next(details), kept_buf, rej_buf)
+                    got = (
+                        next(details) if head is None else _rows(decisions, np.array([row]), cols).__next__()
+                    )
+                    _route(raw, name, number, status[row], got, kept_buf, rej_buf)
+                if not k & 8191:
+                    if stop.is_set():
+                        raise ZaoshuError("writing stopped", path=path)
+                    outputs.kept.write(b"".join(kept_buf))
+                    kept_buf.clear()
+                    outputs.rejected.write(b"".join(rej_buf))
+                    rej_buf.clear()
                 if len(kept_buf) >= 8192:
                     outputs.kept.write(b"".join(kept_buf))
                     kept_buf.clear()
-                if len(rej_buf) >= 8192:
-                    outputs.rejected.write(b"".join(rej_buf))
-                    rej_buf.clear()
     outputs.kept.write(b"".join(kept_buf))
     outputs.rejected.write(b"".join(rej_buf))
+
+
+def _reject_heads(decisions: pl.DataFrame, touched: np.ndarray, names: list[str]) -> list[bytes | None]:
+    """For each touched row: `{"reject":{...}` (the start of its rejects line), or None where `_route`
+    decides (a kept normalized row, a bad line). The same keys in the same order as `_route` writes,
+    strings JSON-encoded by polars (escapes as orjson's)."""
+
+    def pair(expr: pl.Expr) -> pl.Expr:  # '"name":value'
+        return pl.struct(expr).struct.json_encode().str.slice(1).str.strip_suffix("}")
+
+    part = decisions[touched]
+    if "file" not in part.columns:
+        return [None] * len(touched)
+    head = part.select(
+        pl.when((pl.col("status") == 2) & (pl.col("reason") != "bad_line")).then(
+            pl.concat_str(
+                pl.lit('{"reject":{'),
+                pair(pl.col("reason")),
+                pl.lit(","),
+                pair(pl.col("detail")),
+                pl.when(pl.col("duplicate_of").is_not_null()).then(
+                    pl.lit(",") + pair(pl.col("duplicate_of"))
+                ),
+                pl.when(pl.col("changes").list.len() > 0).then(
+                    pl.lit(",") + pair(pl.col("text").alias("normalized"))
+                ),
+                pl.lit(","),
+                pair(
+                    pl.col("file").replace_strict(dict(enumerate(names)), return_dtype=pl.Utf8).alias("file")
+                ),
+                pl.lit(',"line":'),
+                pl.col("line").cast(pl.Utf8),
+                pl.lit("}"),
+                ignore_nulls=True,
+            )
+        )
+    ).to_series()
+    return head.cast(pl.Binary).to_list()
 
 
 def _route(
