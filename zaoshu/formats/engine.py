@@ -213,7 +213,6 @@ def _convert(items: Iterable[tuple[Any, ...]], job: Job, out: Out) -> None:
     buf = bytearray()
     keys, ends, lost, hashes = out.keys, out.ends, out.lost, out.content
     content = job.content
-    sep = b",\n" if job.array_out else b"\n"
     rows = 0
     for position, raw in items:
         try:
@@ -228,7 +227,7 @@ def _convert(items: Iterable[tuple[Any, ...]], job: Job, out: Out) -> None:
             key = row.get("id")
             if same and key and type(raw) is bytes:  # copied as it is
                 messages = check_messages(row.get("messages"))
-                line = raw[:-1] if raw[-1:] == b"\r" else raw
+                line = raw if raw.endswith(b"}\n") else _lf(raw)
             else:
                 if direct:
                     record = row
@@ -241,7 +240,7 @@ def _convert(items: Iterable[tuple[Any, ...]], job: Job, out: Out) -> None:
                 for name in drops:
                     if record.get(name):
                         dropped[name] += 1
-                line = dumps(writer(record, lost))
+                line = dumps(writer(record, lost), option=NEWLINE)
             if merging:
                 if key is not None and (type(key) is not str or not key):
                     raise RowError("record id must be a non-empty string")
@@ -251,7 +250,6 @@ def _convert(items: Iterable[tuple[Any, ...]], job: Job, out: Out) -> None:
         except RowError as e:
             raise _BadRow(position, str(e)) from None
         buf += line
-        buf += sep
         rows += 1
         if merging:
             ends.append(len(buf))
@@ -259,9 +257,18 @@ def _convert(items: Iterable[tuple[Any, ...]], job: Job, out: Out) -> None:
         if n:
             lost[name] += n
     out.rows = rows
+    if rows and job.array_out:  # see _convert_records
+        buf = buf.replace(b"\n", b",\n")
+        out.ends = array("Q", (end + i for i, end in enumerate(ends, 1)))
     if rows:
         out.blob = buf
         out.size = len(buf)
+
+
+def _lf(raw: bytes) -> bytes:
+    """A line as it is, its end made one LF (a CRLF line, or a last line without one)."""
+    line = raw[:-1] if raw.endswith(b"\n") else raw
+    return (line[:-1] if line.endswith(b"\r") else line) + b"\n"
 
 
 def _convert_records(items: Iterable[tuple[Any, ...]], job: Job, out: Out) -> None:
@@ -269,7 +276,6 @@ def _convert_records(items: Iterable[tuple[Any, ...]], job: Job, out: Out) -> No
     target = FORMATS[job.dst or "openai"]
     writer, lost = target.write, out.lost
     need_id = job.dst == "sharegpt"
-    to_openai = job.dst == "openai"
     loads, dumps, JSONDecodeError = orjson.loads, orjson.dumps, orjson.JSONDecodeError
     # One growing buffer, not a list of row bytes joined at the end: a chunk's thousands of live
     # ~1 KB objects fragmented malloc's heap and cost a page fault every other row (2-3 us of
@@ -301,22 +307,6 @@ def _convert_records(items: Iterable[tuple[Any, ...]], job: Job, out: Out) -> No
             n_axes += 1
         if get("meta"):
             n_meta += 1
-        if to_openai and type(raw) is bytes:
-            # The messages array as it stands in the line: writing it again would re-encode every
-            # string (most of the cost). Taken only when it parses back to exactly these messages.
-            start = raw.find(b'"messages":')
-            end = raw.find(b',"meta":', start)
-            if start >= 0 and end > start:
-                piece = raw[start + 11 : end]
-                try:
-                    if loads(piece) == messages:
-                        buf += b'{"messages":'
-                        buf += piece
-                        buf += b"}\n"
-                        rows += 1
-                        continue
-                except JSONDecodeError:
-                    pass
         buf += dumps(writer(row, lost), option=NEWLINE)
         rows += 1
     for name, n in (("id", n_id), ("recipe", n_recipe), ("axes", n_axes), ("meta", n_meta)):
@@ -344,7 +334,8 @@ def _run_chunk(args: tuple[str, int, int, Job]) -> Out:
         except _BadRow as e:
             out.error = (e.position, e.message)
     else:
-        out = process(enumerate(data.split(b"\n"), 1), job, path)
+        # lines from a BytesIO: each freed before the next is read (a split() list is the whole chunk again)
+        out = process(enumerate(io.BytesIO(data), 1), job, path)
     out.newlines = data.count(b"\n")
     if job.parts_dir and out.blob:
         out.part = os.path.join(job.parts_dir, f"part-{start:016d}")
