@@ -252,6 +252,41 @@ def test_odd_zaoshu_rows_convert_like_their_records(tmp_path):
     }
 
 
+def test_recipe_records_written_from_templates_equal_the_writers(tmp_path):
+    """The engine writes a recipe's one-exchange record from a byte template: the same bytes as the
+    writers give, whatever the strings hold (quotes, backslashes, the template's own text, empty)."""
+    texts = [
+        '","',
+        "a\\",
+        "\\",
+        '"',
+        '\\"',
+        "",
+        "换行\n\t\u2028",
+        '","input":"x',
+        '"},{"from":"gpt","value":"',
+        "é😀",
+    ]
+    rows = []
+    for i, text in enumerate(texts):
+        row = record(i, text=text)
+        row["messages"][0]["content"] = text if i % 2 else ""  # an empty system prompt too
+        row["messages"][1]["content"] = text[::-1]
+        rows.append(row)
+    rows.append({**record(20), "id": 7})  # an id that is no string
+    rows.append({**record(21), "id": None})
+    flagged = record(22)
+    flagged["messages"][2]["loss"] = True
+    rows.append(flagged)
+    src = write_jsonl(tmp_path / "recipe.jsonl", rows)
+    records = read_any(src)
+    for fmt in ("xtuner", "alpaca", "sharegpt"):
+        streamed = convert(src, tmp_path / f"{fmt}-a.jsonl", fmt)
+        in_memory = write(records, tmp_path / f"{fmt}-b.jsonl", fmt)
+        assert (tmp_path / f"{fmt}-a.jsonl").read_bytes() == (tmp_path / f"{fmt}-b.jsonl").read_bytes(), fmt
+        assert streamed.lost.get("loss flags") == in_memory.lost.get("loss flags"), fmt
+
+
 def test_bytes_that_are_not_utf8_inside_meta_are_caught_when_rows_are_copied(tmp_path):
     good = orjson.dumps(record(0)) + b"\n"
     bad = orjson.dumps(record(1)).replace(b'"meta":{"prompt":"p"', b'"meta":{"prompt":"\xb2\xe2"')
