@@ -28,6 +28,9 @@ from zaoshu.cleaners.rules import RULES, RuleContext, apply_rules, count_emoji
 from zaoshu.recipes import Recipe
 
 DEDUP_REASONS = ("duplicate", "near_duplicate")
+#: frame columns the report does not use (dropped before the write pass and the report run together).
+_UNREPORTED = ("changes", "bad", "finish_reason", "file", "line", "repeat_ratio", "repeat_period", "n_han",
+               "n_alnum", "n_emoji")  # fmt: skip
 
 
 @dataclass
@@ -154,6 +157,8 @@ def _read_prepared(files: list[Path], options: CleanOptions, timer: _Timer) -> p
         try:
             for chunk in chunks:
                 pending.append(pool.submit(_prepare, chunk))
+                if len(pending) > 2:  # parsed chunks waiting for the other thread stay few (memory)
+                    pending[-3].result()
         except BaseException:
             for job in pending:
                 job.cancel()
@@ -225,6 +230,8 @@ def clean(
         "file",
         "line",
     )
+    # what the report does not read goes before it and the writer share the memory
+    frame = frame.drop([c for c in _UNREPORTED if c in frame.columns])
     outputs = Outputs(out, rejects)
     # The second pass over the inputs (Python, one line at a time) runs in a thread while this one
     # counts and writes the report (polars, jinja): two cores instead of one after the other.

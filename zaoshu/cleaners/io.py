@@ -295,8 +295,14 @@ def write_outputs(
     status_arr = decisions["status"].to_numpy()
     touched = np.flatnonzero(status_arr != 0)
     status = status_arr.astype(np.uint8).tobytes()  # bytes: indexing gives a plain int, fast per line
-    heads = _reject_heads(decisions, touched, [str(p) for p in files])
-    slow = touched[np.asarray([h is None for h in heads], dtype=bool)] if len(touched) else touched
+    names = [str(p) for p in files]
+    heads = (
+        h
+        for lo in range(0, len(touched), CHUNK)
+        for h in _reject_heads(decisions, touched[lo : lo + CHUNK], names)
+    )
+    routed = (decisions["status"] == 1) | (decisions["reason"] == "bad_line").fill_null(False)
+    slow = routed.arg_true().to_numpy()
     cols = ["text", "changes", "raw", "reason", "detail", "duplicate_of"]
     details = _rows(decisions, slow, cols)
     kept_buf: list[bytes] = []
@@ -314,7 +320,7 @@ def write_outputs(
                     kept_buf.append(raw if raw.endswith(b"\n") else raw + b"\n")
                     continue
                 k += 1
-                head = heads[k]
+                head = next(heads)
                 body = raw.strip()
                 if head is not None and b'"reject"' not in body:
                     rej_buf.append(head + (b"," if body != b"{}" else b"") + body[1:] + b"\n")
