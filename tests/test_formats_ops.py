@@ -15,6 +15,7 @@ from zaoshu.errors import RecordError, ZaoshuError
 from zaoshu.formats import convert, engine, read_any, write
 from zaoshu.formats.merge import merge
 from zaoshu.formats.split import split
+from zaoshu.records import content_id
 
 runner = CliRunner()
 STYLES = ("小红书", "正常", "严肃")
@@ -131,6 +132,32 @@ def test_parallel_merge_keeps_order_and_finds_bad_lines_across_chunks(tmp_path, 
     a.write_bytes(b"".join(lines))
     with pytest.raises(RecordError, match=r"a\.jsonl:334: not valid JSON"):
         merge([a], tmp_path / "m2.jsonl")
+
+
+def test_parallel_merge_of_records_copies_lines_and_rewrites_only_what_it_must(tmp_path, small_chunks):
+    """zaoshu -> zaoshu rows are copied from the input (LF ends); an id-less row is written with one."""
+    rows = [record(i) for i in range(300)]
+    lines = [orjson.dumps(r) for r in rows]
+    no_id = {k: v for k, v in record(999).items() if k != "id"}
+    raw = []
+    for i, line in enumerate(lines):
+        if i == 150:
+            raw.append(orjson.dumps(no_id) + b"\n")
+        raw.append(line + (b"\r\n" if i % 7 == 0 else b"  \n" if i % 11 == 0 else b"\n"))
+        if i % 13 == 0:
+            raw.append(b"\n")
+    a = tmp_path / "a.jsonl"
+    a.write_bytes(b"".join(raw).rstrip(b"\n"))  # the last line without its LF
+    b = write_jsonl(tmp_path / "b.jsonl", rows[50:120] + [record(i) for i in range(300, 320)])
+    out = tmp_path / "m.jsonl"
+    result = merge([a, b], out)
+    assert [(f.read, f.kept) for f in result.files] == [(301, 301), (90, 20)]
+    got = out.read_bytes().split(b"\n")
+    assert got[-1] == b"" and len(got) == 322
+    expected = [line + (b"  " if i % 11 == 0 and i % 7 else b"") for i, line in enumerate(lines)]
+    assert got[:150] + got[151:301] == expected
+    assert json.loads(got[150]) == {**no_id, "id": content_id(no_id["messages"])}
+    assert got[301:321] == [orjson.dumps(record(i)) for i in range(300, 320)]
 
 
 def test_parallel_convert_equals_in_process_convert(tmp_path, small_chunks, monkeypatch):

@@ -11,8 +11,10 @@ the loss tallies. Modes:
 
 from __future__ import annotations
 
+import contextlib
 import io
 import itertools
+import mmap
 import multiprocessing
 import os
 import shutil
@@ -25,6 +27,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import IO, Any, Literal
 
+import numpy as np
 import orjson
 
 from zaoshu.errors import RecordError
@@ -37,6 +40,8 @@ Mode = Literal["convert", "merge", "scan"]
 #: files smaller than this are done in-process (starting workers costs more than it saves)
 PARALLEL_FROM = 8 << 20
 CHUNK = 16 << 20
+#: marks a span that points into a chunk's blob rather than into the input file
+BLOB = 1 << 63
 NEWLINE = orjson.OPT_APPEND_NEWLINE
 
 
@@ -71,6 +76,9 @@ class Out:
     lost: Counter = field(default_factory=Counter)
     newlines: int = 0
     error: tuple[int, str] | None = None  # (position in the chunk, message)
+    #: rows copied as they are (zaoshu -> zaoshu): spans (start, end) per row point into this file,
+    #: or, with the BLOB bit set in both, into blob (rows that had to be rewritten)
+    source: str | None = None
 
 
 def _axis_value(row: dict[str, Any], record: dict[str, Any], axis: str) -> Any:
@@ -90,7 +98,7 @@ def _stratum(row: dict[str, Any], record: dict[str, Any], axis: str) -> str:
     return value if type(value) is str else orjson.dumps(value).decode()
 
 
-def process(items: Iterable[tuple[Any, ...]], job: Job, src_path: str) -> Out:
+def process(items: Iterable[tuple[Any, ...]], job: Job, src_path: str, base: int | None = None) -> Out:
     """Read, check and write rows; `items` are (position, raw bytes or parsed row).
 
     Blank lines are skipped. Scan here serves JSON arrays; JSON Lines chunks go to `_scan_lines`.
@@ -102,7 +110,7 @@ def process(items: Iterable[tuple[Any, ...]], job: Job, src_path: str) -> Out:
         elif job.mode == "convert" and job.src == "zaoshu" and job.dst != "zaoshu":
             _convert_records(items, job, out)
         else:
-            _convert(items, job, out)
+            _convert(items, job, out, src_path if base is not None else None, base or 0)
     except _BadRow as e:
         out.error = (e.position, e.message)
     return out
@@ -198,7 +206,9 @@ def _scan(items: Iterable[tuple[int, Any]], job: Job, out: Out) -> None:
     out.keys = list(local)
 
 
-def _convert(items: Iterable[tuple[Any, ...]], job: Job, out: Out) -> None:
+def _convert(items: Iterable[tuple[Any, ...]], job: Job, out: Out, source: str | None, base: int) -> None:
+    """convert/merge; with `source` (the items are that file's lines from offset `base`), rows that
+    stay as they are (zaoshu -> zaoshu) are noted as spans of the file, not copied (see `Out.source`)."""
     reader = FORMATS[job.src].read
     target = FORMATS[job.dst or job.src]
     writer = target.write
@@ -214,11 +224,15 @@ def _convert(items: Iterable[tuple[Any, ...]], job: Job, out: Out) -> None:
     keys, ends, lost, hashes = out.keys, out.ends, out.lost, out.content
     content = job.content
     rows = 0
+    spans = out.spans if same and source is not None and not job.array_out else None
+    add = out.spans.append
+    offset = base
     for position, raw in items:
         try:
             row = loads(raw) if type(raw) is bytes else raw
         except JSONDecodeError:
             if not raw.strip():
+                offset += len(raw)
                 continue  # a blank line
             row = _parse(position, raw)
         if type(row) is not dict:
@@ -249,14 +263,32 @@ def _convert(items: Iterable[tuple[Any, ...]], job: Job, out: Out) -> None:
                     hashes.append(content_id(messages))
         except RowError as e:
             raise _BadRow(position, str(e)) from None
-        buf += line
         rows += 1
+        if spans is not None:
+            if line is raw:  # copied as it is: only where it is
+                add(offset)
+                offset += len(raw)
+                add(offset)
+                continue
+            add(BLOB | len(buf))
+            buf += line
+            add(BLOB | len(buf))
+            offset += len(raw)
+            continue
+        buf += line
         if merging:
             ends.append(len(buf))
     for name, n in dropped.items():
         if n:
             lost[name] += n
     out.rows = rows
+    if spans is not None:
+        out.source = source
+        table = np.frombuffer(spans, dtype=np.uint64).reshape(-1, 2) & ~np.uint64(BLOB)
+        out.size = int((table[:, 1] - table[:, 0]).sum())
+        if buf:
+            out.blob = buf
+        return
     if rows and job.array_out:  # see _convert_records
         buf = buf.replace(b"\n", b",\n")
         out.ends = array("Q", (end + i for i, end in enumerate(ends, 1)))
@@ -385,7 +417,7 @@ def _run_chunk(args: tuple[str, int, int, Job]) -> Out:
             out.error = (e.position, e.message)
     else:
         # lines from a BytesIO: each freed before the next is read (a split() list is the whole chunk again)
-        out = process(enumerate(io.BytesIO(data), 1), job, path)
+        out = process(enumerate(io.BytesIO(data), 1), job, path, base)
     out.newlines = data.count(b"\n")
     if job.parts_dir and out.blob:
         out.part = os.path.join(job.parts_dir, f"part-{start:016d}")
@@ -455,8 +487,39 @@ def run(path: str | Path, job: Job, *, parallel: bool | None = None) -> Iterator
             pool.join()
 
 
+def select(out: Out, keep: list[int]) -> Out:
+    """The chunk output with only the rows at the indices `keep` (merge's dedup)."""
+    if len(keep) == out.rows:
+        return out
+    if out.source is None:
+        data, ends = load(out), out.ends
+        blob = b"".join(data[(ends[i - 1] if i else 0) : ends[i]] for i in keep)
+        return Out(blob=blob, size=len(blob), rows=len(keep))
+    table = np.frombuffer(out.spans, dtype=np.uint64).reshape(-1, 2)[np.asarray(keep, dtype=np.intp)]
+    size = int(np.diff(table & ~np.uint64(BLOB), axis=1).sum())
+    return Out(
+        blob=out.blob,
+        part=out.part,
+        size=size,
+        spans=array("Q", table.tobytes()),
+        rows=len(keep),
+        source=out.source,
+    )
+
+
+def discard(out: Out) -> None:
+    """Drop a chunk's output (removing its part file)."""
+    if out.part is not None:
+        os.unlink(out.part)
+        out.part = None
+
+
 def emit(out: Out, f: IO[bytes], *, trim: int = 0) -> None:
-    """Write a chunk's output to `f` (without its last `trim` bytes), from memory or from its part file."""
+    """Write a chunk's output to `f` (without its last `trim` bytes), from memory or from its part file,
+    or for rows noted as spans, from the input file itself."""
+    if out.source is not None:
+        _emit_spans(out, f)
+        return
     if out.part is None:
         f.write(memoryview(out.blob)[: out.size - trim])
         return
@@ -473,6 +536,51 @@ def emit(out: Out, f: IO[bytes], *, trim: int = 0) -> None:
             part.seek(out.size - trim - left)
             f.write(part.read(left))
     os.unlink(out.part)
+
+
+def _emit_spans(out: Out, f: IO[bytes]) -> None:
+    """Write rows noted as spans: runs of adjacent rows of the input file go out as one buffer each,
+    straight from the mapped file with writev (the kernel copies once; no part file in between)."""
+    blob = load(out)
+    table = np.frombuffer(out.spans, dtype=np.uint64).reshape(-1, 2)
+    if not len(table):
+        return
+    in_blob = table[:, 0] >= np.uint64(BLOB)
+    starts = (table[:, 0] & ~np.uint64(BLOB)).astype(np.int64)
+    ends = (table[:, 1] & ~np.uint64(BLOB)).astype(np.int64)
+    # a run goes on while the next row starts where this one ends, in the same place
+    joined = (in_blob[1:] == in_blob[:-1]) & (starts[1:] == ends[:-1])
+    first = np.flatnonzero(np.concatenate(([True], ~joined)))
+    last = np.concatenate((first[1:] - 1, [len(table) - 1]))
+    runs = zip(starts[first].tolist(), ends[last].tolist(), in_blob[first].tolist(), strict=True)
+    f.flush()
+    size = os.path.getsize(out.source)
+    with open(out.source, "rb") as src:
+        mm = mmap.mmap(src.fileno(), size, access=mmap.ACCESS_READ)
+    try:
+        with memoryview(mm) as file_view, memoryview(blob) as blob_view:
+            buffers: list[Any] = []
+            total = 0
+            for a, b, from_blob in runs:
+                buffers.append(blob_view[a:b] if from_blob else file_view[a:b])
+                total += b - a
+                if len(buffers) == 1024:  # IOV_MAX on Linux
+                    writev(f.fileno(), buffers, total)
+                    buffers, total = [], 0
+            writev(f.fileno(), buffers, total)
+            del buffers
+    finally:
+        with contextlib.suppress(BufferError):  # a failed write's traceback still holds views
+            mm.close()
+
+
+def writev(fd: int, buffers: list[Any], total: int) -> None:
+    """Write `buffers` (`total` bytes in all) to `fd` in one system call where the OS has writev."""
+    done = os.writev(fd, buffers) if hasattr(os, "writev") and buffers else 0
+    if done < total:  # no writev, or a short write (a full disk, a signal): the rest the plain way
+        rest = memoryview(b"".join(buffers))[done:]
+        while rest:
+            rest = rest[os.write(fd, rest) :]
 
 
 def load(out: Out) -> bytes:

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from zaoshu.errors import RecordError, ZaoshuError
 from zaoshu.formats.convert import ArrayWriter, Written, array_output, atomic_output
-from zaoshu.formats.engine import Job, load, run, scratch_dir
+from zaoshu.formats.engine import Job, discard, run, scratch_dir, select
 from zaoshu.formats.io import Rows
 from zaoshu.formats.registry import detect_rows, get_format
 
@@ -119,13 +119,10 @@ def merge(
                 result.written.lost.update(chunk.lost)
                 keep = _new_rows(chunk.keys, chunk.content, by_content, seen, seen_content)
                 count.kept += len(keep)
-                if len(keep) == chunk.rows:
-                    writer.emit(chunk)
-                elif keep:
-                    data, ends = load(chunk), chunk.ends
-                    writer.write(b"".join(data[(ends[i - 1] if i else 0) : ends[i]] for i in keep))
-                elif chunk.part:
-                    load(chunk)
+                if keep:
+                    writer.emit(select(chunk, keep))
+                else:
+                    discard(chunk)
         if not any(c.read for c in result.files):
             raise RecordError("empty input: no records in any file", path=files[0])
         writer.close()
@@ -144,6 +141,10 @@ def _new_rows(
     """
     keep: list[int] = []
     if not by_content and None not in ids:  # the common case: every row has an id
+        fresh = set(ids)
+        if len(fresh) == len(ids) and seen.isdisjoint(fresh):  # no repeat at all: set operations only
+            seen |= fresh
+            return list(range(len(ids)))
         for i, key in enumerate(ids):
             if key not in seen:
                 seen.add(key)  # type: ignore[arg-type]

@@ -20,7 +20,7 @@ import orjson
 
 from zaoshu.errors import RecordError, ZaoshuError
 from zaoshu.formats.convert import atomic_output
-from zaoshu.formats.engine import Job, run
+from zaoshu.formats.engine import Job, run, writev
 from zaoshu.formats.io import Rows
 from zaoshu.formats.registry import detect_rows, get_format
 
@@ -175,13 +175,4 @@ def _copy_rows(fd: int, view: memoryview, starts: np.ndarray, ends: np.ndarray, 
             for a, b in zip(s.tolist(), e.tolist(), strict=True):
                 buffers.append(view[a:b])
                 buffers.append(b"\n")
-        _writev(fd, buffers, int((e - s).sum()) + len(s))
-
-
-def _writev(fd: int, buffers: list, total: int) -> None:
-    """Write `buffers` (`total` bytes in all) to `fd` in one system call where the OS has writev."""
-    done = os.writev(fd, buffers) if hasattr(os, "writev") and buffers else 0
-    if done < total:  # no writev, or a short write (a full disk, a signal): the rest the plain way
-        rest = memoryview(b"".join(buffers))[done:]
-        while rest:
-            rest = rest[os.write(fd, rest) :]
+        writev(fd, buffers, int((e - s).sum()) + len(s))
