@@ -137,3 +137,53 @@ def test_a_missing_key_stops_before_anything_is_written(tmp_path, monkeypatch):
     assert result.exit_code != 0
     assert "DEEPSEEK_API_KEY" in result.output
     assert not (out / "raw.jsonl").exists()
+
+
+def run_with(server: FakeServer, recipe: Path, out: Path, *extra: str) -> Any:
+    args = ["run", str(recipe), "-o", str(out), "--provider", "local", "--base-url", server.base_url]
+    args += ["--model", "fake-model", "--limit", str(N), "--quiet", "--max-attempts", "3", "--timeout", "5"]
+    return CliRunner().invoke(app, [*args, *extra], catch_exceptions=False)
+
+
+@pytest.mark.parametrize(
+    ("extra", "says"),
+    [
+        (["--near-dup-threshold", "5"], "--near-dup-threshold:"),
+        (["--length-tolerance", "-1"], "--length-tolerance:"),
+        (["--num-perm", "2"], "--num-perm:"),
+        (["--against", "no/such/dataset.jsonl"], "no such file or folder"),
+    ],
+)
+def test_bad_clean_settings_stop_the_run_before_any_request(server, tmp_path, extra, says):
+    out = tmp_path / "out"
+    before = requests_sent(server)
+    result = zaoshu_run(server, out, *extra)
+    assert result.exit_code != 0
+    assert says in result.output and "Traceback" not in result.output
+    assert requests_sent(server) == before
+    assert not (out / "raw.jsonl").exists()
+
+
+def test_a_bad_clean_block_in_the_recipe_stops_the_run_before_any_request(server, tmp_path):
+    recipe = tmp_path / "wishes.yaml"
+    text = WISHES.read_text(encoding="utf-8")
+    assert "  length_tolerance: 0.1\n" in text
+    recipe.write_text(text.replace("  length_tolerance: 0.1\n", "  length_tolerance: -1\n"), encoding="utf-8")
+    out = tmp_path / "out"
+    before = requests_sent(server)
+    result = run_with(server, recipe, out)
+    assert result.exit_code != 0
+    assert "clean.length_tolerance" in result.output and str(recipe) in result.output
+    assert requests_sent(server) == before
+    assert not (out / "raw.jsonl").exists()
+
+
+def test_run_takes_every_clean_flag(server, tmp_path):
+    out = tmp_path / "out"
+    flags = ["--num-perm", "32", "--ngram", "3", "--lsh-threshold", "0.4", "--near-dup-threshold", "0.9"]
+    result = zaoshu_run(server, out, *flags, "--length-tolerance", "0.2", "--skip-bad-lines")
+    assert result.exit_code == 0, result.output
+    settings = orjson.loads((out / "report" / "report.json").read_bytes())["settings"]
+    near = settings["near_dup"]
+    assert (near["num_perm"], near["ngram"], near["lsh_threshold"], near["threshold"]) == (32, 3, 0.4, 0.9)
+    assert settings["length_tolerance"] == 0.2

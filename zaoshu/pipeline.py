@@ -25,7 +25,8 @@ from pathlib import Path
 
 import orjson
 
-from zaoshu.cleaners import CleanOptions, CleanStats, clean
+from zaoshu.cleaners import CleanOptions, CleanStats, clean, load_config
+from zaoshu.cleaners.io import expand_inputs
 from zaoshu.generator.engine import GenerateOptions, GenerateStats, generate, side_paths
 from zaoshu.recipes import Recipe, load_recipe
 from zaoshu.records import iter_lines, utc_now
@@ -120,6 +121,12 @@ def run(
         recipe = load_recipe(recipe)
     paths = RunPaths(Path(out_dir))
     generate_options = generate_options or GenerateOptions()
+    # The cleaning settings (the recipe's `clean:` block, the options, --against) are checked before
+    # generation starts, so a typo stops the run before it spends a token.
+    clean_options = clean_options or CleanOptions()
+    clean_options.apply(load_config(recipe))
+    if clean_options.against:
+        expand_inputs(list(clean_options.against), exclude=set())
 
     # 1. generate: append the replies of the tasks not yet in raw.jsonl
     generated: GenerateStats = generate(recipe, paths.raw, generate_options)

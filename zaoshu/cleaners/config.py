@@ -13,7 +13,7 @@ from typing import Any
 import regex
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from zaoshu.errors import RecipeError
+from zaoshu.errors import RecipeError, ZaoshuError
 
 #: Phrases that mark talk about the answer, refusals or meta text rather than a wish (any recipe).
 DEFAULT_META_PHRASES = [
@@ -131,18 +131,44 @@ class CleanOptions:
     #: samples per reason in the report.
     samples: int = 5
 
+    def check(self) -> None:
+        """Raise ZaoshuError naming the flag of the first value out of range (over the defaults)."""
+        self.apply(CleanConfig())
+
     def apply(self, config: CleanConfig) -> CleanConfig:
-        near = config.near_dup.model_copy()
+        """`config` with these options over it, validated: a bad value is a ZaoshuError naming its flag."""
+        for name, flag in (("workers", "--workers"), ("read_workers", "read_workers")):
+            if getattr(self, name) < 1:
+                raise ZaoshuError(f"{flag}: must be at least 1, got {getattr(self, name)}")
+        near = config.near_dup.model_dump()
         for name in ("threshold", "lsh_threshold", "num_perm", "ngram"):
             value = getattr(self, name)
             if value is not None:
-                setattr(near, name, value)
+                near[name] = value
         if self.near_dup is not None:
-            near.enabled = self.near_dup
-        out = config.model_copy(update={"near_dup": NearDupConfig.model_validate(near.model_dump())})
+            near["enabled"] = self.near_dup
+        data = config.model_dump() | {"near_dup": near}
         if self.length_tolerance is not None:
-            out = out.model_copy(update={"length_tolerance": self.length_tolerance})
-        return out
+            data["length_tolerance"] = self.length_tolerance
+        try:
+            return CleanConfig.model_validate(data)
+        except ValidationError as e:
+            problems = []
+            for err in e.errors():
+                field = str(err["loc"][-1])
+                flag = FLAGS.get(field, f"clean.{'.'.join(map(str, err['loc']))}")
+                problems.append(f"{flag}: {err['msg'].lower()}, got {err.get('input')!r}")
+            raise ZaoshuError("; ".join(problems)) from None
+
+
+#: CleanConfig fields set from the command line, and their flags (for error messages).
+FLAGS = {
+    "threshold": "--near-dup-threshold",
+    "lsh_threshold": "--lsh-threshold",
+    "num_perm": "--num-perm",
+    "ngram": "--ngram",
+    "length_tolerance": "--length-tolerance",
+}
 
 
 def _loc(parts: tuple[Any, ...]) -> str:

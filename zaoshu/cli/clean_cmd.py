@@ -7,6 +7,7 @@ from pathlib import Path
 import typer
 
 from zaoshu.cli import app
+from zaoshu.cli import clean_options as co
 from zaoshu.cli.common import console, user_errors
 
 
@@ -24,42 +25,28 @@ def clean_cmd(
         None, "--rejects", help="Rejected records (default: <out stem>.rejects.jsonl)."
     ),
     report: Path | None = typer.Option(None, "--report", help="Report folder (default: <out stem>.report/)."),
-    threshold: float | None = typer.Option(
-        None,
-        "--near-dup-threshold",
-        help="Near-dup decision: Indel similarity of the keys (recipe, else 0.85).",
-    ),
-    lsh_threshold: float | None = typer.Option(
-        None, "--lsh-threshold", help="MinHash LSH candidate threshold (recipe, else 0.5)."
-    ),
-    num_perm: int | None = typer.Option(None, "--num-perm", help="MinHash permutations (recipe, else 64)."),
-    ngram: int | None = typer.Option(
-        None, "--ngram", help="Character n-gram size of the shingles (recipe, else 2)."
-    ),
-    no_near_dup: bool = typer.Option(False, "--no-near-dup", help="Only exact duplicates."),
-    against: list[Path] = typer.Option(
-        [], "--against", help="Also drop duplicates of this published dataset."
-    ),
-    tolerance: float | None = typer.Option(
-        None, "--length-tolerance", help="Fraction over max_chars accepted."
-    ),
-    skip_bad_lines: bool = typer.Option(
-        False, "--skip-bad-lines", help="Send bad lines to the rejects as bad_line."
-    ),
-    workers: int = typer.Option(2, "--workers", help="Threads for signatures and similarity checks."),
+    threshold: co.Threshold = None,
+    lsh_threshold: co.LshThreshold = None,
+    num_perm: co.NumPerm = None,
+    ngram: co.Ngram = None,
+    no_near_dup: co.NoNearDup = False,
+    against: co.Against = [],  # noqa: B006 - typer reads the default; never mutated
+    tolerance: co.Tolerance = None,
+    skip_bad_lines: co.SkipBadLines = False,
+    workers: co.Workers = 2,
 ) -> None:
     """Clean generated records: normalize, apply the recipe's rules, drop exact and near duplicates."""
-    from zaoshu.cleaners import CleanOptions, clean
+    from zaoshu.cleaners import clean
     from zaoshu.recipes import load_recipe
 
-    options = CleanOptions(
-        near_dup=False if no_near_dup else None,
+    options = co.clean_options(
         threshold=threshold,
         lsh_threshold=lsh_threshold,
         num_perm=num_perm,
         ngram=ngram,
-        length_tolerance=tolerance,
-        against=list(against),
+        no_near_dup=no_near_dup,
+        against=against,
+        tolerance=tolerance,
         skip_bad_lines=skip_bad_lines,
         workers=workers,
     )

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import shlex
+import sys
 from pathlib import Path
 
 import typer
 from rich.markup import escape
 
 from zaoshu.cli import app
+from zaoshu.cli import clean_options as co
 from zaoshu.cli import options as opt
-from zaoshu.cli.common import console, user_errors
+from zaoshu.cli.common import console, err_console, user_errors
 
 
 @app.command("run")
@@ -36,24 +39,21 @@ def run_command(
     dry_run: opt.DryRun = False,
     quiet: opt.Quiet = False,
     # cleaning
-    threshold: float | None = typer.Option(
-        None, "--near-dup-threshold", help="Near-dup decision: similarity of the keys [recipe or 0.85]."
-    ),
-    no_near_dup: bool = typer.Option(False, "--no-near-dup", help="Only exact duplicates."),
-    tolerance: float | None = typer.Option(
-        None, "--length-tolerance", help="Fraction over max_chars accepted."
-    ),
-    against: list[Path] = typer.Option(
-        [], "--against", help="Also drop duplicates of this published dataset."
-    ),
-    workers: int = typer.Option(2, "--workers", help="Cleaning threads."),
+    threshold: co.Threshold = None,
+    lsh_threshold: co.LshThreshold = None,
+    num_perm: co.NumPerm = None,
+    ngram: co.Ngram = None,
+    no_near_dup: co.NoNearDup = False,
+    against: co.Against = [],  # noqa: B006 - typer reads the default; never mutated
+    tolerance: co.Tolerance = None,
+    skip_bad_lines: co.SkipBadLines = False,
+    workers: co.Workers = 2,
 ) -> None:
     """The main job: generate a recipe's records, clean them, write the report. Rerun to resume.
 
     OUT gets raw.jsonl (+ raw.failures.jsonl, raw.stats.json), clean.jsonl, clean.rejects.jsonl, report/
     and summary.json. Ctrl-C stops cleanly (exit 130); the same command resumes.
     """
-    from zaoshu.cleaners import CleanOptions
     from zaoshu.pipeline import next_commands, run
 
     generate_options = opt.generate_options(
@@ -75,14 +75,28 @@ def run_command(
         dry_run=dry_run,
         quiet=quiet,
     )
-    clean_options = CleanOptions(
-        near_dup=False if no_near_dup else None,
+    clean_options = co.clean_options(
         threshold=threshold,
-        length_tolerance=tolerance,
-        against=list(against),
+        lsh_threshold=lsh_threshold,
+        num_perm=num_perm,
+        ngram=ngram,
+        no_near_dup=no_near_dup,
+        against=against,
+        tolerance=tolerance,
+        skip_bad_lines=skip_bad_lines,
         workers=workers,
     )
-    s = run(recipe, out, generate_options, clean_options)
+    try:
+        s = run(recipe, out, generate_options, clean_options)
+    except KeyboardInterrupt:  # outside the send loop: model download/join, server start-up, cleaning
+        resume = shlex.join(["zaoshu", *sys.argv[1:]])
+        err_console.print(
+            f"interrupted; what was generated is kept in {escape(str(Path(out) / 'raw.jsonl'))}. "
+            f"Resume with the same command:\n  {escape(resume)}",
+            soft_wrap=True,
+            highlight=False,
+        )
+        raise typer.Exit(130) from None
     if dry_run:
         return
     if s.interrupted:

@@ -1,0 +1,74 @@
+"""Cleaning flags shared by `zaoshu clean` and `zaoshu run`, declared once so their names, defaults and
+help cannot drift; `clean_options()` turns the parsed values into `CleanOptions`, checked."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+if TYPE_CHECKING:  # the cleaners (polars, numpy) load when a command runs, not for --help
+    from zaoshu.cleaners import CleanOptions
+
+Threshold = Annotated[
+    float | None,
+    typer.Option(
+        "--near-dup-threshold",
+        help="Near-dup decision: Indel similarity of the keys, in (0, 1] (recipe, else 0.85).",
+    ),
+]
+LshThreshold = Annotated[
+    float | None,
+    typer.Option("--lsh-threshold", help="MinHash LSH candidate threshold, in (0, 1) (recipe, else 0.5)."),
+]
+NumPerm = Annotated[
+    int | None, typer.Option("--num-perm", help="MinHash permutations, 8-512 (recipe, else 64).")
+]
+Ngram = Annotated[
+    int | None, typer.Option("--ngram", help="Character n-gram size of the shingles, 1-8 (recipe, else 2).")
+]
+NoNearDup = Annotated[bool, typer.Option("--no-near-dup", help="Only exact duplicates.")]
+Against = Annotated[
+    list[Path], typer.Option("--against", help="Also drop duplicates of this published dataset.")
+]
+Tolerance = Annotated[
+    float | None,
+    typer.Option("--length-tolerance", help="Fraction over max_chars accepted, 0-10 (recipe, else 0.1)."),
+]
+SkipBadLines = Annotated[
+    bool,
+    typer.Option("--skip-bad-lines", help="Send bad lines to the rejects as bad_line instead of stopping."),
+]
+Workers = Annotated[int, typer.Option("--workers", help="Threads for signatures and similarity checks.")]
+
+
+def clean_options(
+    *,
+    threshold: float | None = None,
+    lsh_threshold: float | None = None,
+    num_perm: int | None = None,
+    ngram: int | None = None,
+    no_near_dup: bool = False,
+    against: list[Path] | None = None,
+    tolerance: float | None = None,
+    skip_bad_lines: bool = False,
+    workers: int = 2,
+) -> CleanOptions:
+    """CleanOptions from the parsed flags; a value out of range is a ZaoshuError naming its flag
+    (checked against the defaults here, and again over the recipe's `clean:` block when it is applied)."""
+    from zaoshu.cleaners import CleanOptions
+
+    options = CleanOptions(
+        near_dup=False if no_near_dup else None,
+        threshold=threshold,
+        lsh_threshold=lsh_threshold,
+        num_perm=num_perm,
+        ngram=ngram,
+        length_tolerance=tolerance,
+        against=list(against or []),
+        skip_bad_lines=skip_bad_lines,
+        workers=workers,
+    )
+    options.check()
+    return options
