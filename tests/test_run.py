@@ -6,6 +6,10 @@ over real HTTP on 127.0.0.1; the server's request counter shows what a rerun sen
 
 from __future__ import annotations
 
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -187,3 +191,34 @@ def test_run_takes_every_clean_flag(server, tmp_path):
     near = settings["near_dup"]
     assert (near["num_perm"], near["ngram"], near["lsh_threshold"], near["threshold"]) == (32, 3, 0.4, 0.9)
     assert settings["length_tolerance"] == 0.2
+
+
+def test_ctrl_c_while_cleaning_exits_130_with_the_resume_command(server, tmp_path):
+    """SIGINT to a real `zaoshu run` process once its cleaning pass is writing (its temp output exists):
+    no traceback, exit 130, the command to resume, and no half-written clean.jsonl."""
+    out = tmp_path / "out"
+    out.mkdir()
+    # records of an earlier run (ids the plan does not have): cleaning them takes long enough to interrupt
+    base = {"recipe": "wishes", "axes": {"recipient": "姐姐", "scene": "生日", "style": "正常"}}
+    with open(out / "raw.jsonl", "wb") as f:
+        for i in range(60_000):
+            text = f"祝姐姐生日快乐，第{i}号愿望{i * 7919 % 100_003}都实现！"
+            messages = [{"role": "user", "content": "祝福"}, {"role": "assistant", "content": text}]
+            f.write(orjson.dumps({"id": f"old{i:06d}", **base, "messages": messages}) + b"\n")
+    args = ["run", str(WISHES), "-o", str(out), "--provider", "local", "--base-url", server.base_url]
+    args += ["--model", "fake-model", "--limit", "5", "--quiet", "--max-attempts", "3", "--timeout", "5"]
+    code = "import sys; from zaoshu.cli import app; sys.argv[0] = 'zaoshu'; app()"
+    proc = subprocess.Popen([sys.executable, "-c", code, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    tmp = out / "clean.jsonl.tmp"
+    deadline = time.monotonic() + 120
+    while not tmp.exists() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.005)
+    assert proc.poll() is None, "cleaning ended before it could be interrupted"
+    proc.send_signal(signal.SIGINT)
+    stdout, stderr = proc.communicate(timeout=120)
+    output = (stdout + stderr).decode()
+    assert proc.returncode == 130, output
+    assert "Traceback" not in output
+    assert "Resume with the same command" in output and "zaoshu run" in output
+    assert not (out / "clean.jsonl").exists() and not tmp.exists(), output
+    assert len((out / "raw.jsonl").read_bytes().splitlines()) == 60_005  # generation finished and kept

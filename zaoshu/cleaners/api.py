@@ -232,28 +232,43 @@ def clean(
     )
     # what the report does not read goes before it and the writer share the memory
     frame = frame.drop([c for c in _UNREPORTED if c in frame.columns])
-    outputs = Outputs(out, rejects)
     # The second pass over the inputs (Python, one line at a time) runs in a thread while this one
-    # counts and writes the report (polars, jinja): two cores instead of one after the other.
+    # counts and writes the report (polars, jinja): two cores instead of one after the other. Whatever
+    # stops it (an error, Ctrl-C at any point) leaves no temp output behind.
     stop = threading.Event()
-    with ThreadPoolExecutor(1, thread_name_prefix="zaoshu-write") as pool:
+    writing: Future[None] | None = None
+    outputs: Outputs | None = None
+    pool = ThreadPoolExecutor(1, thread_name_prefix="zaoshu-write")
+    try:
+        outputs = Outputs(out, rejects)
         writing = pool.submit(write_outputs, files, decisions, outputs, stop=stop)
-        try:
-            stats = _stats(frame, out, rejects, report_dir)
-            report_mod.write_report(
-                report_dir, frame, stats, ctx=ctx, recipe=recipe, near=near_info, samples=options.samples,
-                timer=timer,
-            )  # fmt: skip
-            timer.lap("report")
-            writing.result()
-        except BaseException:
-            stop.set()  # the writer stops at its next batch; its files are closed only after it has
+        stats = _stats(frame, out, rejects, report_dir)
+        report_mod.write_report(
+            report_dir,
+            frame,
+            stats,
+            ctx=ctx,
+            recipe=recipe,
+            near=near_info,
+            samples=options.samples,
+            timer=timer,
+        )
+        timer.lap("report")
+        writing.result()
+        del decisions
+        timer.lap("write")
+        outputs.commit()
+    except BaseException:
+        stop.set()  # the writer stops within a batch; its files are closed only once it has
+        if writing is not None:
             wait([writing])
+        if outputs is not None:
             outputs.abort()
-            raise
-    del decisions
-    timer.lap("write")
-    outputs.commit()
+        for path in (out, rejects):
+            path.with_name(path.name + ".tmp").unlink(missing_ok=True)
+        raise
+    finally:
+        pool.shutdown()
     stats.seconds = dict(timer.laps)
     stats.peak_rss_mb = dict(timer.rss)
     return stats

@@ -337,6 +337,8 @@ def write_outputs(
                     outputs.rejected.write(b"".join(rej_buf))
                     rej_buf.clear()
                 if len(kept_buf) >= 8192:
+                    if stop.is_set():
+                        raise ZaoshuError("writing stopped", path=path)
                     outputs.kept.write(b"".join(kept_buf))
                     kept_buf.clear()
     outputs.kept.write(b"".join(kept_buf))

@@ -7,6 +7,11 @@ the loss tallies. Modes:
 - convert: each row read as `src` and written as `dst` (bytes out);
 - merge:   the same, plus each record's id for the parent's dedup;
 - scan:    rows checked, kept as they are (file offsets out), plus an axis value for stratified split.
+Rows that stay as they are (scan, and zaoshu -> zaoshu in convert/merge) leave the worker as file
+offsets only; the parent writes them from the mapped input with writev, so their bytes are copied
+once, by the kernel. What costs per row (measured, ~1 KB records): orjson.loads ~1.9 us, the turn
+checks ~0.6 us, writing a row ~0.5-0.9 us; a list of a chunk's row bytes costs page faults, hence
+one bytearray per chunk and lines read from a BytesIO.
 """
 
 from __future__ import annotations
