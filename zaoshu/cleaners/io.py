@@ -318,6 +318,11 @@ def write_outputs(
                 row += 1
                 if status[row] == 0:
                     kept_buf.append(raw if raw.endswith(b"\n") else raw + b"\n")
+                    if len(kept_buf) >= 8192:
+                        if stop.is_set():
+                            raise ZaoshuError("writing stopped", path=path)
+                        outputs.kept.write(b"".join(kept_buf))
+                        kept_buf.clear()
                     continue
                 k += 1
                 head = next(heads)
@@ -336,11 +341,6 @@ def write_outputs(
                     kept_buf.clear()
                     outputs.rejected.write(b"".join(rej_buf))
                     rej_buf.clear()
-                if len(kept_buf) >= 8192:
-                    if stop.is_set():
-                        raise ZaoshuError("writing stopped", path=path)
-                    outputs.kept.write(b"".join(kept_buf))
-                    kept_buf.clear()
     outputs.kept.write(b"".join(kept_buf))
     outputs.rejected.write(b"".join(rej_buf))
 
