@@ -142,3 +142,28 @@ def test_near_heads_on_keys_directly() -> None:
     result = near_heads(keys, NearDupConfig())
     assert result.head.tolist() == [0, 0, 2]
     assert result.similarity[1] >= 0.85
+
+
+def test_axes_with_more_than_64_values_keep_every_value_apart() -> None:
+    """Question 1 and question 65 of a 100-value axis (the same bit in one 64-bit word) stay apart."""
+    values = [f"问题{k:03d}" for k in range(100)]  # sorted: value k has index k
+    first = "请详细回答关于问题001的内容并且给出理由和例子谢谢"
+    other = "请详细回答关于问题065的内容并且给出理由和例子谢谢"
+    same = "请详细回答关于问题001的内容并且给出理由和例子谢谢啦"
+    keys = [first, other, same]
+    apart = near_heads(keys, NearDupConfig(), axis_values={"question": values})
+    assert apart.head.tolist() == [0, 1, 0]  # 065 kept, the edit of 001 merged into 001
+    # without the guard the 065 text is a near duplicate: the guard is what keeps it
+    merged = near_heads(keys, NearDupConfig(axis_guard=False), axis_values={"question": values})
+    assert merged.head.tolist() == [0, 0, 0]
+
+
+def test_clean_keeps_a_large_axis_apart_through_the_records(tmp_path: Path) -> None:
+    texts = {k: f"请详细回答关于问题{k:03d}的内容并且给出理由和例子谢谢" for k in (1, 65, 129)}
+    records = [record(t, recipient=f"问题{k:03d}") for k, t in texts.items()]
+    # the axis's other values come from the data: 130 distinct recipients in all
+    records += [record(f"第{k}条完全不同的内容{k * 37}号文本", recipient=f"问题{k:03d}") for k in range(130)]
+    src = write(tmp_path / "raw.jsonl", records)
+    stats = clean([src], tmp_path / "o.jsonl", options=CleanOptions())
+    kept = {r["messages"][-1]["content"] for r in read(tmp_path / "o.jsonl")}
+    assert set(texts.values()) <= kept, stats.summary()

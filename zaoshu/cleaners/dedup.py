@@ -57,30 +57,52 @@ def components(n: int, left: np.ndarray, right: np.ndarray) -> np.ndarray:
             parent = grand
 
 
-def axis_masks(keys: pl.Series, values: dict[str, list[str]]) -> np.ndarray:
-    """Bit masks (rows × axes) of the axis values each key names (value keys, up to 64 per axis)."""
-    out = np.zeros((len(keys), max(len(values), 1)), dtype=np.uint64)
-    for j, (_, names) in enumerate(values.items()):
+def axis_masks(keys: pl.Series, values: dict[str, list[str]]) -> tuple[np.ndarray, np.ndarray]:
+    """Bit sets (rows × words) of the axis values each key names, and each axis's first word.
+
+    Value i of an axis is bit i % 64 of the axis's word i // 64, so an axis with more than 64 values
+    (a question axis) gets several words and no two of its values share a bit.
+    """
+    blocks: list[np.ndarray] = []
+    starts: list[int] = []
+    width = 0
+    rows = pl.DataFrame({"k": keys}).with_row_index("r")
+    for names in values.values():
         names = sorted({v for v in names if len(v) >= 2})
+        words = max((len(names) + 63) // 64, 1)
+        block = np.zeros((len(keys), words), dtype=np.uint64)
+        starts.append(width)
+        width += words
+        blocks.append(block)
         if not names:
             continue
-        bit = {v: (1 << (i % 64)) for i, v in enumerate(names)}
-        found = pl.DataFrame({"k": keys}).select(
-            pl.col("k")
-            .str.extract_many(names, overlapping=True)
-            .list.eval(pl.element().replace_strict(bit, return_dtype=pl.UInt64))
-            .list.unique()
-            .list.sum()
-            .fill_null(0)
+        index = {v: i for i, v in enumerate(names)}
+        found = (
+            rows.select("r", pl.col("k").str.extract_many(names, overlapping=True).alias("v"))
+            .explode("v")
+            .drop_nulls("v")
+            .select("r", pl.col("v").replace_strict(index, return_dtype=pl.UInt32).alias("i"))
+            .unique()
         )
-        out[:, j] = found.to_series().to_numpy()
-    return out
+        if found.height:
+            r = found["r"].to_numpy().astype(np.int64)
+            i = found["i"].to_numpy().astype(np.uint64)
+            np.bitwise_or.at(
+                block, (r, (i // np.uint64(64)).astype(np.int64)), np.uint64(1) << (i % np.uint64(64))
+            )
+    if not blocks:
+        return np.zeros((len(keys), 1), dtype=np.uint64), np.zeros(1, dtype=np.int64)
+    return np.concatenate(blocks, axis=1), np.asarray(starts, dtype=np.int64)
 
 
-def _conflict(masks: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+def _conflict(masks: np.ndarray, starts: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """True where rows a and b each name a value of some axis that the other lacks."""
+    if len(a) == 0:
+        return np.zeros(0, dtype=bool)
     ma, mb = masks[a], masks[b]
-    return (((ma & ~mb) != 0) & ((mb & ~ma) != 0)).any(axis=1)
+    extra_a = np.logical_or.reduceat((ma & ~mb) != 0, starts, axis=1)  # per axis: a names one b lacks
+    extra_b = np.logical_or.reduceat((mb & ~ma) != 0, starts, axis=1)
+    return (extra_a & extra_b).any(axis=1)
 
 
 def _short_pairs(cps: np.ndarray, offsets: np.ndarray, short: int) -> tuple[np.ndarray, np.ndarray]:
@@ -186,13 +208,15 @@ def near_heads(
     if config.axis_guard and axis_values:
         # only rows in a confirmed pair can be merged, so only they need their axis values
         involved = np.unique(np.concatenate([la, lb]))
-        masks = np.zeros((n, max(len(axis_values), 1)), dtype=np.uint64)
-        masks[involved] = axis_masks(keys.gather(involved), axis_values)
-        fine = ~_conflict(masks, la, lb)
+        found, starts = axis_masks(keys.gather(involved), axis_values)
+        masks = np.zeros((n, found.shape[1]), dtype=np.uint64)
+        masks[involved] = found
+        del found
+        fine = ~_conflict(masks, starts, la, lb)
         la, lb = la[fine], lb[fine]
     head = components(n, la, lb)
     if masks is not None:
-        head = _split_conflicts(head, masks)
+        head = _split_conflicts(head, masks, starts)
     dup = np.flatnonzero(head != np.arange(n))
     similarity = np.ones(n)
     if len(dup):
@@ -202,7 +226,7 @@ def near_heads(
     return NearDupResult(head, similarity, checked, len(la))
 
 
-def _split_conflicts(head: np.ndarray, masks: np.ndarray) -> np.ndarray:
+def _split_conflicts(head: np.ndarray, masks: np.ndarray, starts: np.ndarray) -> np.ndarray:
     """Split clusters whose members name different values of an axis (姐姐… ~ 祝你… ~ 妹妹…, chained
     through a text naming neither): in row order, each member joins the first group whose named values
     it does not conflict with, or starts a group (and stays)."""
@@ -211,9 +235,11 @@ def _split_conflicts(head: np.ndarray, masks: np.ndarray) -> np.ndarray:
         return head
     frame = pl.DataFrame({"h": head, "i": np.arange(n)})
     suspicious: set[int] = set()
-    for j in range(masks.shape[1]):
-        named = frame.with_columns(m=pl.Series(masks[:, j])).filter(pl.col("m") != 0)
-        distinct = named.group_by("h").agg(pl.col("m").n_unique().alias("u")).filter(pl.col("u") > 1)
+    ends = [*starts[1:], masks.shape[1]]
+    for lo, hi in zip(starts, ends, strict=True):
+        words = {f"w{c}": masks[:, c] for c in range(lo, hi)}
+        named = frame.with_columns(**words).filter(pl.any_horizontal(pl.col(w) != 0 for w in words))
+        distinct = named.group_by("h").agg(pl.struct(*words).n_unique().alias("u")).filter(pl.col("u") > 1)
         suspicious.update(distinct["h"].to_list())
     if not suspicious:
         return head
@@ -221,16 +247,16 @@ def _split_conflicts(head: np.ndarray, masks: np.ndarray) -> np.ndarray:
     groups = frame.filter(pl.col("h").is_in(sorted(suspicious))).group_by("h").agg(pl.col("i").sort())
     for rows in groups["i"].to_list():
         heads: list[int] = []
-        named: list[np.ndarray] = []
+        named_values: list[np.ndarray] = []
         for r in rows:
             m = masks[r]
-            for g, u in enumerate(named):
-                if not (((m & ~u) != 0) & ((u & ~m) != 0)).any():
+            for g, u in enumerate(named_values):
+                if not _conflict(np.stack([m, u]), starts, np.array([0]), np.array([1]))[0]:
                     head[r] = heads[g]
-                    named[g] = u | m
+                    named_values[g] = u | m
                     break
             else:
                 head[r] = r
                 heads.append(r)
-                named.append(m.copy())
+                named_values.append(m.copy())
     return head
