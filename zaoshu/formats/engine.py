@@ -79,7 +79,6 @@ class Out:
     content: list[str] = field(default_factory=list)  # merge: conversation hashes (for rows without an id)
     rows: int = 0
     lost: Counter = field(default_factory=Counter)
-    newlines: int = 0
     error: tuple[int, str] | None = None  # (position in the chunk, message)
     #: rows copied as they are (zaoshu -> zaoshu): spans (start, end) per row point into this file,
     #: or, with the BLOB bit set in both, into blob (rows that had to be rewritten)
@@ -423,7 +422,6 @@ def _run_chunk(args: tuple[str, int, int, Job]) -> Out:
     else:
         # lines from a BytesIO: each freed before the next is read (a split() list is the whole chunk again)
         out = process(enumerate(io.BytesIO(data), 1), job, path, base)
-    out.newlines = data.count(b"\n")
     if job.parts_dir and out.blob:
         out.part = os.path.join(job.parts_dir, f"part-{start:016d}")
         with open(out.part, "wb") as f:
@@ -470,7 +468,6 @@ def run(path: str | Path, job: Job, *, parallel: bool | None = None) -> Iterator
     size = os.path.getsize(path)
     chunks = [(path, s, e, job) for s, e in _bounds(path, size, CHUNK)]
     use_pool = (size >= PARALLEL_FROM and workers() > 1) if parallel is None else parallel
-    lines_before = 0
     if not use_pool:
         results: Iterable[Out] = map(
             _run_chunk, [(p, s, e, replace(j, parts_dir=None)) for p, s, e, j in chunks]
@@ -481,15 +478,28 @@ def run(path: str | Path, job: Job, *, parallel: bool | None = None) -> Iterator
         pool = multiprocessing.get_context(method).Pool(workers())
         results = pool.imap(_run_chunk, chunks)
     try:
-        for out in results:
+        for (_, start, _, _), out in zip(chunks, results, strict=False):  # stops at an error
             if out.error:
-                raise RecordError(out.error[1], path=path, line=lines_before + out.error[0])
-            lines_before += out.newlines
+                line = _lines_before(path, start) + out.error[0]
+                raise RecordError(out.error[1], path=path, line=line)
             yield out
     finally:
         if pool is not None:
             pool.terminate()
             pool.join()
+
+
+def _lines_before(path: str, offset: int) -> int:
+    """How many lines the file has before `offset` (only counted for an error's line number)."""
+    count = 0
+    with open(path, "rb") as f:
+        while offset > 0:
+            block = f.read(min(offset, 16 << 20))
+            if not block:
+                break
+            count += block.count(b"\n")
+            offset -= len(block)
+    return count
 
 
 def select(out: Out, keep: list[int]) -> Out:
