@@ -8,7 +8,7 @@ load of others, so each line also shows the CPU time a record cost (this process
 that against json.loads: a figure that does not depend on how busy the machine was.
 
     python3 benchmarks/formats.py              # 1,000,000 records
-    python3 benchmarks/formats.py --rows 100000
+    python3 benchmarks/formats.py --rows 200000 --only xtuner,stratify   # a quicker before/after
 """
 
 from __future__ import annotations
@@ -31,6 +31,7 @@ from zaoshu.formats.merge import merge
 from zaoshu.formats.split import split
 
 BAR = 200_000
+COMMANDS = ("openai", "xtuner", "alpaca", "sharegpt", "back", "merge", "split", "stratify")
 RECIPIENTS = [
     "赵老师",
     "大舅",
@@ -116,13 +117,15 @@ def warm(*paths: Path) -> None:
                 pass
 
 
-#: CPU seconds of the last `timed` call, this process and its (finished) worker processes together
-LAST_CPU = [0.0]
+#: CPU seconds of the last `timed` call: this process and its (finished) worker processes together,
+#: and the workers' part
+LAST_CPU = [0.0, 0.0]
 
 
-def cpu_seconds() -> float:
+def cpu_seconds() -> tuple[float, float]:
     own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
-    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+    workers = children.ru_utime + children.ru_stime
+    return own.ru_utime + own.ru_stime + workers, workers
 
 
 def timed(fn: Callable[[], object], *inputs: Path) -> float:
@@ -131,7 +134,8 @@ def timed(fn: Callable[[], object], *inputs: Path) -> float:
     start = time.perf_counter()
     fn()
     seconds = time.perf_counter() - start
-    LAST_CPU[0] = cpu_seconds() - cpu
+    after = cpu_seconds()
+    LAST_CPU[:] = [after[0] - cpu[0], after[1] - cpu[1]]
     return seconds
 
 
@@ -143,7 +147,15 @@ def main() -> None:
     parser.add_argument(
         "--dir", type=Path, default=None, help="work folder (default: a temp folder, removed)"
     )
+    parser.add_argument(
+        "--only",
+        default=",".join(COMMANDS),
+        help=f"comma-separated commands to time (default all: {','.join(COMMANDS)})",
+    )
     args = parser.parse_args()
+    only = set(args.only.split(","))
+    if only - set(COMMANDS):
+        parser.error(f"unknown --only {','.join(sorted(only - set(COMMANDS)))}; known: {','.join(COMMANDS)}")
     n = args.rows
     work = args.dir or Path(tempfile.mkdtemp(prefix="zaoshu-bench-formats-"))
     work.mkdir(parents=True, exist_ok=True)
@@ -172,7 +184,7 @@ def main() -> None:
         print()
         print(
             f"{'command':<44} {'seconds':>8} {'records/s':>11} {'vs json.loads':>14} {'bar 200k/s':>11} "
-            f"{'CPU us/rec':>11} {'CPU vs json':>12}"
+            f"{'CPU us/rec':>11} {'CPU vs json':>12} {'in workers':>11}"
         )
 
         rows: list[tuple[str, float]] = []
@@ -181,10 +193,10 @@ def main() -> None:
             rows.append((name, seconds))
             rate = n / seconds
             verdict = "ok" if rate >= BAR else f"{rate / BAR:.2f}x"
-            cpu = LAST_CPU[0]
+            cpu, in_workers = LAST_CPU
             print(
                 f"{name:<44} {seconds:8.2f} {rate:11,.0f} {rate * base_s / n:13.2f}x {verdict:>11} "
-                f"{cpu / n * 1e6:11.1f} {base_cpu / cpu:11.2f}x"
+                f"{cpu / n * 1e6:11.1f} {base_cpu / cpu:11.2f}x {in_workers / n * 1e6:11.1f}"
             )
 
         for fmt, suffix in (
@@ -194,34 +206,46 @@ def main() -> None:
             ("sharegpt", ".jsonl"),
         ):
             out = work / f"out.{fmt}{suffix}"
-            report(f"convert zaoshu -> {fmt}", timed(lambda out=out, fmt=fmt: convert(data, out, fmt), data))
+            if fmt in only:
+                report(
+                    f"convert zaoshu -> {fmt}", timed(lambda out=out, fmt=fmt: convert(data, out, fmt), data)
+                )
+            elif fmt == "openai" and "back" in only:
+                convert(data, out, fmt)  # the next command's input
             if fmt != "openai":
-                out.unlink()
-        report(
-            "convert openai -> zaoshu (ids from content)",
-            timed(
-                lambda: convert(work / "out.openai.jsonl", work / "back.jsonl", "zaoshu"),
-                work / "out.openai.jsonl",
-            ),
-        )
-        (work / "back.jsonl").unlink()
-        (work / "out.openai.jsonl").unlink()
-        merged = work / "merged.jsonl"
-        result = {}
-        report(
-            f"merge 2 files, dedup by id ({dup:,} repeats)",
-            timed(
-                lambda: result.setdefault("m", merge([work / "round1.jsonl", work / "round2.jsonl"], merged))
-            ),
-        )
-        assert result["m"].written.count == n - dup, result["m"].written.count
-        report(
-            "split --test 0.1 --seed 0", timed(lambda: split(data, work / "split", test=0.1, seed=0), data)
-        )
-        report(
-            "split --test 0.1 --seed 0 --stratify style",
-            timed(lambda: split(data, work / "split2", test=0.1, seed=0, stratify="style"), data),
-        )
+                out.unlink(missing_ok=True)
+        if "back" in only:
+            report(
+                "convert openai -> zaoshu (ids from content)",
+                timed(
+                    lambda: convert(work / "out.openai.jsonl", work / "back.jsonl", "zaoshu"),
+                    work / "out.openai.jsonl",
+                ),
+            )
+            (work / "back.jsonl").unlink()
+        (work / "out.openai.jsonl").unlink(missing_ok=True)
+        if "merge" in only:
+            merged = work / "merged.jsonl"
+            result = {}
+            report(
+                f"merge 2 files, dedup by id ({dup:,} repeats)",
+                timed(
+                    lambda: result.setdefault(
+                        "m", merge([work / "round1.jsonl", work / "round2.jsonl"], merged)
+                    )
+                ),
+            )
+            assert result["m"].written.count == n - dup, result["m"].written.count
+        if "split" in only:
+            report(
+                "split --test 0.1 --seed 0",
+                timed(lambda: split(data, work / "split", test=0.1, seed=0), data),
+            )
+        if "stratify" in only:
+            report(
+                "split --test 0.1 --seed 0 --stratify style",
+                timed(lambda: split(data, work / "split2", test=0.1, seed=0, stratify="style"), data),
+            )
         # The machine is shared: measure the baseline again and show the spread, so a ratio can be trusted.
         again = timed(lambda: json_loads_baseline(data), data)
         print(
