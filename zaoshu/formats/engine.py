@@ -317,37 +317,50 @@ _SHAREGPT = (
 )
 
 
-def _one_exchange(fmt: str, row: dict[str, Any], messages: list[dict[str, Any]], dumps: Any) -> bytes | None:
-    """The line the format's writer would give for the record a recipe makes (system, user, assistant
-    turns holding only role and content), from a template; None for any other record.
+def _recipe_turns(messages: Any) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]] | None:
+    """(system, user, assistant) when `messages` is what a recipe makes: those three turns holding
+    only role and content, content text. Checked in one expression, as `check_messages` would pass them."""
+    if type(messages) is not list or len(messages) != 3:
+        return None
+    system, user, answer = messages
+    if (
+        type(system) is dict
+        and type(user) is dict
+        and type(answer) is dict
+        and len(system) == 2
+        and len(user) == 2
+        and len(answer) == 2
+        and system.get("role") == "system"
+        and user.get("role") == "user"
+        and answer.get("role") == "assistant"
+        and type(system.get("content")) is str
+        and type(user.get("content")) is str
+        and type(answer.get("content")) is str
+    ):
+        return system, user, answer
+    return None
+
+
+def _one_exchange(fmt: str, row: dict[str, Any], s: str, u: str, a: str, dumps: Any) -> bytes | None:
+    """The line the format's writer would give for a recipe's record (system `s`, user `u`,
+    assistant `a`, see `_recipe_turns`), from a template; None where the template does not fit.
 
     The strings are encoded by one orjson call on a list of them: in that JSON text a quote is
     escaped inside a string, so '","' occurs only between two strings and splitting there gives
     each string's encoding.
     """
-    system, user, answer = messages
-    if not (
-        system["role"] == "system"
-        and user["role"] == "user"
-        and answer["role"] == "assistant"
-        and len(system) == 2
-        and len(user) == 2
-        and len(answer) == 2
-    ):
-        return None
-    s = system["content"]
     if fmt == "xtuner":
         if s:
-            return _XTUNER % tuple(dumps([s, user["content"], answer["content"]])[2:-2].split(b'","'))
-        return _XTUNER_NO_SYSTEM % tuple(dumps([user["content"], answer["content"]])[2:-2].split(b'","'))
+            return _XTUNER % tuple(dumps([s, u, a])[2:-2].split(b'","'))
+        return _XTUNER_NO_SYSTEM % tuple(dumps([u, a])[2:-2].split(b'","'))
     if fmt == "alpaca":
         if s:
-            return _ALPACA % tuple(dumps([user["content"], answer["content"], s])[2:-2].split(b'","'))
-        return _ALPACA_NO_SYSTEM % tuple(dumps([user["content"], answer["content"]])[2:-2].split(b'","'))
+            return _ALPACA % tuple(dumps([u, a, s])[2:-2].split(b'","'))
+        return _ALPACA_NO_SYSTEM % tuple(dumps([u, a])[2:-2].split(b'","'))
     rid = row["id"]  # sharegpt: set from the content when the row had none
     if type(rid) is not str:
         return None
-    return _SHAREGPT % tuple(dumps([rid, s, user["content"], answer["content"]])[2:-2].split(b'","'))
+    return _SHAREGPT % tuple(dumps([rid, s, u, a])[2:-2].split(b'","'))
 
 
 def _convert_records(items: Iterable[tuple[Any, ...]], job: Job, out: Out) -> None:
@@ -372,10 +385,13 @@ def _convert_records(items: Iterable[tuple[Any, ...]], job: Job, out: Out) -> No
             row = _parse(position, raw)
         if type(row) is not dict:
             row = _parse(position, row)
-        try:
-            messages = check_messages(row.get("messages"))
-        except RowError as e:
-            raise _BadRow(position, str(e)) from None
+        messages = row.get("messages")
+        turns = _recipe_turns(messages)
+        if turns is None:
+            try:
+                check_messages(messages)
+            except RowError as e:
+                raise _BadRow(position, str(e)) from None
         get = row.get
         if get("id"):
             n_id += 1
@@ -387,8 +403,9 @@ def _convert_records(items: Iterable[tuple[Any, ...]], job: Job, out: Out) -> No
             n_axes += 1
         if get("meta"):
             n_meta += 1
-        if fast and len(messages) == 3:
-            line = _one_exchange(fast, row, messages, dumps)
+        if fast and turns is not None:
+            system, user, answer = turns
+            line = _one_exchange(fast, row, system["content"], user["content"], answer["content"], dumps)
             if line is not None:
                 buf += line
                 rows += 1
