@@ -105,6 +105,15 @@ def _conflict(masks: np.ndarray, starts: np.ndarray, a: np.ndarray, b: np.ndarra
     return (extra_a & extra_b).any(axis=1)
 
 
+def _conflict1(m: np.ndarray, u: np.ndarray, starts: np.ndarray) -> bool:
+    """`_conflict` for one pair of bit sets."""
+    extra_m = (m & ~u) != 0
+    extra_u = (u & ~m) != 0
+    if len(starts) == len(m):  # one word per axis
+        return bool((extra_m & extra_u).any())
+    return bool((np.logical_or.reduceat(extra_m, starts) & np.logical_or.reduceat(extra_u, starts)).any())
+
+
 def _short_pairs(cps: np.ndarray, offsets: np.ndarray, short: int) -> tuple[np.ndarray, np.ndarray]:
     """Pairs of short keys that share a one-character deletion (edit distance <= 1 candidates)."""
     lengths = np.diff(offsets)
@@ -186,7 +195,9 @@ def near_heads(
         parts_a.append(a)
         parts_b.append(b)
     del band_hash
-    pair = np.unique(np.concatenate(parts_a).astype(np.uint64) * np.uint64(n) + np.concatenate(parts_b))
+    # distinct pairs; their order does not matter (checked independently, then union-find)
+    pair = pl.Series(np.concatenate(parts_a).astype(np.uint64) * np.uint64(n) + np.concatenate(parts_b))
+    pair = pair.unique().to_numpy()
     del parts_a, parts_b
     a = (pair // np.uint64(n)).astype(np.int64)
     b = (pair % np.uint64(n)).astype(np.int64)
@@ -207,7 +218,7 @@ def near_heads(
     masks = None
     if config.axis_guard and axis_values:
         # only rows in a confirmed pair can be merged, so only they need their axis values
-        involved = np.unique(np.concatenate([la, lb]))
+        involved = pl.Series(np.concatenate([la, lb])).unique().to_numpy()
         found, starts = axis_masks(keys.gather(involved), axis_values)
         masks = np.zeros((n, found.shape[1]), dtype=np.uint64)
         masks[involved] = found
@@ -251,7 +262,7 @@ def _split_conflicts(head: np.ndarray, masks: np.ndarray, starts: np.ndarray) ->
         for r in rows:
             m = masks[r]
             for g, u in enumerate(named_values):
-                if not _conflict(np.stack([m, u]), starts, np.array([0]), np.array([1]))[0]:
+                if not _conflict1(m, u, starts):
                     head[r] = heads[g]
                     named_values[g] = u | m
                     break
