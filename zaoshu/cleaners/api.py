@@ -146,17 +146,31 @@ def _prepare(frame: pl.DataFrame, chunk: int = 200_000) -> pl.DataFrame:
     )
 
 
-def _read_prepared(files: list[Path], options: CleanOptions, timer: _Timer) -> pl.DataFrame:
-    """Read and `_prepare` the inputs, one chunk at a time: while this thread parses the next lines
-    (Python, holding the GIL), a second thread normalizes and measures the chunk before (polars and
-    numpy, which release it), so the two stages share the machine's two cores instead of taking turns.
-    The "read" lap ends when the last line is parsed, "normalize" when the last chunk is prepared."""
+def _read_judged(
+    files: list[Path], options: CleanOptions, timer: _Timer, config: CleanConfig, recipe: Recipe | None
+) -> pl.DataFrame:
+    """Read, `_prepare` and apply the rules, one chunk at a time: while this thread parses the next
+    lines (Python, holding the GIL), a second thread normalizes, measures and judges the chunk before
+    (polars and numpy, which release it), so the stages share the machine's two cores instead of taking
+    turns. Every rule looks at one row (a style's limits depend on its name only), so judging chunk by
+    chunk gives the rows the same reasons as judging the whole frame.
+    The "read" lap ends when the last line is parsed, "normalize" when the last chunk is judged."""
+    axes = [f"ax_{a}" for a in (recipe.values if recipe else {})]
+
+    def work(chunk: pl.DataFrame) -> pl.DataFrame:
+        chunk = _prepare(chunk)
+        chunk = chunk.with_columns(  # records without (some) axes
+            [pl.lit(None, dtype=pl.Utf8).alias(c) for c in axes if c not in chunk.columns]
+        )
+        styles = chunk["style"].drop_nulls().unique().sort().to_list()
+        return apply_rules(chunk, RuleContext.build(config, recipe, styles))
+
     chunks = iter_frames(files, skip_bad_lines=options.skip_bad_lines, workers=options.read_workers)
     with ThreadPoolExecutor(1, thread_name_prefix="zaoshu-prepare") as pool:
         pending: list[Future[pl.DataFrame]] = []
         try:
             for chunk in chunks:
-                pending.append(pool.submit(_prepare, chunk))
+                pending.append(pool.submit(work, chunk))
                 if len(pending) > 2:  # parsed chunks waiting for the other thread stay few (memory)
                     pending[-3].result()
         except BaseException:
@@ -166,7 +180,7 @@ def _read_prepared(files: list[Path], options: CleanOptions, timer: _Timer) -> p
         timer.lap("read")
         parts = [job.result() for job in pending]
     if not parts:
-        return _prepare(empty_frame())
+        return work(empty_frame())
     return pl.concat(parts, how="diagonal_relaxed") if len(parts) > 1 else parts[0]
 
 
@@ -190,17 +204,12 @@ def clean(
         p.with_name(p.name + ".tmp").resolve() for p in (out, rejects)
     }
     files = expand_inputs(list(inputs), exclude=own)
-    frame = _read_prepared(files, options, timer)
-    missing = [f"ax_{a}" for a in (recipe.values if recipe else {}) if f"ax_{a}" not in frame.columns]
-    frame = frame.with_columns(
-        [pl.lit(None, dtype=pl.Utf8).alias(c) for c in missing]
-    )  # records without axes
+    frame = _read_judged(files, options, timer, config, recipe)
     against = expand_inputs(list(options.against), exclude=own) if options.against else []
     refs = read_columns(against) if against else None
     timer.lap("normalize")
     styles_seen = [s for s in frame["style"].drop_nulls().unique().sort().to_list()]
-    ctx = RuleContext.build(config, recipe, styles_seen)
-    frame = apply_rules(frame, ctx)
+    ctx = RuleContext.build(config, recipe, styles_seen)  # all styles' limits, for the report
     frame = frame.with_columns(
         reason=pl.when(pl.col("bad").is_not_null()).then(pl.lit("bad_line")).otherwise(pl.col("reason")),
         detail=pl.when(pl.col("bad").is_not_null()).then(pl.col("bad")).otherwise(pl.col("detail")),
