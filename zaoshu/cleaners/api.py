@@ -3,6 +3,10 @@
 The pipeline, in order, over columns (polars, numpy), never a Python loop per row where a column
 operation can do it:
 read columns -> normalize -> dedup key -> measures -> rules -> exact dups -> near dups -> write -> report.
+
+Two cores: the first three steps run per chunk of rows in a second thread while the main thread parses
+the next lines (`_read_judged`), and the write pass (Python, line by line) runs in a thread beside the
+report (polars). Outputs are byte for byte those of running the steps one after the other.
 """
 
 from __future__ import annotations
