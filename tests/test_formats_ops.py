@@ -13,6 +13,7 @@ from typer.testing import CliRunner
 from zaoshu.cli import app
 from zaoshu.errors import RecordError, ZaoshuError
 from zaoshu.formats import convert, engine, read_any, write
+from zaoshu.formats import split as split_module
 from zaoshu.formats.merge import merge
 from zaoshu.formats.split import split
 from zaoshu.records import content_id
@@ -229,6 +230,19 @@ def test_split_keeps_the_input_format_and_reads_json_arrays(tmp_path):
     assert result.fmt == "xtuner" and (result.n_train, result.n_test) == (24, 6)
     first = json.loads((tmp_path / "s" / "train.jsonl").read_text("utf-8").splitlines()[0])
     assert set(first) == {"conversation"}
+
+
+def test_split_written_by_several_threads_gives_the_same_files(tmp_path, monkeypatch):
+    lines = [orjson.dumps(record(i)) + (b"\r\n" if i % 5 == 0 else b"\n") for i in range(3000)]
+    src = tmp_path / "r.jsonl"
+    src.write_bytes(b"".join(lines).rstrip(b"\n"))
+    split(src, tmp_path / "one", test=0.3, seed=4, stratify="style")
+    monkeypatch.setattr(split_module, "_PER_THREAD", 100)
+    monkeypatch.setattr(split_module, "workers", lambda: 4)
+    split(src, tmp_path / "many", test=0.3, seed=4, stratify="style")
+    for name in ("train.jsonl", "test.jsonl"):
+        assert (tmp_path / "one" / name).read_bytes() == (tmp_path / "many" / name).read_bytes()
+    assert (tmp_path / "many" / "train.jsonl").read_bytes().count(b"\r") == 0
 
 
 def test_split_errors(tmp_path):
