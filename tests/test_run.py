@@ -208,7 +208,9 @@ def test_ctrl_c_while_cleaning_exits_130_with_the_resume_command(server, tmp_pat
     args = ["run", str(WISHES), "-o", str(out), "--provider", "local", "--base-url", server.base_url]
     args += ["--model", "fake-model", "--limit", "5", "--quiet", "--max-attempts", "3", "--timeout", "5"]
     code = "import sys; from zaoshu.cli import app; sys.argv[0] = 'zaoshu'; app()"
-    proc = subprocess.Popen([sys.executable, "-c", code, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", code, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
     tmp = out / "clean.jsonl.tmp"
     deadline = time.monotonic() + 120
     while not tmp.exists() and proc.poll() is None and time.monotonic() < deadline:
