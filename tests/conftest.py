@@ -13,3 +13,23 @@ PROMPTS = ROOT / "prompts"
 @pytest.fixture
 def wishes_recipe_path() -> Path:
     return PROMPTS / "wishes.yaml"
+
+
+@pytest.fixture(scope="session")
+def tiny(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny Qwen2 chat model built locally (random weights, a trained tokenizer), once per test session."""
+    from tiny_model import build_tiny_qwen2
+
+    return build_tiny_qwen2(tmp_path_factory.mktemp("model") / "tiny-qwen2")
+
+
+@pytest.fixture(scope="session")
+def records_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Fifty wishes records from the real plan, in the canonical format."""
+    from tiny_model import wishes_records
+
+    from zaoshu.records import write_records
+
+    path = tmp_path_factory.mktemp("data") / "wishes.jsonl"
+    write_records(path, wishes_records(50))
+    return path

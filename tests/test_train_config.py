@@ -15,7 +15,7 @@ import pytest
 if importlib.util.find_spec("xtuner") is None:
     pytest.skip('needs the train extra: pip install -e ".[train]"', allow_module_level=True)
 
-from tiny_model import build_tiny_qwen2, wishes_records
+from tiny_model import wishes_records
 from typer.testing import CliRunner
 
 from zaoshu.cli import app
@@ -37,18 +37,6 @@ def _cuda() -> bool:
     import torch
 
     return torch.cuda.is_available()
-
-
-@pytest.fixture(scope="module")
-def tiny(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return build_tiny_qwen2(tmp_path_factory.mktemp("model") / "tiny-qwen2")
-
-
-@pytest.fixture(scope="module")
-def records_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    path = tmp_path_factory.mktemp("data") / "wishes.jsonl"
-    write_records(path, wishes_records(50))
-    return path
 
 
 def _model_dir(tmp_path: Path, model_type: str, **extra: object) -> Path:

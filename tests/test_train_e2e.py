@@ -15,12 +15,10 @@ import pytest
 if importlib.util.find_spec("xtuner") is None:
     pytest.skip('needs the train extra: pip install -e ".[train]"', allow_module_level=True)
 
-from tiny_model import build_tiny_qwen2, wishes_records
 from typer.testing import CliRunner
 
 from zaoshu.cli import app
 from zaoshu.errors import ZaoshuError
-from zaoshu.records import write_records
 from zaoshu.trainer import TrainOptions, execute, prepare, shims, write_inputs
 
 shims.apply()
@@ -43,18 +41,6 @@ def _quiet_offline_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Non
         mp.setenv("TRANSFORMERS_OFFLINE", "1")
         mp.setenv("HF_DATASETS_CACHE", str(tmp_path_factory.mktemp("hf-datasets")))
         yield
-
-
-@pytest.fixture(scope="module")
-def tiny(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return build_tiny_qwen2(tmp_path_factory.mktemp("model") / "tiny-qwen2")
-
-
-@pytest.fixture(scope="module")
-def records_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    path = tmp_path_factory.mktemp("data") / "wishes.jsonl"
-    write_records(path, wishes_records(50))
-    return path
 
 
 def _cuda() -> bool:
