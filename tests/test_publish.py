@@ -16,8 +16,7 @@ from pathlib import Path
 import orjson
 import pytest
 import yaml
-from click.testing import Result
-from typer.testing import CliRunner
+from typer.testing import CliRunner, Result
 
 from zaoshu.cli import app
 from zaoshu.errors import ZaoshuError
