@@ -195,7 +195,8 @@ def test_run_without_the_server_says_so_before_joining_the_model(tmp_path, monke
     monkeypatch.setitem(sys.modules, "llama_cpp", None)  # what find_spec sees when it is not installed
     result = run_embedded(tmp_path)
     assert result.exit_code == 2, result.output
-    assert "needs llama-cpp-python with its server (llama_cpp not installed)" in result.output
+    # the missing modules are named (uvicorn, fastapi... too on a machine without the local extra at all)
+    assert "needs llama-cpp-python with its server (llama_cpp" in result.output
     assert 'pip install -e ".[local]"' in result.output
     assert not (tmp_path / "cache").exists()  # the parts were not joined
     assert not (tmp_path / "out" / "raw.jsonl").exists()
