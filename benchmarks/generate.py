@@ -139,12 +139,17 @@ def child_bare(a: dict[str, Any]) -> dict[str, Any]:
             await asyncio.gather(*(one(m) for m in reqs))
         return ok
 
+    return _timed(main, len(reqs))
+
+
+def _timed(main: Any, n: int) -> dict[str, Any]:
+    """Run a baseline's coroutine and report what it did per request: done, wall, req/s, CPU ms."""
     cpu0, _ = _usage()
     t0 = time.perf_counter()
     ok = asyncio.run(main())
     wall = time.perf_counter() - t0
-    cpu1, _rss = _usage()
-    return {"done": ok, "wall": wall, "rps": ok / wall, "cpu_ms_per_req": (cpu1 - cpu0) * 1000 / len(reqs)}
+    cpu1, _ = _usage()
+    return {"done": ok, "wall": wall, "rps": ok / wall, "cpu_ms_per_req": (cpu1 - cpu0) * 1000 / n}
 
 
 def child_openai(a: dict[str, Any]) -> dict[str, Any]:
@@ -170,12 +175,7 @@ def child_openai(a: dict[str, Any]) -> dict[str, Any]:
             await asyncio.gather(*(one(m) for m in reqs))
         return ok
 
-    cpu0, _ = _usage()
-    t0 = time.perf_counter()
-    ok = asyncio.run(main())
-    wall = time.perf_counter() - t0
-    cpu1, _ = _usage()
-    return {"done": ok, "wall": wall, "rps": ok / wall, "cpu_ms_per_req": (cpu1 - cpu0) * 1000 / len(reqs)}
+    return _timed(main, len(reqs))
 
 
 def child_seed(a: dict[str, Any]) -> dict[str, Any]:

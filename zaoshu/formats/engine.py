@@ -136,6 +136,32 @@ def _parse(position: int, raw: Any) -> dict[str, Any]:
     return raw
 
 
+def _check_row(
+    row: dict[str, Any],
+    position: int,
+    reader: Any,
+    canonical: bool,
+    axis: str | None,
+    local: dict[Any, int],
+    codes: list[int],
+) -> None:
+    """Validate one row (zaoshu rows without building a record) and note its stratum's code for split."""
+    try:
+        if canonical:
+            check_messages(row.get("messages"))
+            record = row
+        else:
+            record = reader(row, False)
+        if axis:
+            key = _stratum(row, record, axis)
+            code = local.get(key)
+            if code is None:
+                code = local[key] = len(local)
+            codes.append(code)
+    except RowError as e:
+        raise _BadRow(position, str(e)) from None
+
+
 def _scan_lines(data: bytes, base: int, job: Job, out: Out) -> None:
     """scan over a chunk of JSON Lines (`data`, starting at file offset `base`).
 
@@ -160,20 +186,7 @@ def _scan_lines(data: bytes, base: int, job: Job, out: Out) -> None:
             row = _parse(number, raw)
         if type(row) is not dict:
             row = _parse(number, row)
-        try:
-            if canonical:  # the common case, without building a record
-                check_messages(row.get("messages"))
-                record = row
-            else:
-                record = reader(row, False)
-            if axis:
-                key = _stratum(row, record, axis)
-                code = local.get(key)
-                if code is None:
-                    code = local[key] = len(local)
-                codes.append(code)
-        except RowError as e:
-            raise _BadRow(number, str(e)) from None
+        _check_row(row, number, reader, canonical, axis, local, codes)
         add(offset)
         offset += len(raw)
         add(offset)
@@ -190,20 +203,7 @@ def _scan(items: Iterable[tuple[int, Any]], job: Job, out: Out) -> None:
     codes, local = out.codes, {}
     for position, raw in items:
         row = _parse(position, raw)
-        try:
-            if canonical:  # the common case, without building a record
-                check_messages(row.get("messages"))
-                record = row
-            else:
-                record = reader(row, False)
-            if axis:
-                key = _stratum(row, record, axis)
-                code = local.get(key)
-                if code is None:
-                    code = local[key] = len(local)
-                codes.append(code)
-        except RowError as e:
-            raise _BadRow(position, str(e)) from None
+        _check_row(row, position, reader, canonical, axis, local, codes)
         spans.append(0)
         spans.append(0)
     out.rows = len(spans) // 2

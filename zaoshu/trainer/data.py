@@ -17,11 +17,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import orjson
-
 from zaoshu.errors import ZaoshuError
 from zaoshu.formats import read_any
-from zaoshu.records import Record
+from zaoshu.records import Record, write_records
 
 SPLIT_NAMES = ("train", "test")
 DATA_SUFFIXES = (".jsonl", ".json")
@@ -89,16 +87,7 @@ def xtuner_row(record: Record) -> dict[str, Any]:
 
 def write_xtuner_data(records: Iterable[Record], path: str | Path) -> int:
     """Write the XTuner training file (JSON Lines, Chinese unescaped) atomically; returns the row count."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    count = 0
-    with open(tmp, "wb") as f:
-        for record in records:
-            f.write(orjson.dumps(xtuner_row(record)) + b"\n")
-            count += 1
-    tmp.replace(path)
-    return count
+    return write_records(path, (xtuner_row(record) for record in records))
 
 
 def _user_turns(records: list[Record]) -> list[str]:
