@@ -16,6 +16,7 @@ from typing import IO, Any
 import orjson
 
 from zaoshu.errors import RecordError
+from zaoshu.files import atomic_write
 
 Record = dict[str, Any]
 ROLES = ("system", "user", "assistant")
@@ -105,15 +106,11 @@ def read_records(path: str | Path, *, check: bool = True) -> Iterator[Record]:
 
 def write_records(path: str | Path, records: Iterable[Record]) -> int:
     """Write records atomically: a temp file renamed over the target, so a crash never leaves half a file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
     count = 0
-    with open(tmp, "wb") as f:
+    with atomic_write(path) as f:
         for record in records:
             f.write(dumps(record))
             count += 1
-    os.replace(tmp, path)
     return count
 
 
