@@ -36,6 +36,20 @@ def content_id(messages: list[dict[str, Any]]) -> str:
     return hashlib.sha256(orjson.dumps(messages)).hexdigest()[:20]
 
 
+def request_fingerprint(
+    messages: list[dict[str, Any]], *, model: str, params: dict[str, Any], endpoint: str
+) -> str:
+    """What produced a reply: the request messages, model, sampling parameters and provider endpoint.
+
+    Two requests with the same fingerprint would be answered alike, so a stored reply can stand for a new
+    one (resume, the response cache); a changed prompt, model or temperature changes it. The seed that
+    names task ids is not part of it: it changes which tasks exist, not how one is asked.
+    """
+    sampling = {k: v for k, v in sorted(params.items()) if v is not None}
+    key = orjson.dumps([messages, model, sampling, endpoint])
+    return hashlib.sha256(key).hexdigest()[:16]
+
+
 def utc_now() -> str:
     return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
