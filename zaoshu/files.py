@@ -82,9 +82,7 @@ def ensure_parent(path: PathLike) -> Path:
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
     except FileExistsError:
-        raise ZaoshuError(
-            f"cannot create the folder {path.parent}: a file is in the way", path=path
-        ) from None
+        raise ZaoshuError(f"cannot create the folder {path.parent}: a file is in the way", path=path) from None
     except OSError as e:
         raise ZaoshuError(f"cannot create the folder {path.parent}: {e.strerror}", path=path) from None
     return path
