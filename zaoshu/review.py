@@ -72,15 +72,17 @@ def append_decision(path: str | Path, decision: Decision) -> None:
     line = orjson.dumps(asdict(decision)) + b"\n"
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
     except OSError as e:
         raise ZaoshuError(f"cannot write the review file: {e.strerror}", path=path) from None
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
-        # A torn last line (a kill mid-write) would swallow this one: start on a fresh line.
+        # A torn last line (a writer killed mid-line, never acknowledged) is cut, as every writer holds
+        # the lock; it would otherwise swallow this line.
         size = os.fstat(fd).st_size
         if size and os.pread(fd, 1, size - 1) != b"\n":
-            line = b"\n" + line
+            tail = os.pread(fd, min(size, 1 << 20), max(0, size - (1 << 20)))
+            os.ftruncate(fd, size - len(tail) + tail.rfind(b"\n") + 1 if b"\n" in tail else 0)
         os.write(fd, line)
         os.fsync(fd)
     finally:
