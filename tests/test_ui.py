@@ -33,7 +33,9 @@ CHROMIUM = os.environ.get("ZAOSHU_CHROMIUM") or shutil.which("chromium") or "/us
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
         "--disable-component-update", "--disable-sync", "--no-first-run"]  # fmt: skip
 
-pytestmark = pytest.mark.skipif(not Path(CHROMIUM).is_file(), reason="chromium not installed (.ci/run installs it)")
+pytestmark = pytest.mark.skipif(
+    not Path(CHROMIUM).is_file(), reason="chromium not installed (.ci/run installs it)"
+)
 
 
 def make_run(out: Path, n: int = 60) -> Path:
@@ -205,7 +207,7 @@ def test_a_torn_line_is_shown_and_the_rest_is_browsable(tmp_path, page):
 def test_model_checks_name_the_problem(tmp_path):
     folder = tmp_path / "model"
     folder.mkdir()
-    with pytest.raises(ZaoshuError, match="no config.json"):
+    with pytest.raises(ZaoshuError, match=r"no config\.json"):
         check_model_dir(folder)
     (folder / "config.json").write_text('{"torch_dtype": "bfloat16"}')
     with pytest.raises(ZaoshuError, match="has no weights"):

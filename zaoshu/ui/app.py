@@ -78,7 +78,7 @@ def create_app(
     def index() -> HTMLResponse:
         if store is None:
             return no_data() if source is not None or not models else RedirectResponse("/chat", 303)
-        info = store.overview(recipe.axis_names if recipe else None)
+        info = store.overview(recipe.values if recipe else None)
         return page("index.html.j2", info=info, review_error=store.review_error, review=str(store.review))
 
     @app.get("/records", response_class=HTMLResponse)

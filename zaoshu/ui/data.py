@@ -283,7 +283,7 @@ class DataStore:
             return None
         return value if isinstance(value, dict) else None
 
-    def overview(self, recipe_axes: list[str] | None = None) -> dict[str, Any]:
+    def overview(self, recipe_values: dict[str, list[Any]] | None = None) -> dict[str, Any]:
         """Counts, reject reasons and the first-two-axes heatmap of kept records (after review)."""
         frame = self.frame()
         if frame.is_empty():
@@ -297,8 +297,8 @@ class DataStore:
             .rows()
         )
         axes = self.axes(frame)
-        if recipe_axes:
-            axes = [a for a in recipe_axes if a in axes] + [a for a in axes if a not in recipe_axes]
+        order = {a: [str(v) for v in vs] for a, vs in (recipe_values or {}).items()}
+        axes = [a for a in order if a in axes] + [a for a in axes if a not in order]
         heatmap = None
         if len(axes) >= 2:
             ra, ca = axes[0], axes[1]
@@ -306,8 +306,9 @@ class DataStore:
             cells = {
                 (r, c): n for r, c, n in kept.group_by(f"ax_{ra}", f"ax_{ca}").len().iter_rows() if r and c
             }
-            rows = sorted(frame[f"ax_{ra}"].drop_nulls().unique().to_list())
-            cols = sorted(frame[f"ax_{ca}"].drop_nulls().unique().to_list())
+            rows, cols = (
+                _ordered(frame[f"ax_{a}"].drop_nulls().unique().to_list(), order.get(a, [])) for a in (ra, ca)
+            )
             top = max(cells.values(), default=0)
             heatmap = {"row_axis": ra, "col_axis": ca, "rows": rows, "cols": cols, "cells": cells, "top": top}
         return {
@@ -318,3 +319,9 @@ class DataStore:
             "torn": int((frame["status"] == "torn").sum()),
             "reviewed": int(frame["review"].is_not_null().sum()),
         }
+
+
+def _ordered(seen: list[str], declared: list[str]) -> list[str]:
+    """The recipe's order of an axis's values, then values only the data has."""
+    have = set(seen)
+    return [v for v in declared if v in have] + sorted(have - set(declared))
