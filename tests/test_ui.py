@@ -132,6 +132,13 @@ def test_browse_filter_review_and_clean_honours_it(tmp_path, page):
         page.goto(url + "/records?status=reviewed")
         assert page.locator("#records tr.row").count() == 2
 
+        # a duplicate shows the record it duplicates beside it
+        page.goto(url + "/records?reason=duplicate")
+        page.locator("#records tr.row a.open").first.click()
+        page.wait_for_url("**/record/*")
+        assert page.locator("#dup .msg.assistant").is_visible()
+        page.screenshot(path=shots / "duplicate.png", full_page=True)
+
         # the heatmap's cells link to the filtered table
         page.goto(url + "/")
         cell = page.locator("#heatmap td a").filter(has_text="1").first
@@ -255,3 +262,26 @@ def test_chat_streams_an_answer_side_by_side_and_survives_a_bad_model(tmp_path, 
         page.wait_for_function("document.querySelectorAll('.pane[data-i=\"0\"] .msg.assistant.done').length == 2",
                                timeout=120_000)  # fmt: skip
         assert tiny_pane.locator(".msg.user").count() == 2
+
+
+def test_filters_by_judge_score_axis_and_text(tmp_path):
+    from zaoshu.ui.data import DataStore, Query
+
+    path = tmp_path / "judged.jsonl"
+    rows = [
+        {"id": f"r{i}", "axes": {"recipient": "姐姐" if i % 2 else "妹妹", "style": "正常"},
+         "messages": [{"role": "user", "content": f"第{i}条"}, {"role": "assistant", "content": f"Wish {i}"}],
+         "meta": {"judge": {"score": i, "verdict": "ok"}}}
+        for i in range(1, 11)
+    ]  # fmt: skip
+    path.write_bytes(b"".join(orjson.dumps(r) + b"\n" for r in rows))
+    store = DataStore(path)
+
+    def ids(**params: str) -> list[str]:
+        return store.filtered(Query.parse(params))["key"].to_list()
+
+    assert ids(score_min="4", score_max="6") == ["r4", "r5", "r6"]
+    assert ids(a_recipient="姐姐", score_min="8") == ["r9"]
+    assert ids(q="wish 10") == ["r10"]
+    assert ids(q="r3") == ["r3"]  # an id
+    assert ids(a_nosuchaxis="x") == []

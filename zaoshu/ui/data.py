@@ -97,7 +97,10 @@ def read_frame(files: list[Path]) -> pl.DataFrame:
               "style": pl.Utf8, "score": pl.Float64, "user": pl.Utf8, "text": pl.Utf8}  # fmt: skip
     axes = sorted({k for r in rows for k in r if k.startswith("ax_")})
     data = {c: [r.get(c) for r in rows] for c in [*schema, *axes]}
-    return pl.DataFrame(data, schema={**schema, **dict.fromkeys(axes, pl.Utf8)})
+    frame = pl.DataFrame(data, schema={**schema, **dict.fromkeys(axes, pl.Utf8)})
+    # what text search looks in, lowercased once here instead of on every query
+    hay = pl.concat_str(pl.col("user").fill_null(""), pl.col("text").fill_null(""), separator="\n")
+    return frame.with_columns(hay=hay.str.to_lowercase())
 
 
 @dataclass
@@ -239,9 +242,7 @@ class DataStore:
         if query.q:
             needle = query.q.lower()
             conds.append(
-                pl.col("text").fill_null("").str.to_lowercase().str.contains(needle, literal=True)
-                | pl.col("user").fill_null("").str.to_lowercase().str.contains(needle, literal=True)
-                | (pl.col("key").fill_null("") == query.q)
+                pl.col("hay").str.contains(needle, literal=True) | (pl.col("key") == query.q).fill_null(False)
             )
         return frame.filter(pl.all_horizontal(conds)) if conds else frame
 
