@@ -285,3 +285,39 @@ def test_filters_by_judge_score_axis_and_text(tmp_path):
     assert ids(q="wish 10") == ["r10"]
     assert ids(q="r3") == ["r3"]  # an id
     assert ids(a_nosuchaxis="x") == []
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.parametrize(("host", "warns"), [("127.0.0.1", False), ("127.0.0.2", True)])
+def test_the_command_serves_and_warns_off_localhost(tmp_path, host, warns):
+    import subprocess
+    import sys
+    import urllib.request
+
+    run = make_run(tmp_path / "run", n=20)
+    port = _free_port()
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)}
+    cmd = [sys.executable, "-c", "from zaoshu.cli import main; main()", "ui", str(run), "--host", host,
+           "--port", str(port)]  # fmt: skip
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                with urllib.request.urlopen(f"http://{host}:{port}/records?status=kept", timeout=5) as r:
+                    body = r.read().decode()
+                break
+            except OSError:
+                assert proc.poll() is None, proc.stderr.read().decode()
+                assert time.monotonic() < deadline, "zaoshu ui did not answer"
+                time.sleep(0.2)
+        assert 'class="row"' in body
+    finally:
+        proc.terminate()
+        _, err = proc.communicate(timeout=20)
+    assert ("warning: listening on 127.0.0.2" in err.decode()) is warns
