@@ -117,7 +117,15 @@ def test_clean_split_and_convert_honour_the_review(tmp_path):
                                       str(tmp_path / "o.jsonl"), "--review", str(review)])  # fmt: skip
     assert result.exit_code == 0, result.output
     assert len(read_jsonl(tmp_path / "o.jsonl")) == len(kept)
-    assert not list(run.glob(".zaoshu-review-*"))  # the temporary copy is gone
+    pytest.importorskip("pyarrow")
+    result = CliRunner().invoke(app, ["publish", str(run / "clean.jsonl"), "--repo", "a/b", "--out",
+                                      str(tmp_path / "pub"), "--review", str(review)])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert f"train {len(kept)}" in result.output
+    card = (tmp_path / "pub" / "README.md").read_text()
+    # the recipe, the generation stats and the report beside the data were still found
+    assert "pretty_name: 针对不同对象" in card and "tokens_in" in card and "counts.rejected" in card
+    assert not list(run.glob(".zaoshu-review-*"))  # the temporary copies are gone
 
     # clean again with the review: the decisions override the rules, the report counts them
     result = CliRunner().invoke(

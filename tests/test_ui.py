@@ -321,3 +321,20 @@ def test_the_command_serves_and_warns_off_localhost(tmp_path, host, warns):
         proc.terminate()
         _, err = proc.communicate(timeout=20)
     assert ("warning: listening on 127.0.0.2" in err.decode()) is warns
+
+
+def test_chat_with_an_api_model(tmp_path, page):
+    from zaoshu.testing.fakeserver import FakeServer
+
+    with FakeServer(reply="wishes") as srv:
+        models = [ChatModel("api", provider="local:fake-model", base_url=srv.base_url)]
+        with serve(None, models=models) as url:
+            page.goto(url + "/")  # no data: the app opens on the chat
+            page.wait_for_url("**/chat")
+            page.fill("#input", "祝姐姐生日快乐")
+            page.click("#send")
+            answer = page.locator(".pane[data-i='0'] .msg.assistant.done")
+            answer.wait_for(timeout=30_000)
+            assert answer.inner_text().strip() not in ("", "…")
+            page.screenshot(path=tmp_path / "chat-api.png")
+        assert srv.stats().get("requests", 0) >= 1
