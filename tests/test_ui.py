@@ -117,6 +117,8 @@ def test_browse_filter_review_and_clean_honours_it(tmp_path, page):
         page.click("#do-accept")
         page.wait_for_selector("#saved")
         assert page.locator("#status").inner_text() == "kept"
+        page.click("text=back to the table")  # back to the same filtered table
+        page.wait_for_url(f"**reason={reason}*")
 
         # a kept record: filter by status and a recipient, open one, reject it with a note
         page.goto(url + "/records?status=kept")

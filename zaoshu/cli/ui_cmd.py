@@ -42,6 +42,8 @@ def ui_command(
         raise ZaoshuError(
             f'zaoshu ui needs {", ".join(missing)}; install the ui extra: pip install -e ".[ui]"'
         )
+    if source is not None and not source.exists():
+        raise ZaoshuError("no such run folder or record file", path=source)
     import uvicorn
 
     from zaoshu.ui.app import create_app

@@ -12,7 +12,7 @@ import getpass
 import os
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import quote, urlencode, urlsplit
 
 import jinja2
 from fastapi import FastAPI, Form, Request
@@ -97,10 +97,10 @@ def create_app(
             choices=store.choices(),
             axes=store.axes(frame),
             has_score=bool(frame.height) and frame["score"].is_not_null().any(),
-            here=str(request.url.include_query_params()),
+            here=request.url.path + ("?" + request.url.query if request.url.query else ""),
         )
 
-    @app.get("/record/{key}", response_class=HTMLResponse)
+    @app.get("/record/{key:path}", response_class=HTMLResponse)
     def record(key: str, request: Request) -> HTMLResponse:
         if store is None:
             return no_data()
@@ -120,12 +120,13 @@ def create_app(
             dup=dup,
             history=history,
             reviewer=request.cookies.get("reviewer") or default_reviewer(),
-            back=request.query_params.get("back") or "/records",
+            back=_local(request.query_params.get("back")),
             saved=request.query_params.get("saved"),
         )
 
     @app.post("/review")
     def review(
+        request: Request,
         id: str = Form(...),
         action: str = Form(...),
         note: str = Form(""),
@@ -134,14 +135,15 @@ def create_app(
     ) -> Any:
         if store is None:
             return no_data()
+        origin = request.headers.get("origin")
+        if origin and urlsplit(origin).netloc != request.headers.get("host"):  # a form posted by another site
+            return page("message.html.j2", status=403, title="Review not saved", message="cross-site request")
         who = who.strip() or default_reviewer()
         try:
             append_decision(store.review, Decision(id=id, action=action, note=note.strip(), who=who))
         except ZaoshuError as e:
             return page("message.html.j2", status=400, title="Review not saved", message=str(e))
-        target = f"/record/{id}?" + urlencode(
-            {"back": back if back.startswith("/") else "/records", "saved": action}
-        )
+        target = f"/record/{quote(id)}?" + urlencode({"back": _local(back), "saved": action})
         response = RedirectResponse(target, status_code=303)
         response.set_cookie("reviewer", who, samesite="strict")
         return response
@@ -187,6 +189,11 @@ def create_app(
         return StreamingResponse(rest(), media_type="text/plain; charset=utf-8")
 
     return app
+
+
+def _local(url: str | None) -> str:
+    """A link back into this app only (a path), never to another site or a script."""
+    return url if url and url.startswith("/") and not url.startswith("//") else "/records"
 
 
 async def _next(pieces: Any) -> str:
