@@ -265,6 +265,20 @@ def test_chat_streams_an_answer_side_by_side_and_survives_a_bad_model(tmp_path, 
                                timeout=120_000)  # fmt: skip
         assert tiny_pane.locator(".msg.user").count() == 2
 
+        # the answer comes as a stream of pieces, not in one piece at the end
+        import httpx
+
+        models[0].max_new_tokens = 40
+        ask = {
+            "system": "",
+            "temperature": 0,
+            "messages": [{"role": "user", "content": "祝姐姐生日快乐 hello"}],
+        }
+        with httpx.stream("POST", url + "/api/chat/0", json=ask, timeout=120) as r:
+            assert r.status_code == 200
+            pieces = list(r.iter_text())
+        assert len(pieces) >= 2 and "".join(pieces)  # greedy on random weights may well be blanks
+
 
 def test_filters_by_judge_score_axis_and_text(tmp_path):
     from zaoshu.ui.data import DataStore, Query

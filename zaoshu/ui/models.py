@@ -114,6 +114,7 @@ class ChatModel:
             return
         with self._lock:
             session = self._load()
+            session.max_new_tokens = self.max_new_tokens
             yield from _local_stream(session, system, messages, temperature)
 
 
