@@ -27,6 +27,7 @@ from test_review import WISHES, read_jsonl  # noqa: E402
 
 from zaoshu.cli import app as cli  # noqa: E402
 from zaoshu.errors import ZaoshuError  # noqa: E402
+from zaoshu.recipes import load_recipe  # noqa: E402
 from zaoshu.ui.models import ChatModel, check_model_dir  # noqa: E402
 
 CHROMIUM = os.environ.get("ZAOSHU_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
@@ -241,7 +242,7 @@ def test_chat_streams_an_answer_side_by_side_and_survives_a_bad_model(tmp_path, 
         ChatModel("no-weights", path=empty),
         ChatModel("too-big", path=big),
     ]
-    with serve(None, models=models, recipe=__import__("zaoshu.recipes").recipes.load_recipe(WISHES)) as url:
+    with serve(None, models=models, recipe=load_recipe(WISHES)) as url:
         page.goto(url + "/chat")
         assert "送祝福大师" in page.input_value("#system")  # the recipe's system prompt
         page.check(".pick[value='1']")

@@ -15,6 +15,7 @@ from typing import Any
 from urllib.parse import quote, urlencode, urlsplit
 
 import jinja2
+import orjson
 from fastapi import FastAPI, Form, Request
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, StreamingResponse
 
@@ -28,7 +29,7 @@ _env = jinja2.Environment(
     loader=jinja2.PackageLoader("zaoshu.ui", "."), autoescape=True, undefined=jinja2.StrictUndefined
 )
 _env.filters["qs"] = lambda params: urlencode(params)
-_env.filters["json"] = lambda value: __import__("orjson").dumps(value, option=2).decode()
+_env.filters["json"] = lambda value: orjson.dumps(value, option=orjson.OPT_INDENT_2).decode()
 
 
 def default_reviewer() -> str:
@@ -112,7 +113,7 @@ def create_app(
         if row.get("duplicate_of"):
             other = store.record(row["duplicate_of"])
             dup = other[1] if other else None
-        history = [d for d in _history(store, key)]
+        history = _history(store, key)
         return page(
             "record.html.j2",
             row=row,
@@ -210,8 +211,6 @@ async def _next(pieces: Any) -> str:
 
 def _history(store: DataStore, key: str) -> list[dict[str, Any]]:
     """Every decision about `key`, oldest first (the file is append-only)."""
-    import orjson
-
     out = []
     if store.review.is_file():
         for raw in store.review.read_bytes().splitlines():
