@@ -16,7 +16,7 @@ import tempfile
 from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import orjson
 import polars as pl
@@ -173,32 +173,30 @@ def rejects_beside(path: Path) -> Path:
     return path.with_name(path.stem + ".rejects.jsonl")
 
 
-def reviewed_records(path: Path, decisions: dict[str, Decision]) -> tuple[list[Record], ReviewCounts]:
-    """The kept records of `path` after review: those reviewers rejected dropped, and those they accepted
-    out of the rejects file beside it added."""
+def write_reviewed(path: Path, decisions: dict[str, Decision], out: IO[bytes]) -> ReviewCounts:
+    """Write the kept records of `path` after review to `out`, one at a time: those reviewers rejected
+    dropped, and those they accepted out of the rejects file beside it added."""
     from zaoshu.formats.convert import iter_any
 
     counts = ReviewCounts()
-    kept: list[Record] = []
+    have: set[str] = set()
     for record in apply_decisions(iter_any(path), decisions):
         if "reject" in record:
             counts.rejected += 1
         else:
-            kept.append(record)
+            have.add(record_key(record))
+            out.write(dumps(record))
     rejects = rejects_beside(path)
-    if rejects.is_file():
-        wanted = {k for k, d in decisions.items() if d.action == "accept"}
-        have = {record_key(r) for r in kept}
-        for raw in apply_decisions(_accepted_rejects(rejects, wanted - have), decisions):
-            if "reject" not in raw:
+    wanted = {k for k, d in decisions.items() if d.action == "accept"} - have
+    if rejects.is_file() and wanted:
+        for record in apply_decisions(_accepted_rejects(rejects, wanted), decisions):
+            if "reject" not in record:
                 counts.accepted += 1
-                kept.append(raw)
-    return kept, counts
+                out.write(dumps(record))
+    return counts
 
 
 def _accepted_rejects(path: Path, wanted: set[str]) -> Iterator[Record]:
-    if not wanted:
-        return
     for number, raw in iter_lines(path):
         try:
             record = parse_line(raw, path=path, line=number)
@@ -234,11 +232,10 @@ def reviewed_input(
         for f in files:
             if f.name.endswith(".rejects.jsonl") or f.name == REVIEW_FILE:
                 continue
-            kept, counts = reviewed_records(f, decisions)
+            with open(tmp / f.name, "wb") as out:
+                counts = write_reviewed(f, decisions, out)
             total.accepted += counts.accepted
             total.rejected += counts.rejected
-            with open(tmp / f.name, "wb") as out:
-                out.writelines(dumps(r) for r in kept)
         if say is not None:
             say(f"review {review}: {total.accepted} accepted, {total.rejected} rejected by reviewers")
         yield (tmp if path.is_dir() else tmp / path.name), total
