@@ -30,6 +30,7 @@ from zaoshu.cleaners.io import expand_inputs
 from zaoshu.generator.engine import GenerateOptions, GenerateStats, generate, side_paths
 from zaoshu.recipes import Recipe, load_recipe
 from zaoshu.records import iter_lines, utc_now
+from zaoshu.review import default_review
 
 
 @dataclass(frozen=True)
@@ -170,6 +171,7 @@ def run(
             rejects=paths.rejects,
             report_dir=paths.report,
             options=clean_options,
+            review=default_review(paths.clean),  # a person's decisions made in `zaoshu ui`
         )
         summary.clean_s = round(time.monotonic() - t1, 3)
         summary.kept = cleaned.kept

@@ -48,6 +48,7 @@ class CleanStats:
     report: str = ""
     seconds: dict[str, float] = field(default_factory=dict)
     peak_rss_mb: dict[str, int] = field(default_factory=dict)
+    reviewed: dict[str, int] = field(default_factory=dict)  # a person's decisions applied: accepted, rejected
 
     @property
     def rejected_total(self) -> int:
@@ -57,8 +58,11 @@ class CleanStats:
         reasons = ", ".join(f"{k} {v}" for k, v in sorted(self.rejected.items(), key=lambda kv: -kv[1]))
         return (
             f"read {self.read}, kept {self.kept}, normalized {self.normalized}, "
-            f"rejected {self.rejected_total}" + (f" ({reasons})" if reasons else "")
-        )
+            f"rejected {self.rejected_total}"
+            + (f" ({reasons})" if reasons else "")
+            + (f"; review: {self.reviewed['accepted']} accepted, {self.reviewed['rejected']} rejected"
+               if self.reviewed else "")
+        )  # fmt: skip
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -196,8 +200,11 @@ def clean(
     rejects: Path | None = None,
     report_dir: Path | None = None,
     options: CleanOptions | None = None,
+    review: Path | None = None,
 ) -> CleanStats:
-    """Clean record files into `out` (kept), `rejects` and a report; counts always add up."""
+    """Clean record files into `out` (kept), `rejects` and a report; counts always add up.
+
+    `review`: a review.jsonl whose decisions (a person's accept / reject by id) override the rules."""
     options = options or CleanOptions()
     out = Path(out)
     rejects = Path(rejects) if rejects else out.with_name(out.stem + ".rejects.jsonl")
@@ -222,6 +229,11 @@ def clean(
 
     frame, near_info = _dedup(frame, refs, config, recipe, options)
     timer.lap("dedup")
+    reviewed = None
+    if review is not None:
+        from zaoshu.review import apply_to_frame, read_decisions
+
+        frame, reviewed = apply_to_frame(frame, read_decisions(review))
 
     n_changed = pl.col("changes").list.len() > 0
     frame = frame.with_columns(
@@ -256,6 +268,7 @@ def clean(
         outputs = Outputs(out, rejects)
         writing = pool.submit(write_outputs, files, decisions, outputs, stop=stop)
         stats = _stats(frame, out, rejects, report_dir)
+        stats.reviewed = reviewed.to_dict() if reviewed else {}
         report_mod.write_report(
             report_dir,
             frame,

@@ -236,6 +236,7 @@ def build(
             "kept": stats.kept,
             "normalized": stats.normalized,
             "rejected": stats.rejected_total,
+            **({"reviewed": stats.reviewed} if stats.reviewed else {}),  # a person's decisions applied
         },
         "by_reason": by_reason,
         "by_style": {s: v["kept"] for s, v in lengths.items()},

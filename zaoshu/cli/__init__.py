@@ -29,6 +29,7 @@ from zaoshu.cli import (  # noqa: E402,F401
     plan_cmd,
     run_cmd,
     train_cmd,
+    ui_cmd,
 )
 
 

@@ -34,10 +34,14 @@ def clean_cmd(
     tolerance: co.Tolerance = None,
     skip_bad_lines: co.SkipBadLines = False,
     workers: co.Workers = 2,
+    review: Path | None = typer.Option(
+        None, "--review", help="Reviewers' decisions (default: review.jsonl beside --out, if there)."
+    ),
 ) -> None:
     """Clean generated records: normalize, apply the recipe's rules, drop exact and near duplicates."""
     from zaoshu.cleaners import clean
     from zaoshu.recipes import load_recipe
+    from zaoshu.review import default_review
 
     options = co.clean_options(
         threshold=threshold,
@@ -57,6 +61,7 @@ def clean_cmd(
         rejects=rejects,
         report_dir=report,
         options=options,
+        review=review or default_review(out),
     )
     console.print(f"report: {stats.report}/report.html", soft_wrap=True, markup=False)
     console.print(stats.summary(), soft_wrap=True, markup=False)

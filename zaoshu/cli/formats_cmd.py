@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from contextlib import AbstractContextManager
 from pathlib import Path
+from typing import Any
 
 import typer
 from rich.markup import escape
@@ -27,6 +29,18 @@ def _note(text: str | None) -> None:
         err_console.print(f"[yellow]note:[/] {escape(text)}", markup=True, soft_wrap=True)
 
 
+Review = typer.Option(
+    None, "--review", help="Reviewers' decisions to apply (default: review.jsonl beside the data, if there)."
+)
+
+
+def _reviewed(input: Path, review: Path | None) -> AbstractContextManager[tuple[Path, Any]]:
+    """The data with reviewers' decisions applied (a temp copy), or `input` when there are none."""
+    from zaoshu.review import default_review, reviewed_input
+
+    return reviewed_input(input, review or default_review(input), say=_note)
+
+
 @app.command("convert")
 @user_errors
 def convert_command(
@@ -36,13 +50,15 @@ def convert_command(
     from_: str | None = typer.Option(
         None, "--from", help=f"Input format (default: detected), {FORMAT_HELP}."
     ),
+    review: Path | None = Review,
 ) -> None:
     """Convert a dataset between zaoshu records, openai, xtuner, alpaca and sharegpt."""
     from zaoshu.formats import convert
 
     _check_format(to, "--to")
     _check_format(from_, "--from")
-    written = convert(input, output, to, from_)
+    with _reviewed(input, review) as (source, counts):
+        written = convert(source, output, to, None if counts else from_)
     console.print(f"wrote {written.count} records to {escape(str(output))} ({to})")
     _note(written.note())
 
@@ -90,12 +106,16 @@ def split_command(
     from_: str | None = typer.Option(
         None, "--from", help=f"Input format (default: detected), {FORMAT_HELP}."
     ),
+    review: Path | None = Review,
 ) -> None:
     """Split a dataset into train and test with a seeded shuffle, optionally stratified by an axis."""
     from zaoshu.formats.split import split
 
     _check_format(from_, "--from")
-    result = split(input, out_dir, test=test, seed=seed, stratify=stratify, from_=from_)
+    with _reviewed(input, review) as (source, counts):
+        result = split(
+            source, out_dir, test=test, seed=seed, stratify=stratify, from_=None if counts else from_
+        )
     console.print(
         f"train {result.n_train} → {escape(str(result.train))}, test {result.n_test} → {escape(str(result.test))}"
     )
@@ -142,23 +162,25 @@ def publish_command(
     meta: bool = typer.Option(
         True, "--meta/--no-meta", help="Keep each record's meta (prompt, model, usage) as a JSON column."
     ),
+    review: Path | None = Review,
 ) -> None:
     """Publish a dataset on the Hugging Face Hub: parquet per split, a generated dataset card, upload (HF_TOKEN)."""
     from zaoshu.publish import publish
 
-    result = publish(
-        input,
-        repo,
-        private=private,
-        out=out,
-        dry_run=dry_run,
-        recipe=recipe,
-        stats=stats,
-        report=report,
-        license=license,
-        language=language or None,
-        with_meta=meta,
-    )
+    with _reviewed(input, review) as (source, _):
+        result = publish(
+            source,
+            repo,
+            private=private,
+            out=out,
+            dry_run=dry_run,
+            recipe=recipe,
+            stats=stats,
+            report=report,
+            license=license,
+            language=language or None,
+            with_meta=meta,
+        )
     counts = ", ".join(f"{k} {v}" for k, v in result.counts.items())
     where = "" if result.url else f" {escape(str(result.folder))}"
     console.print(f"dataset folder{where}: {counts}")

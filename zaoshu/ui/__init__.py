@@ -1,0 +1,1 @@
+"""`zaoshu ui`: the local web app (browse and review records, chat with models). Needs the `ui` extra."""
