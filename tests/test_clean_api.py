@@ -84,15 +84,17 @@ def test_clean_output_cleans_to_itself(tmp_path: Path, recipe) -> None:
     assert (tmp_path / "a.jsonl").read_bytes() == (tmp_path / "b.jsonl").read_bytes()
 
 
-def test_folder_input_in_sorted_order_and_output_inside_it(tmp_path: Path, recipe) -> None:
+def test_folder_input_in_sorted_order_and_output_inside_it_refused(tmp_path: Path, recipe) -> None:
     folder = tmp_path / "raw"
     write(folder / "b.jsonl", [record("祝你生日快乐，天天开心！", rid="second")])
     write(folder / "a.jsonl", [record("祝你生日快乐，天天开心!", rid="first")])
-    out = folder / "clean.jsonl"
-    clean([folder], out, recipe=recipe)
-    assert [r["id"] for r in read(out)] == ["first"]
-    stats = clean([folder], out, recipe=recipe)  # the outputs inside the folder are not read back
-    assert stats.read == 2
+    out = tmp_path / "clean.jsonl"
+    stats = clean([folder], out, recipe=recipe)
+    assert [r["id"] for r in read(out)] == ["first"] and stats.read == 2
+    # an output inside the input folder would be read back as input by the next run: refused up front
+    with pytest.raises(ZaoshuError, match="inside the input folder"):
+        clean([folder], folder / "clean.jsonl", recipe=recipe)
+    assert sorted(p.name for p in folder.iterdir()) == ["a.jsonl", "b.jsonl"]
 
 
 @pytest.mark.parametrize(

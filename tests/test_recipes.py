@@ -176,6 +176,6 @@ def test_attribute_every_value_has_is_fine_and_renders(tmp_path):
 def test_a_template_that_fails_at_render_time_is_a_recipe_error(tmp_path):
     from zaoshu.generator.plan import plan
 
-    recipe = load_recipe(write(tmp_path, mutate(prompt="{{ examples[3] }}")))
-    with pytest.raises(RecipeError, match=r"failed for axes \{'recipient': '姐姐'"):
+    recipe = load_recipe(write(tmp_path, mutate(prompt="{{ recipient[3:][5] }}")))
+    with pytest.raises(RecipeError, match=r"r\.yaml: prompt: template failed for axes \{'recipient': '姐姐'"):
         plan(recipe)

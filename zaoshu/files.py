@@ -90,6 +90,37 @@ def ensure_parent(path: PathLike) -> Path:
     return path
 
 
+def check_writable(files: Iterable[PathLike | None] = (), dirs: Iterable[PathLike | None] = ()) -> None:
+    """Prove, before a command reads its inputs, that each output can be written: a read-only place, a parent
+    that is a file or an output that is a folder is a clear error now, not a traceback after the work.
+
+    It writes (and removes) an empty probe file where each output will go; missing folders are created.
+    """
+    places: list[tuple[Path, PathLike]] = []
+    for raw in files:
+        if raw is None:
+            continue
+        target = ensure_parent(raw)
+        if target.is_dir():
+            raise ZaoshuError("is a folder; expected a file path for this output", path=raw)
+        places.append((target.parent, raw))
+    for raw in dirs:
+        if raw is None:
+            continue
+        folder = Path(raw)
+        if folder.exists() and not folder.is_dir():
+            raise ZaoshuError("is a file; expected a folder for this output", path=raw)
+        ensure_parent(folder / "x")
+        places.append((folder, raw))
+    for folder, raw in places:
+        try:
+            fd, probe = tempfile.mkstemp(prefix=".zaoshu-", suffix=".probe", dir=folder)
+            os.close(fd)
+            os.unlink(probe)
+        except OSError as e:
+            raise _os_error(e, raw) from None
+
+
 def _os_error(e: OSError, path: PathLike) -> ZaoshuError:
     reason = e.strerror or str(e)
     if e.errno in (errno.EACCES, errno.EPERM, errno.EROFS):

@@ -16,7 +16,6 @@ again over the whole raw file (it is fast), so clean.jsonl always reflects every
 
 from __future__ import annotations
 
-import os
 import shlex
 import time
 from collections import Counter
@@ -27,6 +26,7 @@ import orjson
 
 from zaoshu.cleaners import CleanOptions, CleanStats, clean, load_config
 from zaoshu.cleaners.io import expand_inputs
+from zaoshu.files import check_writable, guard_outputs, write_bytes_atomic
 from zaoshu.generator.engine import GenerateOptions, GenerateStats, generate, side_paths
 from zaoshu.recipes import Recipe, load_recipe
 from zaoshu.records import iter_lines, utc_now
@@ -122,6 +122,12 @@ def run(
         recipe = load_recipe(recipe)
     paths = RunPaths(Path(out_dir))
     generate_options = generate_options or GenerateOptions()
+    # Every file of the run folder is checked against the recipe's own files before anything is read.
+    outputs = [paths.raw, paths.failures, paths.raw_stats, paths.clean, paths.rejects, paths.summary]
+    inputs = [*recipe.input_files(), *(clean_options.against if clean_options else [])]
+    guard_outputs(outputs, inputs, output_dirs=[paths.report])
+    if not generate_options.dry_run:
+        check_writable(dirs=[paths.dir, paths.report])
     # The cleaning settings (the recipe's `clean:` block, the options, --against) are checked before
     # generation starts, so a typo stops the run before it spends a token.
     clean_options = clean_options or CleanOptions()
@@ -180,15 +186,8 @@ def run(
     # 3. report: the run's own summary beside the cleaning report
     summary.wall_s = round(time.monotonic() - t0, 3)
     if not dry_run:
-        _write_atomic(paths.summary, summary.to_json())
+        write_bytes_atomic(paths.summary, summary.to_json())
     return summary
-
-
-def _write_atomic(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
 
 
 def next_commands(summary: RunSummary, recipe_path: str | Path) -> list[tuple[str, str]]:

@@ -24,6 +24,7 @@ import orjson
 import yaml
 
 from zaoshu.errors import AuthError, RecipeError, ZaoshuError
+from zaoshu.files import check_writable, guard_outputs
 from zaoshu.formats import read_any
 from zaoshu.records import Record, assistant_text
 
@@ -573,6 +574,9 @@ def publish(
     require_extra("pyarrow", *(("huggingface_hub",) if uploads else ()))
     token = hf_token() if uploads else None  # before any work
     if out is not None:
+        given = [card_options.get(k) for k in ("recipe", "stats", "report")]
+        guard_outputs([], [input, *given], output_dirs=[out])
+        check_writable(dirs=[out])
         return build(input, repo, out, **card_options)
     tmp = Path(tempfile.mkdtemp(prefix="zaoshu-publish-"))
     try:

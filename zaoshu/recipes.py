@@ -17,6 +17,7 @@ from jinja2.sandbox import SandboxedEnvironment
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from zaoshu.errors import RecipeError
+from zaoshu.templates import RecipeEnvironment
 
 RESERVED = {"style", "round"}
 #: names every template may use besides the axes (see `generator.plan`).
@@ -112,6 +113,15 @@ class Recipe(_Strict):
     def axis_names(self) -> list[str]:
         return list(self.axes)
 
+    def input_files(self) -> list[Path]:
+        """The files this recipe reads: itself, its file axes and its example files."""
+        if self.path is None:
+            return []
+        base = self.path.parent
+        refs = [ref for ref in self.axes.values() if isinstance(ref, FileRef)]
+        refs += [s.examples for s in self.styles.values() if isinstance(s.examples, FileRef)]
+        return [self.path, *(base / ref.file for ref in refs)]
+
     def templates(self) -> dict[str, str]:
         """Every Jinja2 template of the recipe by key path (for validation and rendering)."""
         out = {"prompt": self.prompt}
@@ -122,7 +132,7 @@ class Recipe(_Strict):
         return out
 
 
-_env = SandboxedEnvironment(undefined=jinja2.StrictUndefined, keep_trailing_newline=False, autoescape=False)
+_env = RecipeEnvironment(undefined=jinja2.StrictUndefined, keep_trailing_newline=False, autoescape=False)
 
 
 def template_env() -> SandboxedEnvironment:
@@ -134,10 +144,21 @@ def _fail(path: Path, key: str, message: str) -> RecipeError:
     return RecipeError(f"{key}: {message}", path=path)
 
 
-def _read_values(ref: FileRef, base: Path, recipe_path: Path, key: str) -> list[Any]:
+def _read_values(
+    ref: FileRef, base: Path, recipe_path: Path, key: str, *, allow_outside: bool = False
+) -> list[Any]:
     import polars as pl  # imported here: 28 MB and 0.7 s that recipes without CSV/JSON axes never need
 
     file = (base / ref.file).resolve()
+    if not allow_outside and not file.is_relative_to(base.resolve()):
+        # A recipe is shared like a script: its values are sent to a provider, so one that reads
+        # /etc/hostname or ../../secrets.txt would leak local files. The user who means it says so.
+        raise _fail(
+            recipe_path,
+            key,
+            f"file {ref.file!r} is outside the recipe's folder ({file}); its lines would be sent to the "
+            "provider. Move it next to the recipe, or pass --allow-outside-files if you mean it",
+        )
     if not file.is_file():
         raise _fail(recipe_path, key, f"file {ref.file!r} not found (looked in {file})")
     suffix = file.suffix.lower()
@@ -230,6 +251,31 @@ def _check_templates(recipe: Recipe, path: Path) -> None:
                 f"unknown template variable(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}",
             )
         _check_attributes(recipe, path, key, ast)
+        _check_examples(recipe, path, key, ast)
+
+
+def _check_examples(recipe: Recipe, path: Path, key: str, ast: jinja2.nodes.Template) -> None:
+    """`{{ example }}` / `{{ examples }}` needs examples to draw from in every style it renders for;
+    otherwise each prompt would silently say nothing where the example should be."""
+    used = jinja_meta.find_undeclared_variables(ast) & {"example", "examples"}
+    if not used:
+        return
+    styles = [key.split(".")[1]] if key.startswith("styles.") else list(recipe.styles)
+    for name in styles:
+        style, pool = recipe.styles[name], recipe.examples.get(name, [])
+        if not pool:
+            raise _fail(
+                path,
+                f"styles.{name}.examples",
+                f"{key} uses {{{{ {sorted(used)[0]} }}}} but style {name!r} has no examples; "
+                "give it `examples:` or drop the variable",
+            )
+        if style.n_examples < 1:
+            raise _fail(
+                path,
+                f"styles.{name}.n_examples",
+                f"{key} uses {{{{ {sorted(used)[0]} }}}} but n_examples is 0",
+            )
 
 
 def _check_attributes(recipe: Recipe, path: Path, key: str, ast: jinja2.nodes.Template) -> None:
@@ -279,8 +325,10 @@ def _pydantic_message(err: ValidationError) -> str:
     return "; ".join(lines)
 
 
-def parse_recipe(data: Any, path: Path) -> Recipe:
-    """Validate a recipe mapping already read from YAML; `path` anchors relative files and messages."""
+def parse_recipe(data: Any, path: Path, *, allow_outside_files: bool = False) -> Recipe:
+    """Validate a recipe mapping already read from YAML; `path` anchors relative files and messages.
+
+    `{file: …}` values must lie in the recipe's folder unless `allow_outside_files`."""
     if not isinstance(data, dict):
         raise RecipeError("expected a mapping at the top of the recipe", path=path)
     try:
@@ -299,7 +347,7 @@ def parse_recipe(data: Any, path: Path) -> Recipe:
         if name in recipe.vars:
             raise _fail(path, f"axes.{name}", f"{name!r} is both an axis and a var")
         if isinstance(raw, FileRef):
-            raw = _read_values(raw, base, path, f"axes.{name}")
+            raw = _read_values(raw, base, path, f"axes.{name}", allow_outside=allow_outside_files)
         recipe.values[name] = _axis_values(raw, path, f"axes.{name}")
     if not recipe.styles:
         raise _fail(path, "styles", "a recipe needs at least one style")
@@ -309,7 +357,12 @@ def parse_recipe(data: Any, path: Path) -> Recipe:
             raise _fail(path, f"{key}.user_templates", "a style needs at least one user-turn template")
         examples = style.examples
         if isinstance(examples, FileRef):
-            examples = [str(v) for v in _read_values(examples, base, path, f"{key}.examples")]
+            examples = [
+                str(v)
+                for v in _read_values(
+                    examples, base, path, f"{key}.examples", allow_outside=allow_outside_files
+                )
+            ]
         if style.n_examples and style.n_examples > len(examples) and examples:
             raise _fail(
                 path,
@@ -324,8 +377,10 @@ def parse_recipe(data: Any, path: Path) -> Recipe:
     return recipe
 
 
-def load_recipe(path: str | Path) -> Recipe:
-    """Read and validate a recipe file. Raises RecipeError naming the file and key on any problem."""
+def load_recipe(path: str | Path, *, allow_outside_files: bool = False) -> Recipe:
+    """Read and validate a recipe file. Raises RecipeError naming the file and key on any problem.
+
+    `{file: …}` values outside the recipe's folder are refused unless `allow_outside_files`."""
     path = Path(path)
     if not path.is_file():
         raise RecipeError("recipe file not found", path=path)
@@ -337,4 +392,4 @@ def load_recipe(path: str | Path) -> Recipe:
         mark = getattr(e, "problem_mark", None)
         line = mark.line + 1 if mark is not None else None
         raise RecipeError(f"not valid YAML: {getattr(e, 'problem', e)}", path=path, line=line) from None
-    return parse_recipe(data, path)
+    return parse_recipe(data, path, allow_outside_files=allow_outside_files)

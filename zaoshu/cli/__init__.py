@@ -16,9 +16,25 @@ app = typer.Typer(
 )
 
 
+def _version(value: bool) -> None:
+    if value:
+        from zaoshu import __version__
+
+        typer.echo(f"zaoshu {__version__}")
+        raise typer.Exit()
+
+
 @app.callback()
-def _root() -> None:
+def _root(
+    version: bool = typer.Option(
+        False, "--version", callback=_version, is_eager=True, help="Print the version and exit."
+    ),
+    debug: bool = typer.Option(False, "--debug", help="Show the Python traceback of an error."),
+) -> None:
     """造数: recipe -> generate -> clean -> convert / publish / train."""
+    from zaoshu.cli import common
+
+    common.DEBUG = debug
 
 
 # Registering modules: importing them adds their commands to `app`.

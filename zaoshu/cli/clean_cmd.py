@@ -8,6 +8,7 @@ import typer
 
 from zaoshu.cli import app
 from zaoshu.cli import clean_options as co
+from zaoshu.cli import options as opt
 from zaoshu.cli.common import console, user_errors
 
 
@@ -37,6 +38,7 @@ def clean_cmd(
     review: Path | None = typer.Option(
         None, "--review", help="Reviewers' decisions (default: review.jsonl beside --out, if there)."
     ),
+    allow_outside_files: opt.AllowOutsideFiles = False,
 ) -> None:
     """Clean generated records: normalize, apply the recipe's rules, drop exact and near duplicates."""
     from zaoshu.cleaners import clean
@@ -57,7 +59,7 @@ def clean_cmd(
     stats = clean(
         inputs,
         out,
-        recipe=load_recipe(recipe) if recipe else None,
+        recipe=load_recipe(recipe, allow_outside_files=allow_outside_files) if recipe else None,
         rejects=rejects,
         report_dir=report,
         options=options,

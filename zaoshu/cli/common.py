@@ -1,4 +1,8 @@
-"""What every command shares: turning a ZaoshuError into a clear message and a non-zero exit."""
+"""What every command shares: a user's mistake becomes a clear message and an exit code, never a traceback.
+
+Exit codes (documented in the README, so scripts can chain `zaoshu run … && next`): 0 all done, 1 some tasks
+failed for good (or an unexpected error), 2 bad input, 3 the provider refused the key, 130 interrupted.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +11,7 @@ import sys
 from collections.abc import Callable
 from typing import Any, TypeVar
 
+import typer
 from rich.console import Console
 from rich.markup import escape
 
@@ -17,16 +22,43 @@ console = Console(highlight=False)
 
 F = TypeVar("F", bound=Callable[..., Any])
 
+#: set by the root `--debug` option: errors then keep their traceback (for a bug report).
+DEBUG = False
+
+
+def _error(message: str) -> None:
+    err_console.print(f"[bold red]error:[/] {escape(message)}", markup=True, soft_wrap=True)
+
 
 def user_errors(func: F) -> F:
-    """Print a ZaoshuError as `error: <file:line: message>` (no traceback) and exit with its code."""
+    """Print a ZaoshuError as `error: <file:line: message>` (no traceback) and exit with its code.
+
+    An OS error that slipped past the commands' own checks (a place that cannot be read or written) and any
+    other exception are printed the same way, exit 2 and 1: a user never sees a Python traceback unless
+    they asked for it with `zaoshu --debug …`.
+    """
 
     @functools.wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return func(*args, **kwargs)
         except ZaoshuError as e:
-            err_console.print(f"[bold red]error:[/] {escape(str(e))}", markup=True, soft_wrap=True)
+            if DEBUG:
+                raise
+            _error(str(e))
             sys.exit(e.exit_code)
+        except OSError as e:
+            if DEBUG:
+                raise
+            where = f"{e.filename}: " if e.filename else ""
+            _error(f"{where}{e.strerror or e}")
+            sys.exit(2)
+        except (KeyboardInterrupt, SystemExit, typer.Exit, typer.Abort, typer.exceptions.TyperException):
+            raise
+        except Exception as e:
+            if DEBUG:
+                raise
+            _error(f"unexpected {type(e).__name__}: {e} (this is a bug; rerun with --debug for the traceback)")
+            sys.exit(1)
 
     return wrapper  # type: ignore[return-value]

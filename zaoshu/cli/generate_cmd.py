@@ -10,6 +10,7 @@ from zaoshu.cli import app
 from zaoshu.cli import options as opt
 from zaoshu.cli.common import err_console, user_errors
 from zaoshu.generator.engine import generate
+from zaoshu.recipes import load_recipe
 
 
 @app.command("generate")
@@ -34,11 +35,12 @@ def generate_command(
     threads: opt.Threads = 1,
     dry_run: opt.DryRun = False,
     quiet: opt.Quiet = False,
+    allow_outside_files: opt.AllowOutsideFiles = False,
 ) -> None:
     """Generate records: plan the recipe, send the tasks not yet in OUT, append each reply as it finishes.
 
     Failures go to <stem>.failures.jsonl, a summary to <stem>.stats.json. Ctrl-C stops cleanly (exit 130);
-    rerunning the same command resumes.
+    rerunning the same command resumes. Exit 0 when every task is done, 1 when some failed for good.
     """
     options = opt.generate_options(
         provider=provider,
@@ -59,10 +61,13 @@ def generate_command(
         dry_run=dry_run,
         quiet=quiet,
     )
+    loaded = load_recipe(recipe, allow_outside_files=allow_outside_files)
     try:
-        stats = generate(recipe, out, options)
+        stats = generate(loaded, out, options)
     except KeyboardInterrupt:  # before sending started (planning, reading the output): nothing to flush
         err_console.print("interrupted before any request was sent")
         raise typer.Exit(130) from None
     if stats.interrupted:
         raise typer.Exit(130)
+    if stats.failed:  # `zaoshu generate … && next` must not go on with tasks missing
+        raise typer.Exit(1)

@@ -40,7 +40,15 @@ ModelPath = Annotated[
 ]
 Threads = Annotated[int, typer.Option(help="embedded: llama.cpp threads (1 is fastest on 2 busy cores).")]
 DryRun = Annotated[bool, typer.Option("--dry-run", help="Print what would be sent; send nothing.")]
-Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")]
+Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar (the summary is still printed).")]
+AllowOutsideFiles = Annotated[
+    bool,
+    typer.Option(
+        "--allow-outside-files",
+        help="Let the recipe read `{file: …}` values outside its own folder (refused by default: a shared "
+        "recipe must not send local files to a provider).",
+    ),
+]
 
 
 def generate_options(**given: Any) -> GenerateOptions:
@@ -49,5 +57,8 @@ def generate_options(**given: Any) -> GenerateOptions:
     try:
         return GenerateOptions(**given, command=shlex.join(["zaoshu", *sys.argv[1:]]))
     except ValidationError as e:
-        problems = "; ".join(f"--{'-'.join(map(str, err['loc']))}: {err['msg']}" for err in e.errors())
-        raise ZaoshuError(problems.replace("_", "-")) from None
+        problems = "; ".join(
+            f"--{'-'.join(map(str, err['loc'])).replace('_', '-')}: {err['msg'].removeprefix('Value error, ')}"
+            for err in e.errors()
+        )
+        raise ZaoshuError(problems) from None

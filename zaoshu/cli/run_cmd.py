@@ -38,6 +38,7 @@ def run_command(
     threads: opt.Threads = 1,
     dry_run: opt.DryRun = False,
     quiet: opt.Quiet = False,
+    allow_outside_files: opt.AllowOutsideFiles = False,
     # cleaning
     threshold: co.Threshold = None,
     lsh_threshold: co.LshThreshold = None,
@@ -52,7 +53,8 @@ def run_command(
     """The main job: generate a recipe's records, clean them, write the report. Rerun to resume.
 
     OUT gets raw.jsonl (+ raw.failures.jsonl, raw.stats.json), clean.jsonl, clean.rejects.jsonl, report/
-    and summary.json. Ctrl-C stops cleanly (exit 130); the same command resumes.
+    and summary.json. Ctrl-C stops cleanly (exit 130); the same command resumes. Exit 0 when every task is
+    done, 1 when some failed for good.
     """
     from zaoshu.pipeline import next_commands, run
 
@@ -86,10 +88,15 @@ def run_command(
         skip_bad_lines=skip_bad_lines,
         workers=workers,
     )
+    from zaoshu.recipes import load_recipe
+
+    loaded = load_recipe(recipe, allow_outside_files=allow_outside_files)
     try:
-        s = run(recipe, out, generate_options, clean_options)
+        s = run(loaded, out, generate_options, clean_options)
     except KeyboardInterrupt:  # outside the send loop: model download/join, server start-up, cleaning
-        resume = shlex.join(["zaoshu", *sys.argv[1:]])
+        from zaoshu.generator.providers import safe_command
+
+        resume = safe_command(shlex.join(["zaoshu", *sys.argv[1:]]))
         err_console.print(
             f"interrupted; what was generated is kept in {escape(str(Path(out) / 'raw.jsonl'))}. "
             f"Resume with the same command:\n  {escape(resume)}",
@@ -130,3 +137,5 @@ def run_command(
         say("next:")
         for what, command in next_commands(s, recipe):
             console.print(f"  # {escape(what)}\n  {escape(command)}", soft_wrap=True, highlight=False)
+    if s.failed:  # `zaoshu run … && next` must not go on with tasks missing
+        raise typer.Exit(1)

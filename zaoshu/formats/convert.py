@@ -17,6 +17,7 @@ from typing import IO
 import orjson
 
 from zaoshu.errors import RecordError, ZaoshuError
+from zaoshu.files import check_writable, guard_outputs
 from zaoshu.formats.base import RowError, dropped_fields
 from zaoshu.formats.engine import Job, Out, emit, run, scratch_dir
 from zaoshu.formats.io import Rows
@@ -136,6 +137,8 @@ def write(records: Iterable[Record], path: str | Path, fmt: str) -> Written:
 
 def convert(src: str | Path, dst: str | Path, to: str, from_: str | None = None) -> Written:
     """Convert a file to format `to` (source format auto-detected unless `from_`)."""
+    guard_outputs([dst], [src])
+    check_writable([dst])
     get_format(to)
     name = from_ or detect_rows(Rows.peek(src))
     get_format(name)

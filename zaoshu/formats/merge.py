@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from zaoshu.errors import RecordError, ZaoshuError
+from zaoshu.files import check_writable, guard_outputs
 from zaoshu.formats.convert import ArrayWriter, Written, array_output, atomic_output
 from zaoshu.formats.engine import Job, discard, run, scratch_dir, select
 from zaoshu.formats.io import Rows
@@ -89,8 +90,8 @@ def merge(
     """Merge `inputs` into `output` (written as `to`); the first record with a given id wins."""
     get_format(to)
     files = expand(inputs)
-    out_path = Path(output).resolve()
-    files = [f for f in files if f.resolve() != out_path]
+    guard_outputs([output], [*inputs, *files])  # merging into an input would drop it and overwrite it
+    check_writable([output])
     if not files:
         raise ZaoshuError("nothing to merge: no input files")
     formats = {f: _format_of(f, from_) for f in files}  # every file checked before anything is written

@@ -21,6 +21,7 @@ import numpy as np
 import orjson
 
 from zaoshu.errors import RecordError, ZaoshuError
+from zaoshu.files import check_writable, guard_outputs
 from zaoshu.formats.convert import atomic_output
 from zaoshu.formats.engine import Job, run, workers, writev
 from zaoshu.formats.io import Rows
@@ -98,6 +99,8 @@ def split(
     """Write `out_dir/train.jsonl` and `out_dir/test.jsonl`; rows keep the input's format and bytes."""
     if not 0 < test < 1:
         raise ZaoshuError(f"--test must be a fraction between 0 and 1, got {test}")
+    guard_outputs([Path(out_dir) / "train.jsonl", Path(out_dir) / "test.jsonl"], [input])
+    check_writable(dirs=[out_dir])
     rows = Rows.peek(input)
     fmt = from_ or detect_rows(rows)
     get_format(fmt)

@@ -19,20 +19,21 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
-import os
 import signal
 import time
+import urllib.parse
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import orjson
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 from rich.console import Console
 from rich.markup import escape
 from rich.text import Text
 
 from zaoshu.errors import AuthError, ZaoshuError
+from zaoshu.files import atomic_write, check_writable, guard_outputs, write_bytes_atomic
 from zaoshu.generator.clients import (
     AuthFailed,
     BadReply,
@@ -47,9 +48,31 @@ from zaoshu.generator.clients import (
 from zaoshu.generator.costs import estimate_tokens, load_prices, price_for
 from zaoshu.generator.limits import Gate, RetryPolicy, Stopped
 from zaoshu.generator.plan import Task, plan
-from zaoshu.generator.providers import Endpoint, Provider, api_url, get_provider, safe_url
+from zaoshu.generator.providers import (
+    Endpoint,
+    Provider,
+    api_url,
+    get_provider,
+    safe_command,
+    safe_url,
+)
+from zaoshu.generator.resume import (
+    FINGERPRINT,
+    Resume,
+    move_superseded,
+    prove_record_file,
+    scan,
+    superseded_path,
+)
 from zaoshu.recipes import Recipe, load_recipe
-from zaoshu.records import AppendSink, iter_lines, parse_line, repair_tail, utc_now
+from zaoshu.records import (
+    AppendSink,
+    iter_lines,
+    parse_line,
+    repair_tail,
+    request_fingerprint,
+    utc_now,
+)
 
 
 class GenerateOptions(BaseModel):
@@ -84,6 +107,24 @@ class GenerateOptions(BaseModel):
     threads: int = Field(1, ge=1)
     n_ctx: int = Field(2048, ge=256)
 
+    @field_validator("base_url")
+    @classmethod
+    def _check_base_url(cls, value: str | None) -> str | None:
+        """A URL the client cannot send to is refused now, not after minutes of retries of requests never
+        sent. The message masks credentials: it may be printed."""
+        if value is None:
+            return None
+        try:
+            parts = urllib.parse.urlsplit(value)
+            parts.port  # noqa: B018 - raises ValueError on a port that is not a number
+        except ValueError:
+            raise ValueError(f"{safe_url(value)!r} is not a URL") from None
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError(
+                f"{safe_url(value)!r} is not an http(s) URL; write it whole, e.g. http://127.0.0.1:8000/v1"
+            )
+        return value
+
 
 @dataclass
 class GenerateStats:
@@ -104,6 +145,7 @@ class GenerateStats:
     wall_s: float = 0.0  # the whole call: planning, resume scan, sending, flushing
     send_s: float = 0.0  # the sending phase alone
     req_s: float = 0.0  # finished tasks (done + failed) per second of the whole call
+    superseded: int = 0  # records of another request (edited prompt, model...) moved aside and redone
     interrupted: bool = False
     dry_run: bool = False
     provider: str = ""
@@ -141,6 +183,57 @@ def request_params(recipe: Recipe) -> dict[str, Any]:
     return {k: v for k, v in params.items() if v is not None}
 
 
+def recipe_inputs(recipe: Recipe) -> list[Path]:
+    """The files a recipe reads (itself, its file axes and examples): an output must never be one of them."""
+    return recipe.input_files()
+
+
+def plan_fingerprints(
+    provider: Provider, options: GenerateOptions, tasks: list[Task], params: dict[str, Any]
+) -> dict[str, str]:
+    """Task id -> what today's request for it would be (`request_fingerprint`), known before sending.
+
+    The model and endpoint are the provider's description (no server started, no key read), so a finished
+    run can be recognised without opening the provider; a key in the base URL never enters it.
+    """
+    info = provider.describe(options)
+    endpoint = f"{info.get('provider')} {str(info.get('base_url') or '').rstrip('/')}"
+    model = str(info.get("model") or "")
+    return {
+        t.id: request_fingerprint(t.request, model=model, params=params, endpoint=endpoint) for t in tasks
+    }
+
+
+def _report_resume(console: Console, out: Path, found: Resume, options: GenerateOptions) -> int:
+    """Say what the existing output holds that today's plan would not ask alike; returns the stale count."""
+    if found.changed:
+        console.print(
+            f"[yellow]note:[/] {escape(str(out))}: {len(found.changed)} records were made by another request "
+            "(the prompt, model, sampling parameters or provider changed since); they are not counted as done: "
+            + (
+                "a real run would generate them again"
+                if options.dry_run
+                else f"moved to {escape(str(superseded_path(out)))} and generated again"
+            ),
+            soft_wrap=True,
+        )
+    if found.unmarked:
+        console.print(
+            f"[yellow]note:[/] {escape(str(out))}: {found.unmarked} records carry no fingerprint (written by an "
+            "older zaoshu), so a change of prompt or model cannot be seen; they are kept as done. To make "
+            "them again, write to a new -o.",
+            soft_wrap=True,
+        )
+    if found.foreign:
+        console.print(
+            f"[yellow]note:[/] {escape(str(out))}: {found.foreign} records are not in this plan (another "
+            "--seed, --rounds, --limit or axis values); they stay in the file beside this plan's records. "
+            "For a separate dataset, write to a new -o.",
+            soft_wrap=True,
+        )
+    return len(found.changed)
+
+
 class _Run:
     def __init__(
         self,
@@ -152,8 +245,10 @@ class _Run:
         stats: GenerateStats,
         sink: AppendSink,
         fail_sink: AppendSink,
+        fingerprints: dict[str, str],
     ) -> None:
         self.tasks = tasks
+        self.fingerprints = fingerprints
         self.endpoint = endpoint
         self.client = client
         self.options = options
@@ -258,6 +353,7 @@ class _Run:
             "attempts": attempts,
             "finish_reason": reply.finish_reason,
             "created_at": utc_now(),
+            FINGERPRINT: self.fingerprints[task.id],
         }
         self.sink.write(task.to_record(reply.content, meta))
         if self.track_done:  # only needed to prune an earlier failures file
@@ -454,11 +550,9 @@ def _compact_failures(path: Path, done: set[str]) -> None:
     if not latest:
         path.unlink()
         return
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as f:
+    with atomic_write(path) as f:
         for raw in latest.values():
             f.write(raw if raw.endswith(b"\n") else raw + b"\n")
-    os.replace(tmp, path)
 
 
 async def agenerate(
@@ -488,25 +582,34 @@ async def agenerate(
         output=str(out),
         failures=str(failures_path),
     )
+    guard_outputs([out, failures_path, stats_path, superseded_path(out)], recipe_inputs(recipe))
+    prove_record_file(out)  # before repair_tail: a recipe or notes file given as -o is refused, not cut
+    if not options.dry_run:
+        check_writable([out, failures_path, stats_path])
     if out.exists() and repair_tail(out):
         console.print(
             f"[yellow]warning:[/] {escape(str(out))}: cut a torn last line (left by an interrupted run); that task is redone"
         )
-    done_before = read_ids(out)
+    params = request_params(recipe)
+    fingerprints = plan_fingerprints(provider, options, planned.tasks, params)
+    found = scan(out, fingerprints)
+    stale = _report_resume(console, out, found, options)
+    if stale and not options.dry_run:
+        move_superseded(out, found.changed, fingerprints)
+    done_before = found.done
     tasks = collections.deque(t for t in planned.tasks if t.id not in done_before)
     del planned  # the deque holds what is left to do; sent tasks are freed as they finish
     stats.skipped_resume = stats.tasks - len(tasks)
     stats.todo = len(tasks)
-    params = request_params(recipe)
+    stats.superseded = stale
     if options.dry_run:
         _dry_run(provider, tasks, options, params, stats)
         return stats
     if not tasks:  # before opening the provider: a finished run starts no local server and sends nothing
         stats.model = str(provider.describe(options).get("model") or "")
         _compact_failures(failures_path, done_before)
-        if not options.quiet:
-            console.print(f"nothing to do: all {stats.tasks} tasks are already in {out}", markup=False)
-        stats_path.write_bytes(stats.to_json())
+        console.print(f"nothing to do: all {stats.tasks} tasks are already in {out}", markup=False)
+        write_bytes_atomic(stats_path, stats.to_json())
         return stats
     async with provider.open(options) as endpoint:
         stats.model = endpoint.model
@@ -516,7 +619,7 @@ async def agenerate(
                 AppendSink(out, fsync_every=1024) as sink,
                 AppendSink(failures_path, fsync_every=1024) as fail_sink,
             ):
-                run = _Run(tasks, endpoint, client, options, params, stats, sink, fail_sink)
+                run = _Run(tasks, endpoint, client, options, params, stats, sink, fail_sink, fingerprints)
                 run.failures_existed = failures_path.stat().st_size > 0
                 del tasks
                 loop = asyncio.get_running_loop()
@@ -542,7 +645,7 @@ async def agenerate(
     stats.req_s = round((stats.done + stats.failed) / max(stats.wall_s, 1e-9), 2)
     if stats.cost is not None:
         stats.cost = round(stats.cost, 6)
-    stats_path.write_bytes(stats.to_json())
+    write_bytes_atomic(stats_path, stats.to_json())
     if run.crash is not None:
         raise run.crash
     if run.unreachable is not None:
@@ -558,14 +661,13 @@ async def agenerate(
             + (f" from ${endpoint.key_env}" if endpoint.key_env else "")
             + f" ({e}); the run stopped at once. Fix it and rerun the same command to resume."
         )
-    if not options.quiet:
-        _summary(console, stats, run)
+    _summary(console, stats, run)  # -q hides the progress bar only: the outcome is always said
     if stats.interrupted:
         left = stats.todo - stats.done - stats.failed
         how = options.command or "the same command"
         console.print(
             f"[yellow]interrupted:[/] {stats.done} written, {stats.failed} failed, {left} not sent; "
-            f"resume with: {escape(safe_url(how))}",
+            f"resume with: {escape(safe_command(how))}",
             markup=True,
         )
     return stats

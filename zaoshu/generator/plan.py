@@ -18,6 +18,7 @@ import jinja2
 from zaoshu.errors import RecipeError
 from zaoshu.recipes import AxisValue, Recipe, template_env
 from zaoshu.records import Record, task_id, utc_now
+from zaoshu.templates import RenderError, render_bounded
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,11 +74,18 @@ def _compiled(source: str) -> Any:
     return template_env().from_string(source)
 
 
-def _render(source: str, context: dict[str, Any]) -> str:
+def _render(source: str, context: dict[str, Any], recipe: Recipe, key: str) -> str:
+    """Render one template of `recipe` (bounded in time and size); any failure names the file and key.
+
+    Load-time checks catch most mistakes; what only shows at render time (`{{ 1/0 }}`, `{{ scene + 1 }}`,
+    an unsafe attribute, a huge repetition) is a RecipeError here, never a traceback."""
     try:
-        return _compiled(source).render(context).strip()
-    except jinja2.TemplateError as e:  # load-time checks catch most; this names what slipped through
-        raise RecipeError(f"template {source[:60]!r} failed for axes {_axes_of(context)}: {e}") from None
+        return render_bounded(_compiled(source), context).strip()
+    except (jinja2.TemplateError, RenderError, ArithmeticError, TypeError, ValueError, LookupError, RecursionError) as e:
+        what = f"{type(e).__name__}: {e}" if not isinstance(e, jinja2.TemplateError | RenderError) else str(e)
+        raise RecipeError(
+            f"{key}: template failed for axes {_axes_of(context)}: {what}", path=recipe.path
+        ) from None
 
 
 def _axes_of(context: dict[str, Any]) -> dict[str, str]:
@@ -93,7 +101,8 @@ def make_task(recipe: Recipe, values: dict[str, AxisValue], style_name: str, rou
     pool = recipe.examples[style_name]
     examples = rng.sample(pool, min(style.n_examples, len(pool))) if pool and style.n_examples else []
     injection = rng.choice(recipe.injections)
-    user_template = rng.choice(style.user_templates)
+    template_index = rng.randrange(len(style.user_templates))
+    user_template = style.user_templates[template_index]
     context: dict[str, Any] = {
         **recipe.vars,
         **values,
@@ -106,8 +115,8 @@ def make_task(recipe: Recipe, values: dict[str, AxisValue], style_name: str, rou
         "round": round_,
         "system": recipe.system,
     }
-    context["instruction"] = _render(style.instruction, context)
-    prompt = _render(recipe.prompt, context)
+    context["instruction"] = _render(style.instruction, context, recipe, f"styles.{style_name}.instruction")
+    prompt = _render(recipe.prompt, context, recipe, "prompt")
     request = []
     if recipe.generation_system:
         request.append({"role": "system", "content": recipe.generation_system})
@@ -118,7 +127,7 @@ def make_task(recipe: Recipe, values: dict[str, AxisValue], style_name: str, rou
         axes=axes,
         round=round_,
         system=recipe.system,
-        user=_render(user_template, context),
+        user=_render(user_template, context, recipe, f"styles.{style_name}.user_templates[{template_index}]"),
         prompt=prompt,
         request=request,
     )

@@ -35,6 +35,7 @@ from __future__ import annotations
 import importlib
 import os
 import re
+import shlex
 import urllib.parse
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -79,6 +80,16 @@ def safe_url(text: str) -> str:
     """`text` (a URL, or a message containing URLs) fit to print: userinfo and secret-looking query values
     become `***` (`https://u:pw@h/v1?key=K` -> `https://***@h/v1?key=***`). Use it wherever a base URL is shown."""
     return _SECRET_PARAM.sub(r"\1***", _USERINFO.sub(r"\1***@", text))
+
+
+def safe_command(command: str) -> str:
+    """A shell command line fit to print: each word masked by `safe_url` (masking the joined line would
+    swallow the closing quote of a quoted URL and print a command that cannot be pasted)."""
+    try:
+        words = shlex.split(command)
+    except ValueError:
+        return safe_url(command)
+    return shlex.join(safe_url(word) for word in words)
 
 
 def url_secrets(url: str) -> list[str]:
@@ -212,7 +223,15 @@ class ProfileProvider(Provider):
         }
 
     def check(self, options: GenerateOptions) -> None:
-        self.api_key(options)
+        key = self.api_key(options)
+        base_url = options.base_url or self.profile.base_url
+        if key and urllib.parse.urlsplit(base_url).username is not None:
+            # aiohttp refuses a request with both; say which two before anything is sent
+            raise ZaoshuError(
+                f"--base-url {safe_url(base_url)} carries credentials (user:password@) and a key is set in "
+                f"${self._key_env(options)}: an HTTP request carries one Authorization, not both. Drop the "
+                "credentials from the URL, or unset the key (or pass --key-env for another variable)"
+            )
 
     def api_key(self, options: GenerateOptions) -> Secret | None:
         key_env = self._key_env(options)
