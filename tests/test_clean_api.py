@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 
 from zaoshu.cleaners import CleanOptions, clean
 from zaoshu.cli import app
-from zaoshu.errors import RecordError
+from zaoshu.errors import RecordError, ZaoshuError
 from zaoshu.recipes import load_recipe
 from zaoshu.records import content_id
 
