@@ -79,15 +79,17 @@ def guard_outputs(
 def ensure_parent(path: PathLike) -> Path:
     """Create the folder that will hold `path`, or say clearly why it cannot be."""
     path = Path(path)
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-    except FileExistsError:
-        raise ZaoshuError(
-            f"cannot create the folder {path.parent}: a file is in the way", path=path
-        ) from None
-    except OSError as e:
-        raise ZaoshuError(f"cannot create the folder {path.parent}: {e.strerror}", path=path) from None
+    _make_folder(path.parent, path)
     return path
+
+
+def _make_folder(folder: Path, named: PathLike) -> None:
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except (FileExistsError, NotADirectoryError):
+        raise ZaoshuError(f"cannot create the folder {folder}: a file is in the way", path=named) from None
+    except OSError as e:
+        raise ZaoshuError(f"cannot create the folder {folder}: {e.strerror}", path=named) from None
 
 
 def check_writable(files: Iterable[PathLike | None] = (), dirs: Iterable[PathLike | None] = ()) -> None:
@@ -110,7 +112,7 @@ def check_writable(files: Iterable[PathLike | None] = (), dirs: Iterable[PathLik
         folder = Path(raw)
         if folder.exists() and not folder.is_dir():
             raise ZaoshuError("is a file; expected a folder for this output", path=raw)
-        ensure_parent(folder / "x")
+        _make_folder(folder, raw)
         places.append((folder, raw))
     for folder, raw in places:
         try:

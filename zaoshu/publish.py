@@ -9,6 +9,7 @@ report (`*.report/report.json`, or `report/report.json` of a `zaoshu run` folder
 from __future__ import annotations
 
 import importlib.util
+import itertools
 import math
 import os
 import re
@@ -244,6 +245,7 @@ def recipe_context(path: Path) -> dict[str, Any]:
         )
     model = ", ".join(f"{k} {v}" for k, v in recipe.model.model_dump().items() if v is not None)
     return {
+        "planned": planned_count(recipe),
         "name": recipe.name,
         "description": recipe.description,
         "rounds": recipe.rounds,
@@ -254,6 +256,29 @@ def recipe_context(path: Path) -> dict[str, Any]:
         "model": model,
         "prompt": recipe.prompt.rstrip(),
     }
+
+
+def planned_count(recipe: Any) -> int:
+    """How many tasks the recipe plans (rounds × styles × axis combinations, minus exclusions), counted
+    without rendering a prompt."""
+    from zaoshu.generator.plan import is_excluded
+
+    names = list(recipe.values)
+    per_round = 0
+    for style in recipe.styles:
+        for combo in itertools.product(*(recipe.values[n] for n in names)):
+            axes = {**{n: str(v) for n, v in zip(names, combo, strict=True)}, "style": style}
+            per_round += not is_excluded(recipe, axes)
+    return per_round * recipe.rounds
+
+
+def stats_tasks(path: Path | None) -> int | None:
+    """The tasks the generation planned (after `--limit`), from its `*.stats.json`; None if unknown."""
+    if path is None:
+        return None
+    data = _read_json(path)
+    tasks = data.get("tasks") if isinstance(data, dict) else None
+    return tasks if isinstance(tasks, int) and not isinstance(tasks, bool) else None
 
 
 def _flatten(data: Any, prefix: str = "", depth: int = 2) -> list[tuple[str, Any]]:
@@ -464,6 +489,7 @@ def card(
         recipe_problem=recipe_problem,
         recipe=recipe_ctx,
         stats=stats_context(stats),
+        run_tasks=stats_tasks(stats),
         report=report_context(report),
     )
     return re.sub(r"\n{3,}", "\n\n", text)
@@ -533,6 +559,23 @@ def build(
     )
 
 
+def _connection_errors() -> tuple[type[BaseException], ...]:
+    found: list[type[BaseException]] = []
+    try:
+        import requests
+
+        found.append(requests.ConnectionError)
+    except ImportError:
+        pass
+    try:
+        import httpx
+
+        found.append(httpx.TransportError)
+    except ImportError:
+        pass
+    return tuple(found) or (ConnectionError,)
+
+
 def upload(folder: Path, repo: str, *, token: str, private: bool = False) -> str:
     """Create the dataset repo if needed and commit the folder; returns the commit URL."""
     from huggingface_hub import HfApi
@@ -554,7 +597,13 @@ def upload(folder: Path, repo: str, *, token: str, private: bool = False) -> str
             status or 0, str(e).splitlines()[0]
         )
         raise ZaoshuError(f"upload to {repo} failed: {what}".replace(token, "***")) from None
-    except (OSError, ValueError) as e:  # connection errors (requests' derive from OSError), bad replies
+    except _connection_errors() as e:  # requests' derive from OSError, httpx's (newer hubs) do not
+        where = endpoint or "https://huggingface.co"
+        raise ZaoshuError(
+            f"upload to {repo} failed: cannot reach the Hub at {where} ({type(e).__name__}); check the "
+            "network (or HF_ENDPOINT) and rerun; nothing was uploaded"
+        ) from None
+    except (OSError, ValueError) as e:  # bad replies
         raise ZaoshuError(f"upload to {repo} failed: {e}".replace(token, "***")) from None
     return str(info.commit_url)
 

@@ -53,11 +53,7 @@ def _bounded_range(*args: int) -> range:
 
 
 def _too_long(value: Any, times: Any) -> bool:
-    return (
-        isinstance(value, str | list | tuple)
-        and isinstance(times, int)
-        and len(value) * times > MAX_CHARS
-    )
+    return isinstance(value, str | list | tuple) and isinstance(times, int) and len(value) * times > MAX_CHARS
 
 
 class RecipeEnvironment(SandboxedEnvironment):

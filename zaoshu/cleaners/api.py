@@ -29,7 +29,7 @@ from zaoshu.cleaners.io import Outputs, empty_frame, expand_inputs, iter_frames,
 from zaoshu.cleaners.minhash import codepoints, segment_sums
 from zaoshu.cleaners.normalize import dedup_keys, key_expr, normalize_frame
 from zaoshu.cleaners.rules import RULES, RuleContext, apply_rules, count_emoji
-from zaoshu.files import guard_outputs
+from zaoshu.files import check_writable, guard_outputs
 from zaoshu.recipes import Recipe
 
 DEDUP_REASONS = ("duplicate", "near_duplicate")
@@ -212,6 +212,7 @@ def clean(
     report_dir = Path(report_dir) if report_dir else out.with_name(out.stem + ".report")
     recipe_files = recipe.input_files() if recipe else []
     guard_outputs([out, rejects], [*inputs, *options.against, *recipe_files], output_dirs=[report_dir])
+    check_writable([out, rejects], [report_dir])
     config = options.apply(load_config(recipe))
     timer = _Timer()
     own = {p.resolve() for p in (out, rejects)} | {

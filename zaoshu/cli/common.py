@@ -58,7 +58,9 @@ def user_errors(func: F) -> F:
         except Exception as e:
             if DEBUG:
                 raise
-            _error(f"unexpected {type(e).__name__}: {e} (this is a bug; rerun with --debug for the traceback)")
+            _error(
+                f"unexpected {type(e).__name__}: {e} (this is a bug; rerun with --debug for the traceback)"
+            )
             sys.exit(1)
 
     return wrapper  # type: ignore[return-value]

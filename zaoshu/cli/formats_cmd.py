@@ -126,6 +126,15 @@ def split_command(
         for key, (a, b) in result.strata.items():
             table.add_row(escape(key), str(a), str(b))
         console.print(table)
+    total = result.n_train + result.n_test
+    share = result.n_test / total if total else 0.0
+    if stratify and abs(share - test) > max(0.02, 0.2 * test):
+        # every value of the axis keeps at least one record on each side, so small strata tip the share
+        _note(
+            f"test holds {share:.0%} of the records ({result.n_test} of {total}) where {test:.0%} was asked: "
+            f"each of the {len(result.strata)} {stratify} values keeps at least one record in test. "
+            "Use fewer, larger values, or no --stratify, to get closer"
+        )
     if result.single:
         _note(
             f"{len(result.single)} {stratify} value(s) have one record and are only in train: {', '.join(result.single[:10])}"

@@ -33,12 +33,14 @@ class Written:
     fmt: str
     count: int
     lost: Counter = field(default_factory=Counter)
+    read: int | None = None  # set when `lost` was counted over more rows than were written (merge)
 
     def note(self) -> str | None:
         """One line that says what was lost, or None: printed once per command, never per row."""
         if not self.lost:
             return None
-        items = ", ".join(f"{what} ({n} of {self.count} records)" for what, n in self.lost.most_common())
+        of = f"{self.read} records read" if self.read is not None else f"{self.count} records"
+        items = ", ".join(f"{what} ({n} of {of})" for what, n in self.lost.most_common())
         return f"the {self.fmt} format cannot hold everything; changed or dropped: {items}"
 
 

@@ -128,6 +128,7 @@ def merge(
             raise RecordError("empty input: no records in any file", path=files[0])
         writer.close()
     result.written.count = sum(c.kept for c in result.files)
+    result.written.read = result.read  # what could not be held was counted over every row read
     return result
 
 

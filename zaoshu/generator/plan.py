@@ -81,7 +81,15 @@ def _render(source: str, context: dict[str, Any], recipe: Recipe, key: str) -> s
     an unsafe attribute, a huge repetition) is a RecipeError here, never a traceback."""
     try:
         return render_bounded(_compiled(source), context).strip()
-    except (jinja2.TemplateError, RenderError, ArithmeticError, TypeError, ValueError, LookupError, RecursionError) as e:
+    except (
+        jinja2.TemplateError,
+        RenderError,
+        ArithmeticError,
+        TypeError,
+        ValueError,
+        LookupError,
+        RecursionError,
+    ) as e:
         what = f"{type(e).__name__}: {e}" if not isinstance(e, jinja2.TemplateError | RenderError) else str(e)
         raise RecipeError(
             f"{key}: template failed for axes {_axes_of(context)}: {what}", path=recipe.path
