@@ -32,6 +32,7 @@ from typing import Any
 import orjson
 
 from zaoshu.errors import ZaoshuError
+from zaoshu.files import guard_outputs, write_bytes_atomic, write_text_atomic
 from zaoshu.recipes import Recipe, load_recipe
 from zaoshu.records import utc_now
 from zaoshu.trainer import data as tdata
@@ -413,6 +414,13 @@ def prepare(o: TrainOptions) -> Run:
     )
     settings.log_interval = max(1, min(10, settings.total_iters // 2))  # short runs still log their loss
     run = Run(o, settings, work_dir, device, len(data.train), data_bytes, notes=notes)
+    # The work dir's data file, config and manifest (and, with --force, the folders it clears) must not be
+    # the data, recipe or evaluation inputs this run reads.
+    guard_outputs(
+        [run.data_path, run.config_path, work_dir / MANIFEST],
+        [o.data, o.eval_inputs, *(recipe.input_files() if recipe is not None else [])],
+        output_dirs=[work_dir / name for name in OUR_OUTPUTS] if o.force else [],
+    )
     identity = {**settings.identity(), "data_sha256": hashlib.sha256(data_bytes).hexdigest()}
     _check_work_dir(run, identity)
     if o.resume and not o.dry_run:
@@ -427,12 +435,9 @@ def write_inputs(run: Run) -> None:
     if run.options.force and not run.options.dry_run:
         for name in OUR_OUTPUTS:
             shutil.rmtree(run.work_dir / name, ignore_errors=True)
-    run.data_path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = run.data_path.with_name(run.data_path.name + ".tmp")
-    tmp.write_bytes(run.data_bytes)
-    tmp.replace(run.data_path)
+    write_bytes_atomic(run.data_path, run.data_bytes)
     text = render_config(run.settings, config_path=run.config_path, work_dir=run.work_dir)
-    run.config_path.write_text(text, encoding="utf-8")
+    write_text_atomic(run.config_path, text)
     manifest = {
         "created_at": utc_now(),
         "data": str(Path(run.options.data).resolve()),
@@ -443,7 +448,7 @@ def write_inputs(run: Run) -> None:
         },
         "options": asdict(run.options),
     }
-    (run.work_dir / MANIFEST).write_text(json.dumps(manifest, ensure_ascii=False, indent=2), encoding="utf-8")
+    write_text_atomic(run.work_dir / MANIFEST, json.dumps(manifest, ensure_ascii=False, indent=2))
 
 
 def planned_steps(run: Run) -> list[Step]:
