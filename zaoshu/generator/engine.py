@@ -586,7 +586,7 @@ async def agenerate(
     prove_record_file(out)  # before repair_tail: a recipe or notes file given as -o is refused, not cut
     if not options.dry_run:
         check_writable([out, failures_path, stats_path])
-    if out.exists() and repair_tail(out):
+    if out.exists() and not options.dry_run and repair_tail(out):
         console.print(
             f"[yellow]warning:[/] {escape(str(out))}: cut a torn last line (left by an interrupted run); that task is redone"
         )
