@@ -288,3 +288,44 @@ def test_no_traceback_on_a_terminal_unless_debug(place: Path) -> None:
     assert plain.returncode == 2 and "Traceback" not in plain.stderr and "afile" in plain.stderr
     debug = _zaoshu("--debug", "plan", str(recipe), cwd=place)
     assert debug.returncode != 0 and "Traceback" in debug.stderr
+
+
+def test_the_resume_hint_masks_a_key_and_stays_a_valid_command() -> None:
+    import shlex
+
+    from zaoshu.generator.providers import safe_command
+
+    line = shlex.join(["zaoshu", "generate", "r.yaml", "--base-url", "http://u:pw1234@h/v1?api_key=K1234"])
+    masked = safe_command(line)
+    words = shlex.split(masked)  # an unclosed quote would raise here
+    assert words[-1] == "http://***@h/v1?api_key=***" and "K1234" not in masked and "pw1234" not in masked
+
+
+def test_the_merge_note_counts_the_rows_read(place: Path) -> None:
+    write_records(place / "m1.jsonl", 10)
+    write_records(place / "m2.jsonl", 5)  # the same ids: duplicates
+    result = invoke("merge", "m1.jsonl", "m2.jsonl", "-o", "merged.jsonl", "--to", "openai")
+    assert result.exit_code == 0, result.output
+    assert "id (15 of 15 records read)" in " ".join(result.output.split())
+
+
+def test_a_stratified_split_far_from_the_asked_share_says_so(place: Path) -> None:
+    lines = []
+    for i in range(22):
+        record = {"id": f"s{i}", "axes": {"style": f"v{i % 11}"}, "messages": []}
+        record["messages"] = [{"role": "user", "content": f"q{i}"}, {"role": "assistant", "content": f"a{i}"}]
+        lines.append(json.dumps(record))
+    Path("strat.jsonl").write_text("\n".join(lines) + "\n")
+    result = invoke("split", "strat.jsonl", "-o", "parts", "--stratify", "style", "--test", "0.1")
+    assert result.exit_code == 0, result.output
+    assert "test holds 50% of the records (11 of 22) where 10% was asked" in " ".join(result.output.split())
+
+
+def test_the_card_of_a_limited_run_says_how_much_was_generated(place: Path) -> None:
+    pytest.importorskip("pyarrow")
+    Path("raw.stats.json").write_text(json.dumps({"tasks": 2, "model": "m"}))
+    result = invoke("publish", "in.jsonl", "--repo", "a/b", "--out", "pub", "--recipe", "w.yaml")
+    assert result.exit_code == 0, result.output
+    card = " ".join(Path("pub/README.md").read_text(encoding="utf-8").split())
+    assert "A seeded sample of 2 of the 4 tasks this recipe plans was generated" in card
+    assert "Every combination of the axes below was generated" not in card
