@@ -165,27 +165,11 @@ def side_paths(out: Path) -> tuple[Path, Path]:
     return out.with_name(stem + ".failures.jsonl"), out.with_name(stem + ".stats.json")
 
 
-def read_ids(path: Path, field_name: str = "id") -> set[str]:
-    """Ids of the records in a JSONL file; a bad line raises RecordError naming the file and line."""
-    ids: set[str] = set()
-    if path.exists():
-        for number, raw in iter_lines(path):
-            record = parse_line(raw, path=path, line=number)
-            if isinstance(record, dict) and isinstance(record.get(field_name), str):
-                ids.add(record[field_name])
-    return ids
-
-
 def request_params(recipe: Recipe) -> dict[str, Any]:
     """Sampling parameters sent as real API parameters (never inside a message)."""
     m = recipe.model
     params = {"temperature": m.temperature, "top_p": m.top_p, "max_tokens": m.max_tokens}
     return {k: v for k, v in params.items() if v is not None}
-
-
-def recipe_inputs(recipe: Recipe) -> list[Path]:
-    """The files a recipe reads (itself, its file axes and examples): an output must never be one of them."""
-    return recipe.input_files()
 
 
 def plan_fingerprints(
@@ -582,7 +566,7 @@ async def agenerate(
         output=str(out),
         failures=str(failures_path),
     )
-    guard_outputs([out, failures_path, stats_path, superseded_path(out)], recipe_inputs(recipe))
+    guard_outputs([out, failures_path, stats_path, superseded_path(out)], recipe.input_files())
     prove_record_file(out)  # before repair_tail: a recipe or notes file given as -o is refused, not cut
     if not options.dry_run:
         check_writable([out, failures_path, stats_path])
