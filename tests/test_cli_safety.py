@@ -326,3 +326,16 @@ def test_the_card_of_a_limited_run_says_how_much_was_generated(place: Path) -> N
     card = " ".join(Path("pub/README.md").read_text(encoding="utf-8").split())
     assert "A seeded sample of 2 of the 4 tasks this recipe plans was generated" in card
     assert "Every combination of the axes below was generated" not in card
+
+
+def test_a_review_beside_the_data_does_not_hide_an_output_that_is_the_input(place: Path) -> None:
+    write_records(place / "sp" / "train.jsonl", 10)
+    (place / "sp" / "review.jsonl").write_text(json.dumps({"id": "id1", "action": "reject"}) + "\n")
+    before = Path("sp/train.jsonl").read_bytes()
+    for args in (
+        ["convert", "sp/train.jsonl", "-o", "sp/train.jsonl", "--to", "openai"],
+        ["split", "sp/train.jsonl", "-o", "sp"],
+    ):
+        result = invoke(*args)
+        assert result.exit_code == 2 and "also an input" in result.output, result.output
+    assert Path("sp/train.jsonl").read_bytes() == before

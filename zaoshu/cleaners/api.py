@@ -211,7 +211,8 @@ def clean(
     rejects = Path(rejects) if rejects else out.with_name(out.stem + ".rejects.jsonl")
     report_dir = Path(report_dir) if report_dir else out.with_name(out.stem + ".report")
     recipe_files = recipe.input_files() if recipe else []
-    guard_outputs([out, rejects], [*inputs, *options.against, *recipe_files], output_dirs=[report_dir])
+    inputs_read = [*inputs, *options.against, *recipe_files, review]
+    guard_outputs([out, rejects], inputs_read, output_dirs=[report_dir])
     check_writable([out, rejects], [report_dir])
     config = options.apply(load_config(recipe))
     timer = _Timer()

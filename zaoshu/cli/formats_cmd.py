@@ -13,6 +13,7 @@ from rich.table import Table
 from zaoshu.cli import app
 from zaoshu.cli.common import console, err_console, user_errors
 from zaoshu.errors import ZaoshuError
+from zaoshu.files import guard_outputs
 from zaoshu.formats import FORMATS
 
 FORMAT_HELP = f"one of: {', '.join(FORMATS)}"
@@ -57,6 +58,7 @@ def convert_command(
 
     _check_format(to, "--to")
     _check_format(from_, "--from")
+    guard_outputs([output], [input, review])  # here too: with a review, convert sees a temp copy
     with _reviewed(input, review) as (source, counts):
         written = convert(source, output, to, None if counts else from_)
     console.print(f"wrote {written.count} records to {escape(str(output))} ({to})")
@@ -112,6 +114,8 @@ def split_command(
     from zaoshu.formats.split import split
 
     _check_format(from_, "--from")
+    # here too: with a review, split sees a temp copy of the data
+    guard_outputs([out_dir / "train.jsonl", out_dir / "test.jsonl"], [input, review])
     with _reviewed(input, review) as (source, counts):
         result = split(
             source, out_dir, test=test, seed=seed, stratify=stratify, from_=None if counts else from_
@@ -176,6 +180,8 @@ def publish_command(
     """Publish a dataset on the Hugging Face Hub: parquet per split, a generated dataset card, upload (HF_TOKEN)."""
     from zaoshu.publish import publish
 
+    if out is not None:  # here too: with a review, publish sees a temp copy of the data
+        guard_outputs([], [input, review, recipe, stats, report], output_dirs=[out])
     with _reviewed(input, review) as (source, _):
         result = publish(
             source,
