@@ -84,13 +84,15 @@ def render_bounded(template: jinja2.Template, context: dict[str, Any]) -> str:
     token = _budget.set(_Budget(deadline=time.monotonic() + MAX_SECONDS))
     try:
         parts: list[str] = []
+        append = parts.append
         size = 0
-        for chunk in template.generate(context):
+        # the template's own render function, streamed: a long output stops at the bound, not at the end
+        for chunk in template.root_render_func(template.new_context(context)):
             size += len(chunk)
             if size > MAX_CHARS:
                 raise RenderError(f"the rendered text is longer than {MAX_CHARS:,} characters")
-            parts.append(chunk)
-            _spend(0)
+            append(chunk)
+        _spend(0)
         return "".join(parts)
     finally:
         _budget.reset(token)
