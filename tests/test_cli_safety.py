@@ -181,8 +181,12 @@ def test_generate_appends_to_a_torn_record_file_but_not_to_another_file(place: P
     [
         ("{{ 1/0 }}", "ZeroDivisionError"),
         ("{{ scene + 1 }}", "TypeError"),
-        ("{% for i in range(100000000) %}x{% endfor %}", "items"),
-        ("{% for i in range(90000) %}{% for j in range(90000) %}{% endfor %}{% endfor %}", "items"),
+        ("{% for i in range(100000000) %}x{% endfor %}", "loop items"),
+        ("{% for i in range(90000) %}{% for j in range(90000) %}{% endfor %}{% endfor %}", "loop items"),
+        (
+            "{% macro f(n) %}{% if n %}{{ f(n-1) }}{{ f(n-1) }}{% endif %}{% endmacro %}{{ f(60) }}",
+            "calls|longer than 2 s",
+        ),
         ("{{ 'a' * 100000000 }}", "characters"),
         ("{{ 9 ** 99999999 }}", "exponent"),
         ("{{ scene.__class__.__mro__ }}", "unsafe"),
@@ -195,7 +199,8 @@ def test_a_template_failing_at_render_time_names_the_file_and_key(
     for args in (["plan", str(recipe)], gen(recipe, "t.jsonl")):
         result = invoke(*args)
         assert result.exit_code == 2, result.output
-        assert "t.yaml" in result.output and "prompt:" in result.output and expected in result.output
+        assert "t.yaml" in result.output and "prompt:" in result.output
+        assert any(e in result.output for e in expected.split("|")), result.output
     assert not Path("t.jsonl").exists()
 
 

@@ -1,8 +1,9 @@
 """The one Jinja2 environment for recipe templates: sandboxed, and bounded in time and output size.
 
 A recipe is shared like a script, so its templates are untrusted: the sandbox blocks attribute escapes, and
-this module bounds what the sandbox lets through: `{{ 'a' * 10**8 }}` (memory), `{{ 9 ** 9 ** 9 }}` (CPU),
-nested `range` loops (time) and any render longer than `MAX_CHARS` characters or `MAX_SECONDS` seconds.
+this module bounds what the sandbox lets through: `{{ 'a' * 10**8 }}` (memory), `{{ 9 ** 99999999 }}` (CPU),
+nested `range` loops and recursive macros (time: every loop item and call is counted and the clock read), and
+any render longer than `MAX_CHARS` characters.
 Every failure is a `RenderError` that the caller turns into a message naming the recipe file and key.
 """
 
@@ -18,7 +19,7 @@ from jinja2.sandbox import SandboxedEnvironment
 
 MAX_CHARS = 200_000  # one rendered prompt; far above any real prompt, far below a memory problem
 MAX_SECONDS = 2.0  # one render; real templates take microseconds
-MAX_STEPS = 1_000_000  # range() items summed over one render (nested loops multiply)
+MAX_STEPS = 1_000_000  # range() items and calls (macros too) summed over one render
 MAX_EXPONENT = 4096
 
 
@@ -41,7 +42,7 @@ def _spend(steps: int) -> None:
         return
     budget.steps += steps
     if budget.steps > MAX_STEPS:
-        raise RenderError(f"loops over more than {MAX_STEPS:,} items in one render")
+        raise RenderError(f"more than {MAX_STEPS:,} loop items and calls in one render")
     if time.monotonic() > budget.deadline:
         raise RenderError(f"render took longer than {MAX_SECONDS:g} s")
 
@@ -64,6 +65,11 @@ class RecipeEnvironment(SandboxedEnvironment):
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.globals["range"] = _bounded_range
+
+    def call(self, __context: jinja2.runtime.Context, __obj: Any, *args: Any, **kwargs: Any) -> Any:
+        # every call counts: a macro calling itself twice per level would otherwise run for hours
+        _spend(1)
+        return super().call(__context, __obj, *args, **kwargs)
 
     def call_binop(self, context: jinja2.runtime.Context, operator: str, left: Any, right: Any) -> Any:
         if operator == "*" and (_too_long(left, right) or _too_long(right, left)):
