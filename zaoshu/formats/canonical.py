@@ -1,11 +1,11 @@
-"""`zaoshu`: the canonical record of DESIGN.md (id, recipe, axes, messages, meta), one JSON object a line."""
+"""`zaoshu`: the canonical record (id, recipe, axes, messages, meta; see records.py), one JSON object a line."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from zaoshu.formats.base import RECORD_KEYS, Format, Lost, Row, RowError, check_messages
-from zaoshu.records import Record, content_id
+from zaoshu.formats.base import RECORD_KEYS, Format, Lost, Row
+from zaoshu.records import Record, ShapeError, check_messages, content_id
 
 _MARKERS = ("id", "recipe", "axes", "meta")
 
@@ -17,9 +17,9 @@ def matches(row: Any) -> bool:
 def read(row: Row, with_id: bool = True) -> Record:
     check_messages(row.get("messages"))
     if not isinstance(row.get("axes", {}), dict):
-        raise RowError("axes must be an object (axis name -> value)")
+        raise ShapeError("axes must be an object (axis name -> value)")
     if not isinstance(row.get("meta", {}), dict):
-        raise RowError("meta must be an object")
+        raise ShapeError("meta must be an object")
     if not row.get("id") and with_id:
         row["id"] = content_id(row["messages"])
     for key, default in (("recipe", None), ("axes", {}), ("meta", {})):
@@ -36,7 +36,7 @@ def write(record: Record, lost: Lost) -> Row:
 
 FORMAT = Format(
     name="zaoshu",
-    description="zaoshu records: id, recipe, axes, messages, meta (DESIGN.md)",
+    description="zaoshu records: id, recipe, axes, messages, meta",
     matches=matches,
     read=read,
     write=write,
