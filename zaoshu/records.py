@@ -94,15 +94,25 @@ def check_messages(messages: Any) -> list[dict[str, Any]]:
     return messages
 
 
+def check_shape(record: Any) -> Record:
+    """The one definition of a valid record: a JSON object with valid `messages` (see `check_messages`)
+    and, where present, `axes` and `meta` objects. Raises ShapeError saying what was expected."""
+    if type(record) is not dict:
+        raise ShapeError(f"expected a JSON object, got {type(record).__name__}")
+    check_messages(record.get("messages"))
+    if type(record.get("axes", {})) is not dict and record["axes"] is not None:
+        raise ShapeError("'axes' must be an object (axis name -> value)")
+    if type(record.get("meta", {})) is not dict and record["meta"] is not None:
+        raise ShapeError("'meta' must be an object")
+    return record
+
+
 def check_record(record: Any, *, path: str | Path = "<records>", line: int | None = None) -> Record:
-    """Raise RecordError (naming `path` and `line`) unless `record` has the shape every stage relies on."""
+    """`check_shape`, raising RecordError that names `path` and `line`."""
     try:
-        if not isinstance(record, dict):
-            raise ShapeError(f"expected a JSON object, got {type(record).__name__}")
-        check_messages(record.get("messages"))
+        return check_shape(record)
     except ShapeError as e:
         raise RecordError(str(e), path=path, line=line) from None
-    return record
 
 
 def iter_lines(path: str | Path) -> Iterator[tuple[int, bytes]]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from zaoshu.formats.base import RECORD_KEYS, Format, Lost, Row
-from zaoshu.records import Record, ShapeError, check_messages, content_id
+from zaoshu.records import Record, check_shape, content_id
 
 _MARKERS = ("id", "recipe", "axes", "meta")
 
@@ -15,15 +15,11 @@ def matches(row: Any) -> bool:
 
 
 def read(row: Row, with_id: bool = True) -> Record:
-    check_messages(row.get("messages"))
-    if not isinstance(row.get("axes", {}), dict):
-        raise ShapeError("axes must be an object (axis name -> value)")
-    if not isinstance(row.get("meta", {}), dict):
-        raise ShapeError("meta must be an object")
+    check_shape(row)
     if not row.get("id") and with_id:
         row["id"] = content_id(row["messages"])
     for key, default in (("recipe", None), ("axes", {}), ("meta", {})):
-        if key not in row:
+        if row.get(key) is None:
             row[key] = default
     if list(row)[:5] != list(RECORD_KEYS):
         row = {**{k: row.get(k) for k in RECORD_KEYS}, **row}
