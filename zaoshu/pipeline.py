@@ -16,7 +16,6 @@ again over the whole raw file (it is fast), so clean.jsonl always reflects every
 
 from __future__ import annotations
 
-import os
 import shlex
 import time
 from collections import Counter
@@ -27,6 +26,7 @@ import orjson
 
 from zaoshu.cleaners import CleanOptions, CleanStats, clean, load_config
 from zaoshu.cleaners.io import expand_inputs
+from zaoshu.files import write_bytes_atomic
 from zaoshu.generator.engine import GenerateOptions, GenerateStats, generate, side_paths
 from zaoshu.recipes import Recipe, load_recipe
 from zaoshu.records import iter_lines, utc_now
@@ -180,15 +180,8 @@ def run(
     # 3. report: the run's own summary beside the cleaning report
     summary.wall_s = round(time.monotonic() - t0, 3)
     if not dry_run:
-        _write_atomic(paths.summary, summary.to_json())
+        write_bytes_atomic(paths.summary, summary.to_json())
     return summary
-
-
-def _write_atomic(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
 
 
 def next_commands(summary: RunSummary, recipe_path: str | Path) -> list[tuple[str, str]]:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import html
 import math
-import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -20,6 +19,7 @@ import polars as pl
 
 from zaoshu.cleaners.minhash import codepoints
 from zaoshu.cleaners.rules import RuleContext
+from zaoshu.files import write_bytes_atomic
 from zaoshu.recipes import Recipe
 
 if TYPE_CHECKING:
@@ -297,7 +297,7 @@ def write_report(
     data = build(frame, stats, ctx=ctx, recipe=recipe, near=near, samples=samples, timer=timer)
     report_dir = Path(report_dir)
     report_dir.mkdir(parents=True, exist_ok=True)
-    _atomic(
+    write_bytes_atomic(
         report_dir / "report.json", orjson.dumps(data, option=orjson.OPT_INDENT_2 | orjson.OPT_NON_STR_KEYS)
     )
     kept = frame.filter(pl.col("reason").is_null())
@@ -321,11 +321,5 @@ def write_report(
         bars=svg_bars(list(data["by_reason"].items())),
         markup=jinja2.utils.markupsafe.Markup,
     )
-    _atomic(report_dir / "report.html", page.encode("utf-8"))
+    write_bytes_atomic(report_dir / "report.html", page.encode("utf-8"))
     return data
-
-
-def _atomic(path: Path, payload: bytes) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_bytes(payload)
-    os.replace(tmp, path)

@@ -19,7 +19,6 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
-import os
 import signal
 import time
 from dataclasses import asdict, dataclass, field
@@ -33,6 +32,7 @@ from rich.markup import escape
 from rich.text import Text
 
 from zaoshu.errors import AuthError, ZaoshuError
+from zaoshu.files import atomic_write
 from zaoshu.generator.clients import (
     AuthFailed,
     BadReply,
@@ -454,11 +454,9 @@ def _compact_failures(path: Path, done: set[str]) -> None:
     if not latest:
         path.unlink()
         return
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as f:
+    with atomic_write(path) as f:
         for raw in latest.values():
             f.write(raw if raw.endswith(b"\n") else raw + b"\n")
-    os.replace(tmp, path)
 
 
 async def agenerate(

@@ -12,14 +12,13 @@ from __future__ import annotations
 import math
 import random
 from collections import Counter
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from zaoshu.errors import ZaoshuError
 from zaoshu.formats import read_any
-from zaoshu.records import Record, write_records
+from zaoshu.records import Record
 
 SPLIT_NAMES = ("train", "test")
 DATA_SUFFIXES = (".jsonl", ".json")
@@ -83,11 +82,6 @@ def xtuner_row(record: Record) -> dict[str, Any]:
             row["loss"] = bool(m.get("loss", True))
         messages.append(row)
     return {"messages": messages}
-
-
-def write_xtuner_data(records: Iterable[Record], path: str | Path) -> int:
-    """Write the XTuner training file (JSON Lines, Chinese unescaped) atomically; returns the row count."""
-    return write_records(path, (xtuner_row(record) for record in records))
 
 
 def _user_turns(records: list[Record]) -> list[str]:

@@ -32,6 +32,7 @@ from typing import Any
 import orjson
 
 from zaoshu.errors import ZaoshuError
+from zaoshu.files import write_bytes_atomic, write_text_atomic
 from zaoshu.recipes import Recipe, load_recipe
 from zaoshu.records import utc_now
 from zaoshu.trainer import data as tdata
@@ -427,12 +428,9 @@ def write_inputs(run: Run) -> None:
     if run.options.force and not run.options.dry_run:
         for name in OUR_OUTPUTS:
             shutil.rmtree(run.work_dir / name, ignore_errors=True)
-    run.data_path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = run.data_path.with_name(run.data_path.name + ".tmp")
-    tmp.write_bytes(run.data_bytes)
-    tmp.replace(run.data_path)
+    write_bytes_atomic(run.data_path, run.data_bytes)
     text = render_config(run.settings, config_path=run.config_path, work_dir=run.work_dir)
-    run.config_path.write_text(text, encoding="utf-8")
+    write_text_atomic(run.config_path, text)
     manifest = {
         "created_at": utc_now(),
         "data": str(Path(run.options.data).resolve()),
@@ -443,7 +441,7 @@ def write_inputs(run: Run) -> None:
         },
         "options": asdict(run.options),
     }
-    (run.work_dir / MANIFEST).write_text(json.dumps(manifest, ensure_ascii=False, indent=2), encoding="utf-8")
+    write_text_atomic(run.work_dir / MANIFEST, json.dumps(manifest, ensure_ascii=False, indent=2))
 
 
 def planned_steps(run: Run) -> list[Step]:
@@ -456,7 +454,7 @@ def planned_steps(run: Run) -> list[Step]:
 
 def _write_chat_sidecar(run: Run, model_dir: Path) -> None:
     sidecar = {"template": run.settings.template, "system": run.settings.system}
-    (model_dir / CHAT_SIDECAR).write_text(json.dumps(sidecar, ensure_ascii=False, indent=2), encoding="utf-8")
+    write_text_atomic(model_dir / CHAT_SIDECAR, json.dumps(sidecar, ensure_ascii=False, indent=2))
 
 
 def _require(path: Path, what: str, step: str, log: Path) -> None:
