@@ -211,6 +211,7 @@ def test_ctrl_c_while_cleaning_exits_130_with_the_resume_command(server, tmp_pat
     proc = subprocess.Popen(
         [sys.executable, "-c", code, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE
     )
+
     def temps() -> list:  # the atomic writer's temp file beside clean.jsonl
         return list(out.glob(".clean.jsonl.*.tmp"))
 
