@@ -338,3 +338,14 @@ def load_recipe(path: str | Path) -> Recipe:
         line = mark.line + 1 if mark is not None else None
         raise RecipeError(f"not valid YAML: {getattr(e, 'problem', e)}", path=path, line=line) from None
     return parse_recipe(data, path)
+
+
+def is_excluded(recipe: Recipe, axes: dict[str, str]) -> bool:
+    """True when every key of some `exclude` rule matches (a rule value may be one value or a list).
+
+    Planning skips such combinations and the cleaning report draws them grey: one definition for both.
+    """
+    for rule in recipe.exclude:
+        if all(axes.get(k) in ([v] if isinstance(v, str) else v) for k, v in rule.items()):
+            return True
+    return False

@@ -9,9 +9,6 @@ Python loops, one line at a time.
 
 from __future__ import annotations
 
-import resource
-import time
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -25,41 +22,11 @@ from zaoshu.cleaners.io import DECISION_COLUMNS, RowState, expand_inputs, read_c
 from zaoshu.cleaners.minhash import codepoints
 from zaoshu.cleaners.normalize import dedup_keys, key_expr, normalize_frame
 from zaoshu.cleaners.rules import RULES, RuleContext, apply_rules
+from zaoshu.cleaners.stats import CleanStats
 from zaoshu.files import atomic_write
 from zaoshu.recipes import Recipe
 
 DEDUP_REASONS = ("duplicate", "near_duplicate")
-
-
-@dataclass
-class CleanStats:
-    read: int = 0
-    kept: int = 0
-    normalized: int = 0
-    rejected: dict[str, int] = field(default_factory=dict)
-    out: str = ""
-    rejects: str = ""
-    report: str = ""
-    seconds: dict[str, float] = field(default_factory=dict)
-    peak_rss_mb: dict[str, int] = field(default_factory=dict)
-    reviewed: dict[str, int] = field(default_factory=dict)  # a person's decisions applied: accepted, rejected
-
-    @property
-    def rejected_total(self) -> int:
-        return sum(self.rejected.values())
-
-    def summary(self) -> str:
-        reasons = ", ".join(f"{k} {v}" for k, v in sorted(self.rejected.items(), key=lambda kv: -kv[1]))
-        return (
-            f"read {self.read}, kept {self.kept}, normalized {self.normalized}, "
-            f"rejected {self.rejected_total}"
-            + (f" ({reasons})" if reasons else "")
-            + (f"; review: {self.reviewed['accepted']} accepted, {self.reviewed['rejected']} rejected"
-               if self.reviewed else "")
-        )  # fmt: skip
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 def load_config(recipe: Recipe | None) -> CleanConfig:
@@ -177,17 +144,17 @@ def clean(
     rejects = Path(rejects) if rejects else out.with_name(out.stem + ".rejects.jsonl")
     report_dir = Path(report_dir) if report_dir else out.with_name(out.stem + ".report")
     config = options.apply(load_config(recipe))
-    timer = Timer()
+    stats = CleanStats(out=str(out), rejects=str(rejects), report=str(report_dir))
     own = {p.resolve() for p in (out, rejects)}
     files = expand_inputs(list(inputs), exclude=own)
     frame = read_columns(files, skip_bad_lines=options.skip_bad_lines)
-    timer.lap("read")
+    stats.lap("read")
     frame, ctx = _judged(frame, config, recipe)
-    timer.lap("rules")
+    stats.lap("rules")
     against = expand_inputs(list(options.against), exclude=own) if options.against else []
     refs = read_columns(against) if against else None
     frame, near_info = _dedup(frame, refs, config, recipe, options)
-    timer.lap("dedup")
+    stats.lap("dedup")
     reviewed = None
     if review is not None:
         from zaoshu.review import apply_to_frame, read_decisions
@@ -201,34 +168,15 @@ def clean(
         .otherwise(pl.lit(RowState.KEPT.value))
         .cast(pl.Int8)
     )
-    stats = _stats(frame, out, rejects, report_dir)
+    stats.count(frame)
     stats.reviewed = reviewed.to_dict() if reviewed else {}
     report_mod.write_report(
-        report_dir, frame, stats, ctx=ctx, recipe=recipe, near=near_info, samples=options.samples, timer=timer
+        report_dir, frame, stats, ctx=ctx, recipe=recipe, near=near_info, samples=options.samples
     )
-    timer.lap("report")
+    stats.lap("report")
     with atomic_write(out) as kept, atomic_write(rejects) as rejected:
         write_outputs(files, frame.select(DECISION_COLUMNS), kept, rejected)
-    timer.lap("write")
-    stats.seconds = dict(timer.laps)
-    stats.peak_rss_mb = dict(timer.rss)
-    return stats
-
-
-def _stats(frame: pl.DataFrame, out: Path, rejects: Path, report_dir: Path) -> CleanStats:
-    counts = frame.group_by("reason").len()
-    rejected = {r: int(n) for r, n in counts.iter_rows() if r is not None}
-    stats = CleanStats(
-        read=frame.height,
-        kept=int(frame.height - sum(rejected.values())),
-        normalized=int((frame["state"] == RowState.NORMALIZED).sum()),
-        rejected=rejected,
-        out=str(out),
-        rejects=str(rejects),
-        report=str(report_dir),
-    )
-    if stats.kept + stats.rejected_total != stats.read:  # pragma: no cover - an invariant, not an input
-        raise AssertionError("clean: kept + rejected != read")
+    stats.lap("write")
     return stats
 
 
@@ -337,19 +285,3 @@ def _dedup(
     info["cluster_sizes"] = {int(s): int(c) for s, c in enumerate(sizes) if s >= 2 and c}
     info["against"] = n_ref
     return frame, info
-
-
-class Timer:
-    """Seconds per stage, and the process's peak RSS (MB) when each stage ended."""
-
-    def __init__(self) -> None:
-        self.t = time.perf_counter()
-        self.laps: dict[str, float] = {}
-        self.rss: dict[str, int] = {}
-
-    def lap(self, name: str) -> float:
-        now = time.perf_counter()
-        self.laps[name] = round(now - self.t, 3)
-        self.rss[name] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024
-        self.t = now
-        return self.laps[name]

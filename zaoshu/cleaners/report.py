@@ -10,7 +10,7 @@ from __future__ import annotations
 import html
 import math
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import jinja2
 import numpy as np
@@ -19,11 +19,9 @@ import polars as pl
 
 from zaoshu.cleaners.minhash import codepoints
 from zaoshu.cleaners.rules import RuleContext
+from zaoshu.cleaners.stats import CleanStats
 from zaoshu.files import write_bytes_atomic
-from zaoshu.recipes import Recipe
-
-if TYPE_CHECKING:
-    from zaoshu.cleaners.api import CleanStats
+from zaoshu.recipes import Recipe, is_excluded
 
 TEMPLATE = "report.html.j2"
 DISTINCT_SAMPLE = 100_000
@@ -167,7 +165,6 @@ def build(
     recipe: Recipe | None,
     near: dict[str, Any],
     samples: int,
-    timer: Any,
 ) -> dict[str, Any]:
     kept = frame.filter(pl.col("reason").is_null())
     axes = [c[3:] for c in frame.columns if c.startswith("ax_")]
@@ -248,7 +245,7 @@ def build(
         "settings": ctx.config.model_dump(mode="json"),
         "recipe": recipe.name if recipe else None,
         "outputs": {"kept": stats.out, "rejects": stats.rejects},
-        "seconds": dict(timer.laps),
+        "seconds": dict(stats.seconds),
     }
 
 
@@ -276,8 +273,6 @@ def _heatmap(data: dict[str, Any], recipe: Recipe | None) -> tuple[str, str, str
         counts[key] = counts.get(key, 0) + int(c["kept"])
     excluded: set[tuple[str, str]] = set()
     if recipe is not None:
-        from zaoshu.generator.plan import is_excluded
-
         excluded = {(r, c) for r in rows for c in cols if is_excluded(recipe, {ra: r, ca: c})}
     return ra, ca, svg_heatmap(rows, cols, counts, excluded)
 
@@ -291,10 +286,9 @@ def write_report(
     recipe: Recipe | None,
     near: dict[str, Any],
     samples: int,
-    timer: Any,
 ) -> dict[str, Any]:
     """Write report.json and report.html into `report_dir` (each atomically)."""
-    data = build(frame, stats, ctx=ctx, recipe=recipe, near=near, samples=samples, timer=timer)
+    data = build(frame, stats, ctx=ctx, recipe=recipe, near=near, samples=samples)
     report_dir = Path(report_dir)
     report_dir.mkdir(parents=True, exist_ok=True)
     write_bytes_atomic(

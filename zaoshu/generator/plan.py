@@ -16,7 +16,7 @@ from typing import Any
 import jinja2
 
 from zaoshu.errors import RecipeError
-from zaoshu.recipes import AxisValue, Recipe, template_env
+from zaoshu.recipes import AxisValue, Recipe, is_excluded, template_env
 from zaoshu.records import Record, task_id, utc_now
 
 
@@ -57,14 +57,6 @@ class Plan:
 
     def by_style(self) -> dict[str, int]:
         return dict(Counter(t.axes["style"] for t in self.tasks))
-
-
-def is_excluded(recipe: Recipe, axes: dict[str, str]) -> bool:
-    """True when every key of some `exclude` rule matches (a rule value may be one value or a list)."""
-    for rule in recipe.exclude:
-        if all(axes.get(k) in ([v] if isinstance(v, str) else v) for k, v in rule.items()):
-            return True
-    return False
 
 
 @functools.lru_cache(maxsize=512)
