@@ -288,54 +288,39 @@ def _read_json(path: Path) -> Any:
 
 
 def stats_context(path: Path | None) -> dict[str, Any] | None:
-    """Generation figures from the generator's `*.stats.json`: model, tokens, cost, and the rest."""
+    """Generation figures from the generator's `*.stats.json` (or a run's summary.json), read by field
+    name: model, tokens_in, tokens_out, cost, currency; the other figures as rows."""
     if path is None:
         return None
+    data = _read_json(path)
+    if not isinstance(data, dict):
+        return None
     # local paths (output, failures) say nothing to readers of a public card
-    rows = [
-        (k, v) for k, v in _flatten(_read_json(path)) if not (isinstance(v, str) and ("/" in v or "\\" in v))
-    ]
+    rows = [(k, v) for k, v in _flatten(data) if not (isinstance(v, str) and ("/" in v or "\\" in v))]
     if not rows:
         return None
-
-    def pick(*words: str) -> list[tuple[str, Any]]:
-        return [(k, v) for k, v in rows if any(w in k.lower() for w in words)]
-
     head = []
-    models = sorted({str(v) for k, v in pick("model") if isinstance(v, str)})
-    if models:
-        head.append("model " + ", ".join(f"`{m}`" for m in models))
-    tokens = [f"{k} {_fmt(v)}" for k, v in pick("token") if isinstance(v, (int, float))]
+    if isinstance(data.get("model"), str) and data["model"]:
+        head.append(f"model `{data['model']}`")
+    tokens = [f"{k} {_fmt(data[k])}" for k in ("tokens_in", "tokens_out") if isinstance(data.get(k), int)]
     if tokens:
-        head.append("tokens: " + ", ".join(tokens[:4]))
-    cost = [f"{k} {_fmt(v)}" for k, v in pick("cost") if isinstance(v, (int, float))]
-    currency = next((str(v) for k, v in rows if k.lower().endswith("currency") and v), "")
-    if cost:
-        head.append("cost: " + ", ".join(cost[:2]) + (f" {currency}" if currency else ""))
-    return {
-        "file": path.name,
-        "headline": "; ".join(head),
-        "rows": [(k, _fmt(v)) for k, v in rows[:40]],
-    }
+        head.append("tokens: " + ", ".join(tokens))
+    if isinstance(data.get("cost"), (int, float)):
+        currency = f" {data['currency']}" if data.get("currency") else ""
+        head.append(f"cost {_fmt(data['cost'])}{currency}")
+    return {"file": path.name, "headline": "; ".join(head), "rows": [(k, _fmt(v)) for k, v in rows[:40]]}
 
 
 def report_context(path: Path | None) -> dict[str, Any] | None:
-    """The cleaning report's counts: read / kept / rejected and rejects by reason."""
+    """The cleaning report's counts and its `by_reason` (reason -> rejected records), read by name."""
     if path is None:
         return None
     data = _read_json(path)
     if not isinstance(data, dict):
         return None
     rows = [(k, _fmt(v)) for k, v in _flatten(data, depth=0)[:30]]
-    reasons: list[tuple[str, str]] = []
-    for key, value in data.items():
-        if "reason" in key.lower() and isinstance(value, dict):
-            for reason, n in value.items():
-                count = (
-                    n if isinstance(n, (int, float)) else (n.get("count") if isinstance(n, dict) else None)
-                )
-                if isinstance(count, (int, float)):
-                    reasons.append((str(reason), _fmt(count)))
+    by_reason = data.get("by_reason") if isinstance(data.get("by_reason"), dict) else {}
+    reasons = [(str(k), _fmt(n)) for k, n in by_reason.items() if isinstance(n, (int, float))]
     counts = data.get("counts")
     if isinstance(counts, dict):
         rows += [(f"counts.{k}", _fmt(v)) for k, v in _flatten(counts, depth=0)]
