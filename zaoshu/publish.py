@@ -197,24 +197,6 @@ def write_parquet(
 # ---------------------------------------------------------------- the card
 
 
-def find_recipe(name: str | None, near: list[Path]) -> Path | None:
-    """<name>.yaml looked up beside the data (and in prompts/ up to three folders up), then in ./prompts
-    and the zaoshu checkout's prompts/."""
-    if not name:
-        return None
-    places: list[Path] = []
-    for p in near:  # the data's own neighbourhood first: it is the most specific
-        for parent in [p, *list(p.parents)[:3]]:
-            places += [parent, parent / "prompts"]
-    places += [Path.cwd() / "prompts", Path(__file__).resolve().parent.parent / "prompts"]
-    for place in places:
-        for suffix in (".yaml", ".yml"):
-            candidate = place / f"{name}{suffix}"
-            if candidate.is_file():
-                return candidate
-    return None
-
-
 def _first_line(text: str, limit: int = 80) -> str:
     line = " ".join(text.strip().splitlines()[:1]) if text else ""
     line = line.replace("|", "\\|")
@@ -489,6 +471,8 @@ def build(
         recipe_path: Path | None = Path(recipe)
     else:
         names = Counter(r.get("recipe") for rs in splits.values() for r in rs if r.get("recipe"))
+        from zaoshu.recipes import find_recipe
+
         recipe_path = find_recipe(names.most_common(1)[0][0] if names else None, near)
     search = [d for p in near for d in (p, p.parent)]
     stats_path = Path(stats) if stats else _newest([f for d in search for f in d.glob("*.stats.json")])

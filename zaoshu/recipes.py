@@ -7,6 +7,7 @@ template variables that nothing defines. Every error names the file and the key 
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -349,3 +350,22 @@ def is_excluded(recipe: Recipe, axes: dict[str, str]) -> bool:
         if all(axes.get(k) in ([v] if isinstance(v, str) else v) for k, v in rule.items()):
             return True
     return False
+
+
+def find_recipe(name: str | None, near: Iterable[Path] = ()) -> Path | None:
+    """A recipe given as a path, or `<name>.yaml` (or .yml) looked up beside the `near` paths (each and up to
+    three folders up, and their prompts/), then in ./prompts and the zaoshu checkout's prompts/."""
+    if not name:
+        return None
+    if Path(name).is_file():
+        return Path(name)
+    places: list[Path] = []
+    for p in near:  # the data's own neighbourhood first: it is the most specific
+        for parent in [p, *list(p.parents)[:3]]:
+            places += [parent, parent / "prompts"]
+    places += [Path("prompts"), Path(__file__).resolve().parents[1] / "prompts"]
+    for place in places:
+        for suffix in (".yaml", ".yml"):
+            if (place / f"{name}{suffix}").is_file():
+                return place / f"{name}{suffix}"
+    return None

@@ -33,7 +33,7 @@ import orjson
 
 from zaoshu.errors import ZaoshuError
 from zaoshu.files import write_bytes_atomic, write_text_atomic
-from zaoshu.recipes import Recipe, load_recipe
+from zaoshu.recipes import Recipe, find_recipe, load_recipe
 from zaoshu.records import utc_now
 from zaoshu.trainer import data as tdata
 from zaoshu.trainer.config import (
@@ -245,20 +245,6 @@ def _check_model(model: str) -> Path:
             "model directory has no config.json (expected a Hugging Face model folder)", path=path
         )
     return path.resolve()
-
-
-RECIPE_DIRS = (Path("prompts"), Path(__file__).resolve().parents[2] / "prompts")
-
-
-def find_recipe(name: str) -> Path | None:
-    """A recipe given as a path, or as a name in ./prompts/ or the zaoshu checkout's prompts/."""
-    path = Path(name)
-    if path.is_file():
-        return path
-    for folder in RECIPE_DIRS:
-        if (folder / f"{name}.yaml").is_file():
-            return folder / f"{name}.yaml"
-    return None
 
 
 def resolve_recipe(name: str) -> Path:
