@@ -1,4 +1,4 @@
-"""The canonical record (DESIGN.md) and its JSONL reading and writing.
+"""The canonical record (id, recipe, axes, messages, meta) and its JSONL reading and writing.
 
 Every stage reads and writes records through this module, so the format lives in one place:
 one JSON object a line, UTF-8, Chinese unescaped, `id` / `recipe` / `axes` / `messages` / `meta`.

@@ -1,7 +1,7 @@
 """The cleaning report: `report.json` (numbers) and `report.html` (a static page with inline SVG pictures).
 
 The page opens offline (no script, no CDN): length histograms per style against the style's limit, the
-recipient × scene heatmap of kept counts (the picture seed 002 asks for), reject reasons as bars and a
+recipient × scene heatmap of kept counts (which pairs the data covers, at a glance), reject reasons as bars and a
 few sample records per reason.
 """
 

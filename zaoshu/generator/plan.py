@@ -34,7 +34,7 @@ class Task:
     request: list[dict[str, str]] = field(repr=False)  # messages sent to the API
 
     def to_record(self, reply: str, meta: dict[str, Any]) -> Record:
-        """The record of DESIGN.md for this task and a reply; `meta` adds provider, usage, latency..."""
+        """The canonical record (see records.py) for this task and a reply; `meta` adds provider, usage, latency..."""
         messages = []
         if self.system:
             messages.append({"role": "system", "content": self.system})

@@ -65,7 +65,7 @@ _ITER = re.compile(r"^iter_(\d+)\.pth$")
 
 @dataclass
 class TrainOptions:
-    """The `zaoshu train` command line, as data (defaults: the issue's, i.e. seed 002's)."""
+    """The `zaoshu train` command line, as data (defaults: those of the Tianji wishes fine-tune)."""
 
     data: str
     model: str
