@@ -9,6 +9,8 @@ from typing import Any
 
 import polars as pl
 
+from zaoshu.cleaners.io import RowState
+
 
 @dataclass
 class CleanStats:
@@ -38,8 +40,6 @@ class CleanStats:
 
     def count(self, frame: pl.DataFrame) -> None:
         """The counts of a judged frame (a `reason` per rejected row, a `state` per row)."""
-        from zaoshu.cleaners.io import RowState
-
         self.rejected = {r: int(n) for r, n in frame.group_by("reason").len().iter_rows() if r is not None}
         self.read = frame.height
         self.kept = self.read - self.rejected_total
