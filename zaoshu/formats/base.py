@@ -14,6 +14,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+import orjson
+
 from zaoshu.records import Record, ShapeError, content_id
 
 Row = dict[str, Any]
@@ -41,6 +43,13 @@ class Format:
     write: Callable[[Record, Lost], Row]
     #: the canonical fields besides messages that the format keeps; the others are counted as dropped
     keeps: tuple[str, ...] = ()
+
+    def line(self, record: Record, lost: Lost) -> bytes:
+        """The record as one line of this format (no line end), counting in `lost` what it could not hold."""
+        for name in ("id", "recipe", "axes", "meta"):
+            if name not in self.keeps and record.get(name):
+                lost[name] += 1
+        return orjson.dumps(self.write(record, lost))
 
 
 def new_record(messages: list[dict[str, Any]], *, row_id: Any = None, with_id: bool = True) -> Record:
@@ -95,8 +104,3 @@ def pairs(record: Record, lost: Lost) -> tuple[str, list[tuple[str, str, dict[st
     if len(systems) > 1 or (systems and not grouped[0][0]):
         lost["system turns inside the conversation (moved to the front)"] += 1
     return "\n".join(systems), grouped
-
-
-def dropped_fields(keeps: tuple[str, ...]) -> tuple[str, ...]:
-    """The canonical fields besides messages that a format with these `keeps` cannot hold."""
-    return tuple(name for name in RECORD_KEYS if name != "messages" and name not in keeps)

@@ -19,7 +19,6 @@ import orjson
 
 from zaoshu.errors import RecordError
 from zaoshu.files import atomic_write
-from zaoshu.formats.base import dropped_fields
 from zaoshu.formats.io import Rows
 from zaoshu.formats.pieces import pieces
 from zaoshu.formats.registry import FORMATS, detect_rows, get_format
@@ -114,16 +113,11 @@ def translate(
     merge of records does not reorder their keys.
     """
     target = FORMATS[dst]
-    writer, drops = target.write, dropped_fields(target.keeps)
     copy = src == dst == "zaoshu"
-    dumps = orjson.dumps
     piece = Piece()
-    lines, lost = piece.lines, piece.lost
     for _, line, key, record in records(rows, src, with_id=with_id, text_ids=keys):
-        for name in drops:
-            if record.get(name):
-                lost[name] += 1
-        lines.append(line if copy and key and line is not None else dumps(writer(record, lost)))
+        # (a zaoshu line copied as it is loses nothing: the format keeps every field)
+        piece.lines.append(line if copy and key and line is not None else target.line(record, piece.lost))
         if keys:
             piece.keys.append(key)
             piece.hashes.append(content_id(record["messages"]) if by_content or key is None else None)
@@ -148,16 +142,12 @@ def read_any(path: str | Path, fmt: str | None = None) -> list[Record]:
 def write(records: Iterable[Record], path: str | Path, fmt: str) -> Written:
     """Write records as `fmt` atomically (`.json` -> JSON array, else JSONL); returns counts and losses."""
     target = get_format(fmt)
-    writer, drops = target.write, dropped_fields(target.keeps)
     result = Written(Path(path), fmt, 0)
     with atomic_write(path) as f:
         out = Output(f, array_output(path, fmt))
         lines: list[bytes] = []
         for record in records:
-            for name in drops:
-                if record.get(name):
-                    result.lost[name] += 1
-            lines.append(orjson.dumps(writer(record, result.lost)))
+            lines.append(target.line(record, result.lost))
             if len(lines) >= 4096:
                 out.write(lines)
                 lines.clear()
