@@ -7,6 +7,7 @@ and says precisely where bytes are not UTF-8 or not JSON.
 from __future__ import annotations
 
 import io
+import itertools
 import json
 from collections.abc import Iterator
 from pathlib import Path
@@ -109,6 +110,12 @@ def parse_document(data: bytes, path: str | Path) -> list[Any]:
     return doc
 
 
+def _first_bytes(f: IO[bytes], nbytes: int) -> bytes:
+    """`nbytes` of a file, or its whole first line when that is longer (a layout needs the whole line)."""
+    data = f.read(nbytes)
+    return data if b"\n" in data else data + f.readline()
+
+
 class Rows:
     """The parsed rows of one file, each with the raw line it came from, and a way to name where row i is.
 
@@ -121,9 +128,7 @@ class Rows:
         self.head_bytes = head  # set by peek: these bytes are all the rows this object holds
         if head is None:
             with open(check_path(path), "rb") as f:
-                head = f.read(1 << 16)
-                if b"\n" not in head:
-                    head += f.readline()  # a first line longer than that: its layout needs all of it
+                head = _first_bytes(f, 1 << 16)
         self.layout: Layout = layout or layout_of(head.removeprefix(BOM))
         self._data: bytes | None = None
 
@@ -131,9 +136,7 @@ class Rows:
     def peek(cls, path: str | Path, nbytes: int = 1 << 20) -> Rows:
         """The first rows of a JSON Lines file without reading it all (a JSON document is read whole)."""
         with open(check_path(path), "rb") as f:
-            data = f.read(nbytes)
-            if b"\n" not in data:
-                data += f.readline()  # a first line longer than nbytes: read it whole
+            data = _first_bytes(f, nbytes)
             more = f.read(1)
         data = data.removeprefix(BOM)
         if more and layout_of(data) == "jsonl":
@@ -154,7 +157,7 @@ class Rows:
             for position, row in enumerate(parse_document(self.data, self.path)):
                 yield position, None, row
             return
-        with self._lines() as f:
+        with io.BytesIO(self.head_bytes) if self.head_bytes is not None else open(self.path, "rb") as f:
             loads, JSONDecodeError = orjson.loads, orjson.JSONDecodeError
             for number, raw in enumerate(f, 1):
                 if number == 1:
@@ -166,16 +169,8 @@ class Rows:
                         continue
                     raise json_error(raw, e, self.path, number) from None
 
-    def _lines(self) -> IO[bytes]:
-        return io.BytesIO(self.head_bytes) if self.head_bytes is not None else open(self.path, "rb")
-
     def head(self, n: int) -> list[tuple[int, Any]]:
-        out = []
-        for position, _, row in self:
-            out.append((position, row))
-            if len(out) >= n:
-                break
-        return out
+        return [(position, row) for position, _, row in itertools.islice(self, n)]
 
     def where(self, position: int) -> tuple[int | None, str | None]:
         """(line, extra text) for an error about the row at `position`."""
