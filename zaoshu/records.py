@@ -100,9 +100,10 @@ def check_shape(record: Any) -> Record:
     if type(record) is not dict:
         raise ShapeError(f"expected a JSON object, got {type(record).__name__}")
     check_messages(record.get("messages"))
-    if type(record.get("axes", {})) is not dict and record["axes"] is not None:
+    axes, meta = record.get("axes"), record.get("meta")
+    if axes is not None and type(axes) is not dict:
         raise ShapeError("'axes' must be an object (axis name -> value)")
-    if type(record.get("meta", {})) is not dict and record["meta"] is not None:
+    if meta is not None and type(meta) is not dict:
         raise ShapeError("'meta' must be an object")
     return record
 

@@ -8,6 +8,7 @@ from zaoshu.formats.base import RECORD_KEYS, Format, Lost, Row
 from zaoshu.records import Record, check_shape, content_id
 
 _MARKERS = ("id", "recipe", "axes", "meta")
+_ORDER = list(RECORD_KEYS)
 
 
 def matches(row: Any) -> bool:
@@ -18,10 +19,13 @@ def read(row: Row, with_id: bool = True) -> Record:
     check_shape(row)
     if not row.get("id") and with_id:
         row["id"] = content_id(row["messages"])
-    for key, default in (("recipe", None), ("axes", {}), ("meta", {})):
-        if row.get(key) is None:
-            row[key] = default
-    if list(row)[:5] != list(RECORD_KEYS):
+    if "recipe" not in row:
+        row["recipe"] = None
+    if row.get("axes") is None:
+        row["axes"] = {}
+    if row.get("meta") is None:
+        row["meta"] = {}
+    if list(row)[:5] != _ORDER:
         row = {**{k: row.get(k) for k in RECORD_KEYS}, **row}
     return row
 

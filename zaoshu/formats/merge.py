@@ -111,15 +111,15 @@ def merge(
                 translate, src=count.fmt, dst=to, with_id=True, keys=True, by_content=by_content
             )
             for piece in pieces(path, work):
-                count.read += len(piece.lines)
+                count.read += len(piece.ends)
                 result.written.lost.update(piece.lost)
-                kept = [
-                    line
-                    for line, key, digest in zip(piece.lines, piece.keys, piece.hashes, strict=True)
+                keep = [
+                    i
+                    for i, (key, digest) in enumerate(zip(piece.keys, piece.hashes, strict=True))
                     if seen.first(key, digest)
                 ]
-                count.kept += len(kept)
-                out.write(kept)
+                count.kept += len(keep)
+                out.write(piece.data if len(keep) == len(piece.ends) else piece.rows(keep), len(keep))
         if not any(c.read for c in result.files):
             raise RecordError("empty input: no records in any file", path=files[0])
         out.close()

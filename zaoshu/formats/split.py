@@ -52,7 +52,7 @@ def scan(rows: Rows, fmt: str, axis: str | None) -> Piece:
     """Each row checked as `fmt` and kept as a line, with its value of `axis` (as text) in `keys`."""
     piece = Piece()
     for position, line, _, record in records(rows, fmt, with_id=False, array_lines=True):
-        piece.lines.append(line)  # type: ignore[arg-type]
+        piece.add(line)  # type: ignore[arg-type]
         if axis:
             try:
                 piece.keys.append(stratum(record, axis))
@@ -120,26 +120,30 @@ def split(
     if out_dir.exists() and not out_dir.is_dir():
         raise ZaoshuError("output must be a folder (train.jsonl and test.jsonl go inside)", path=out_dir)
     result = Split(out_dir / "train.jsonl", out_dir / "test.jsonl", fmt)
-    lines: list[bytes] = []
+    data = bytearray()  # every row's line, one after the other
+    ends: list[int] = []
     values: list[str] = []
     for piece in pieces(input, functools.partial(scan, fmt=fmt, axis=stratify)):
-        lines += piece.lines
+        ends += [len(data) + end for end in piece.ends]
+        data += piece.data
         values += piece.keys
-    if len(lines) < 2:
-        raise RecordError(f"need at least 2 records to split, found {len(lines)}", path=input)
+    n = len(ends)
+    if n < 2:
+        raise RecordError(f"need at least 2 records to split, found {n}", path=input)
     codes = None
     if stratify:
         names = sorted(set(values))
         index = {name: i for i, name in enumerate(names)}
         codes = np.fromiter((index[v] for v in values), dtype=np.int64, count=len(values))
-    train, tests = choose(len(lines), test, seed, codes)
+    train, tests = choose(n, test, seed, codes)
     if codes is not None:
         in_train = np.bincount(codes[train], minlength=len(names))
         in_test = np.bincount(codes[tests], minlength=len(names))
         result.strata = {name: (int(a), int(b)) for name, a, b in zip(names, in_train, in_test, strict=True)}
+    whole = Piece(data=data, ends=ends)
     for path, order in ((result.train, train), (result.test, tests)):
         with atomic_write(path) as f:
             for start in range(0, len(order), 4096):
-                f.write(b"\n".join([lines[i] for i in order[start : start + 4096].tolist()]) + b"\n")
+                f.write(whole.rows(order[start : start + 4096].tolist()))
     result.n_train, result.n_test = len(train), len(tests)
     return result
