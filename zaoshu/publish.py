@@ -21,7 +21,6 @@ from typing import Any
 
 import jinja2
 import orjson
-import yaml
 
 from zaoshu.errors import AuthError, RecipeError, ZaoshuError
 from zaoshu.formats import read_any
@@ -392,20 +391,19 @@ def card(
     title = pretty_name or (
         recipe_ctx["description"] if recipe_ctx and recipe_ctx["description"] else repo.split("/")[1]
     )
-    header: dict[str, Any] = {
-        "license": license,
-        "language": language or languages(everything),
-        "task_categories": ["text-generation"],
-        "size_categories": [size_category(len(everything))],
-        "pretty_name": title,
-        "tags": ["synthetic", "sft", "zaoshu"] + ([recipe_name] if recipe_name else []),
-        "configs": [
-            {
-                "config_name": "default",
-                "data_files": [{"split": s, "path": f"data/{s}-*"} for s in splits],
-            }
+    from huggingface_hub import DatasetCardData
+
+    header = DatasetCardData(
+        license=license,
+        language=language or languages(everything),
+        task_categories=["text-generation"],
+        size_categories=[size_category(len(everything))],
+        pretty_name=title,
+        tags=["synthetic", "sft", "zaoshu"] + ([recipe_name] if recipe_name else []),
+        configs=[
+            {"config_name": "default", "data_files": [{"split": s, "path": f"data/{s}-*"} for s in splits]}
         ],
-    }
+    )
     example = None
     first = next(iter(splits.values()))
     if first:
@@ -415,7 +413,7 @@ def card(
         loader=jinja2.FileSystemLoader(CARD.parent), trim_blocks=True, lstrip_blocks=True, autoescape=False
     )
     text = env.get_template(CARD.name).render(
-        header=yaml.safe_dump(header, allow_unicode=True, sort_keys=False),
+        header=header.to_yaml() + "\n",
         title=title,
         description=recipe_ctx["description"] if recipe_ctx and recipe_ctx["description"] != title else "",
         repo=repo,
@@ -451,7 +449,7 @@ def build(
     with_meta: bool = True,
 ) -> Published:
     """Write the dataset folder (data/*.parquet + README.md) for `input` into `folder`."""
-    require_extra("pyarrow")
+    require_extra("pyarrow", "huggingface_hub")  # the card's header is huggingface_hub's DatasetCardData
     for option, given in (("--recipe", recipe), ("--stats", stats), ("--report", report)):
         if given is not None and not Path(given).is_file():
             raise ZaoshuError(f"{option}: file not found", path=given)
@@ -539,7 +537,7 @@ def publish(
     """Build the dataset folder and upload it; `out` or `dry_run` stop before the upload (no token needed)."""
     check_repo(repo)
     uploads = out is None and not dry_run
-    require_extra("pyarrow", *(("huggingface_hub",) if uploads else ()))
+    require_extra("pyarrow", "huggingface_hub")
     token = hf_token() if uploads else None  # before any work
     if out is not None:
         return build(input, repo, out, **card_options)

@@ -170,9 +170,8 @@ def clean(
     )
     stats.count(frame)
     stats.reviewed = reviewed.to_dict() if reviewed else {}
-    report_mod.write_report(
-        report_dir, frame, stats, ctx=ctx, recipe=recipe, near=near_info, samples=options.samples
-    )
+    data = report_mod.build(frame, stats, ctx=ctx, recipe=recipe, near=near_info, samples=options.samples)
+    report_mod.write_report(report_dir, frame, data, recipe)
     stats.lap("report")
     with atomic_write(out) as kept, atomic_write(rejects) as rejected:
         write_outputs(files, frame.select(DECISION_COLUMNS), kept, rejected)

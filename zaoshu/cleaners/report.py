@@ -277,18 +277,8 @@ def _heatmap(data: dict[str, Any], recipe: Recipe | None) -> tuple[str, str, str
     return ra, ca, svg_heatmap(rows, cols, counts, excluded)
 
 
-def write_report(
-    report_dir: Path,
-    frame: pl.DataFrame,
-    stats: CleanStats,
-    *,
-    ctx: RuleContext,
-    recipe: Recipe | None,
-    near: dict[str, Any],
-    samples: int,
-) -> dict[str, Any]:
-    """Write report.json and report.html into `report_dir` (each atomically)."""
-    data = build(frame, stats, ctx=ctx, recipe=recipe, near=near, samples=samples)
+def write_report(report_dir: Path, frame: pl.DataFrame, data: dict[str, Any], recipe: Recipe | None) -> None:
+    """Write report.json (`data`, from `build`) and report.html into `report_dir` (each atomically)."""
     report_dir = Path(report_dir)
     report_dir.mkdir(parents=True, exist_ok=True)
     write_bytes_atomic(
@@ -316,4 +306,3 @@ def write_report(
         markup=jinja2.utils.markupsafe.Markup,
     )
     write_bytes_atomic(report_dir / "report.html", page.encode("utf-8"))
-    return data
