@@ -113,11 +113,7 @@ def merge(
             for piece in pieces(path, work):
                 count.read += len(piece.ends)
                 result.written.lost.update(piece.lost)
-                keep = [
-                    i
-                    for i, (key, digest) in enumerate(zip(piece.keys, piece.hashes, strict=True))
-                    if seen.first(key, digest)
-                ]
+                keep = seen.new_rows(piece.keys, piece.hashes)
                 count.kept += len(keep)
                 out.write(piece.data if len(keep) == len(piece.ends) else piece.rows(keep), len(keep))
         if not any(c.read for c in result.files):
@@ -135,6 +131,17 @@ class Seen:
         self.ids: set[str] = set()
         #: conversation hash -> whether a record without an id had it
         self.content: dict[str, bool] = {}
+
+    def new_rows(self, keys: list[str | None], hashes: list[str | None]) -> list[int]:
+        """Indices of the rows not seen before; set operations alone when every row has a new id."""
+        if not any(hashes) and None not in keys:
+            fresh = set(keys)
+            if len(fresh) == len(keys) and self.ids.isdisjoint(fresh):
+                self.ids |= fresh  # type: ignore[arg-type]
+                return list(range(len(keys)))
+        return [
+            i for i, (key, digest) in enumerate(zip(keys, hashes, strict=True)) if self.first(key, digest)
+        ]
 
     def first(self, key: str | None, digest: str | None) -> bool:
         """True (and remembered) when the record with this id and content hash was not seen before."""
