@@ -246,39 +246,28 @@ def _dedup(
         similarity = rep_sim[lookup[head]]
         info["candidates"], info["confirmed"] = near.candidates, near.confirmed
     rows = np.arange(n_ref, n)
-    exact_dup = head[rows] != rows
-    near_dup = (~exact_dup) & (final[rows] != rows)
+    dup = np.flatnonzero(final[rows] != rows)  # an exact duplicate's final head is never itself
     all_ids = pl.concat([ref_ids, alive["id"]])
     marks = pl.DataFrame(
         {
-            "_row": alive["_row"],
-            "_exact": exact_dup,
-            "_near": near_dup,
-            "_final_id": all_ids.gather(final[rows]),
-            "_head_id": all_ids.gather(head[rows]),
-            "_sim": similarity[rows],
+            "exact": head[rows][dup] != rows[dup],
+            "head": all_ids.gather(head[rows][dup]),
+            "sim": similarity[rows][dup],
         }
     ).select(
-        "_row",
-        pl.when("_exact")
-        .then(pl.lit("duplicate"))
-        .when("_near")
-        .then(pl.lit("near_duplicate"))
-        .alias("_dreason"),
-        pl.when("_exact")
-        .then(pl.lit("same text as ") + pl.col("_head_id"))
-        .when("_near")
-        .then(pl.format("similarity {}", pl.col("_sim").round(2)))
-        .alias("_ddetail"),
-        pl.when(pl.col("_exact") | pl.col("_near")).then(pl.col("_final_id")).alias("duplicate_of"),
+        reason=pl.when("exact").then(pl.lit("duplicate")).otherwise(pl.lit("near_duplicate")),
+        detail=pl.when("exact")
+        .then(pl.lit("same text as ") + pl.col("head"))
+        .otherwise(pl.format("similarity {}", pl.col("sim").round(2))),
     )
     # write the marks into the full-length columns (a join would copy every column of the frame)
-    marked = marks.filter(pl.col("_dreason").is_not_null())
-    at = marked["_row"]
+    at = alive["_row"].gather(dup)
     frame = frame.with_columns(
-        frame["reason"].scatter(at, marked["_dreason"]),
-        frame["detail"].scatter(at, marked["_ddetail"]),
-        pl.Series("duplicate_of", [None] * frame.height, dtype=pl.Utf8).scatter(at, marked["duplicate_of"]),
+        frame["reason"].scatter(at, marks["reason"]),
+        frame["detail"].scatter(at, marks["detail"]),
+        pl.Series("duplicate_of", [None] * frame.height, dtype=pl.Utf8).scatter(
+            at, all_ids.gather(final[rows][dup])
+        ),
     )
     sizes = np.bincount(np.bincount(final[final >= 0])) if n else np.zeros(0)
     info["cluster_sizes"] = {int(s): int(c) for s, c in enumerate(sizes) if s >= 2 and c}
