@@ -19,12 +19,10 @@ def read(row: Row, with_id: bool = True) -> Record:
     check_shape(row)
     if not row.get("id") and with_id:
         row["id"] = content_id(row["messages"])
-    if "recipe" not in row:
-        row["recipe"] = None
-    if row.get("axes") is None:
-        row["axes"] = {}
-    if row.get("meta") is None:
-        row["meta"] = {}
+    row.setdefault("recipe", None)
+    for key in ("axes", "meta"):
+        if row.get(key) is None:
+            row[key] = {}
     if list(row)[:5] != _ORDER:
         row = {**{k: row.get(k) for k in RECORD_KEYS}, **row}
     return row

@@ -68,14 +68,10 @@ def expand(inputs: list[str | Path]) -> list[Path]:
             found.extend(matched)
         else:
             raise ZaoshuError("no such file or folder", path=p)
-    unique: list[Path] = []
-    seen: set[Path] = set()
+    unique: dict[Path, Path] = {}
     for f in found:
-        key = f.resolve()
-        if key not in seen:
-            seen.add(key)
-            unique.append(f)
-    return unique
+        unique.setdefault(f.resolve(), f)  # the first mention of a file wins
+    return list(unique.values())
 
 
 def _format_of(path: Path, fmt: str | None) -> str:

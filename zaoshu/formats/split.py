@@ -131,10 +131,9 @@ def split(
     if n < 2:
         raise RecordError(f"need at least 2 records to split, found {n}", path=input)
     codes = None
-    if stratify:
-        names = sorted(set(values))
-        index = {name: i for i, name in enumerate(names)}
-        codes = np.fromiter((index[v] for v in values), dtype=np.int64, count=len(values))
+    if stratify:  # the strata's names in sorted order, and each row's number among them
+        names, codes = np.unique(np.array(values), return_inverse=True)
+        names = names.tolist()
     train, tests = choose(n, test, seed, codes)
     if codes is not None:
         in_train = np.bincount(codes[train], minlength=len(names))
