@@ -1,7 +1,7 @@
-"""Benchmark of `zaoshu generate` against the fake OpenAI-compatible server on loopback (issue 3, §6).
+"""Benchmark of `zaoshu generate` against the fake OpenAI-compatible server on loopback.
 
-Each client runs in its own process pinned to CPU 0, the server in another pinned to CPU 1 (as MEASURED.md
-did), so the client's CPU and memory are measured apart. In one run:
+Each client runs in its own process pinned to CPU 0, the server in another pinned to CPU 1 (so the
+client's CPU and memory are measured apart. In one run:
 
   (a) 5,000 tasks at 200 ms latency, C = 64 and C = 256: our req/s, its ratio to the ideal C / latency,
       to a bare aiohttp client and to AsyncOpenAI + a semaphore (plus the SDK on aiohttp, for the record),

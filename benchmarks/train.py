@@ -1,6 +1,6 @@
 """Benchmark: what `zaoshu train` adds over running XTuner's three commands by hand.
 
-The bar (issue 6, on a GPU): wall time of `zaoshu train` at most 2 % above the same config run directly.
+The bar (on a GPU): wall time of `zaoshu train` at most 2 % above the same config run directly.
 Both sides run the same steps on the same rendered config and data: `xtuner.tools.train`, then
 `pth_to_hf`, then `merge` (LoRA/QLoRA). The direct side runs `python -m xtuner.tools...` (through
 `zaoshu.trainer.launch` on CPU, where torchvision's ops need the shims to import at all); the zaoshu side

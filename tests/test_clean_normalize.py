@@ -1,4 +1,4 @@
-"""Normalizers: the junk of seed 002's 二次清洗 section, idempotence and never emptying a wish."""
+"""Normalizers: the junk models add around a wish (二次清洗), idempotence and never emptying a wish."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Rule filters: each junk kind from seed 002 and issue 4 is rejected with the right reason; config errors."""
+"""Rule filters: each junk kind LLM replies carry is rejected with the right reason; config errors."""
 
 from __future__ import annotations
 

@@ -21,7 +21,7 @@ runner = CliRunner()
 
 
 def multi_turn(i: int = 0) -> dict:
-    """A canonical record with two exchanges and an assistant turn left out of the loss (seed 004)."""
+    """A canonical record with two exchanges and an assistant turn left out of the loss (XTuner's per-turn `loss`)."""
     return {
         "id": f"w{i}",
         "recipe": "wishes",
@@ -209,7 +209,7 @@ def test_seed_001_self_cognition_conversation_array(tmp_path):
 
 
 def seed_002_round(style: str, pairs: list[tuple[str, str]]) -> list[dict]:
-    """What seed 002's generation loop saved per round: src_input and style_name beside the turn."""
+    """What a hand-written generation loop saves per round: src_input and style_name beside the turn."""
     out = []
     for name, scene in pairs:
         user = f"祝{name}{scene}" if style == "正常" else f"祝{name}{scene},{style}风格"

@@ -1,4 +1,4 @@
-"""merge and split, and the parallel chunk engine behind them (line numbers across chunks, order kept)."""
+"""merge and split, and the worker processes behind big files (line numbers across pieces, order kept)."""
 
 from __future__ import annotations
 
@@ -12,8 +12,7 @@ from typer.testing import CliRunner
 
 from zaoshu.cli import app
 from zaoshu.errors import RecordError, ZaoshuError
-from zaoshu.formats import convert, engine, read_any, write
-from zaoshu.formats import split as split_module
+from zaoshu.formats import convert, pieces, read_any, write
 from zaoshu.formats.merge import merge
 from zaoshu.formats.split import split
 from zaoshu.records import content_id
@@ -44,9 +43,9 @@ def write_jsonl(path: Path, rows: list) -> Path:
 
 @pytest.fixture
 def small_chunks(monkeypatch):
-    """Make the engine cut tiny files into many chunks and use worker processes, as for a big file."""
-    monkeypatch.setattr(engine, "CHUNK", 4096)
-    monkeypatch.setattr(engine, "PARALLEL_FROM", 0)
+    """Cut tiny files into many pieces for worker processes, as for a big file."""
+    monkeypatch.setattr(pieces, "PIECE", 4096)
+    monkeypatch.setattr(pieces, "PARALLEL_FROM", 0)
 
 
 # ---------------------------------------------------------------- merge
@@ -166,10 +165,10 @@ def test_parallel_convert_equals_in_process_convert(tmp_path, small_chunks, monk
     for fmt, suffix in (("xtuner", ".json"), ("alpaca", ".jsonl"), ("zaoshu", ".jsonl")):
         parallel = tmp_path / f"p{suffix}"
         convert(src, parallel, fmt)
-        monkeypatch.setattr(engine, "PARALLEL_FROM", 1 << 40)
+        monkeypatch.setattr(pieces, "PARALLEL_FROM", 1 << 40)
         single = tmp_path / f"s{suffix}"
         convert(src, single, fmt)
-        monkeypatch.setattr(engine, "PARALLEL_FROM", 0)
+        monkeypatch.setattr(pieces, "PARALLEL_FROM", 0)
         assert parallel.read_bytes() == single.read_bytes()
         json.loads(parallel.read_text("utf-8")) if suffix == ".json" else None
     assert (tmp_path / "s.jsonl").read_bytes() == src.read_bytes()
@@ -232,13 +231,13 @@ def test_split_keeps_the_input_format_and_reads_json_arrays(tmp_path):
     assert set(first) == {"conversation"}
 
 
-def test_split_written_by_several_threads_gives_the_same_files(tmp_path, monkeypatch):
+def test_split_read_by_worker_processes_gives_the_same_files(tmp_path, monkeypatch):
     lines = [orjson.dumps(record(i)) + (b"\r\n" if i % 5 == 0 else b"\n") for i in range(3000)]
     src = tmp_path / "r.jsonl"
     src.write_bytes(b"".join(lines).rstrip(b"\n"))
     split(src, tmp_path / "one", test=0.3, seed=4, stratify="style")
-    monkeypatch.setattr(split_module, "_PER_THREAD", 100)
-    monkeypatch.setattr(split_module, "workers", lambda: 4)
+    monkeypatch.setattr(pieces, "PIECE", 4096)
+    monkeypatch.setattr(pieces, "PARALLEL_FROM", 0)
     split(src, tmp_path / "many", test=0.3, seed=4, stratify="style")
     for name in ("train.jsonl", "test.jsonl"):
         assert (tmp_path / "one" / name).read_bytes() == (tmp_path / "many" / name).read_bytes()
@@ -293,9 +292,9 @@ def test_odd_zaoshu_rows_convert_like_their_records(tmp_path):
     }
 
 
-def test_recipe_records_written_from_templates_equal_the_writers(tmp_path):
-    """The engine writes a recipe's one-exchange record from a byte template: the same bytes as the
-    writers give, whatever the strings hold (quotes, backslashes, the template's own text, empty)."""
+def test_streamed_recipe_records_equal_the_writers(tmp_path):
+    """Streaming a recipe's one-exchange records gives the same bytes as the in-memory writers, whatever
+    the strings hold (quotes, backslashes, JSON-looking text, empty)."""
     texts = [
         '","',
         "a\\",

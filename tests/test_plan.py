@@ -9,8 +9,8 @@ import pytest
 from typer.testing import CliRunner
 
 from zaoshu.cli import app
-from zaoshu.generator.plan import is_excluded, plan
-from zaoshu.recipes import load_recipe
+from zaoshu.generator.plan import plan
+from zaoshu.recipes import is_excluded, load_recipe
 
 
 def snapshot(tasks):

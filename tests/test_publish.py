@@ -504,7 +504,7 @@ def test_upload_without_huggingface_hub_fails_before_any_work(tmp_path, split_di
     assert result.exit_code == 2, result.output
     assert "publishing needs huggingface_hub (not installed)" in result.output
     assert 'pip install -e ".[publish]"' in result.output and "hf_testtoken" not in result.output
-    # writing the folder alone needs no Hub client
+    # the card's header is huggingface_hub's DatasetCardData: writing the folder alone needs it too
     out = _publish_in_process([str(split_dir), "--repo", "alice/wishes", "--out", str(tmp_path / "folder")])
-    assert out.exit_code == 0, out.output
-    assert (tmp_path / "folder" / "README.md").is_file()
+    assert out.exit_code == 2 and "publishing needs huggingface_hub (not installed)" in out.output
+    assert not (tmp_path / "folder").exists()

@@ -66,7 +66,7 @@ CATALOG = [
     ("empty axis", mutate(axes__scene=[]), "axes.scene: axis has no values"),
     ("duplicate value", mutate(axes__scene=["生日", "生日"]), "axes.scene[1]: duplicate value '生日'"),
     (
-        "trailing space (seed 002)",
+        "trailing space",
         mutate(axes__scene=["生日", "工作升职 "]),
         "axes.scene[1]: value '工作升职 ' has leading",
     ),

@@ -211,9 +211,12 @@ def test_ctrl_c_while_cleaning_exits_130_with_the_resume_command(server, tmp_pat
     proc = subprocess.Popen(
         [sys.executable, "-c", code, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE
     )
-    tmp = out / "clean.jsonl.tmp"
+
+    def temps() -> list:  # the atomic writer's temp file beside clean.jsonl
+        return list(out.glob(".clean.jsonl.*.tmp"))
+
     deadline = time.monotonic() + 120
-    while not tmp.exists() and proc.poll() is None and time.monotonic() < deadline:
+    while not temps() and proc.poll() is None and time.monotonic() < deadline:
         time.sleep(0.005)
     assert proc.poll() is None, "cleaning ended before it could be interrupted"
     proc.send_signal(signal.SIGINT)
@@ -222,5 +225,5 @@ def test_ctrl_c_while_cleaning_exits_130_with_the_resume_command(server, tmp_pat
     assert proc.returncode == 130, output
     assert "Traceback" not in output
     assert "Resume with the same command" in output and "zaoshu run" in output
-    assert not (out / "clean.jsonl").exists() and not tmp.exists(), output
+    assert not (out / "clean.jsonl").exists() and not temps(), output
     assert len((out / "raw.jsonl").read_bytes().splitlines()) == 60_005  # generation finished and kept

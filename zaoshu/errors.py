@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
+from typing import Any
 
 
 class ZaoshuError(Exception):
@@ -11,12 +13,17 @@ class ZaoshuError(Exception):
     exit_code = 2
 
     def __init__(self, message: str, *, path: str | Path | None = None, line: int | None = None) -> None:
+        self.message = message
         self.path = str(path) if path is not None else None
         self.line = line
         where = ""
         if self.path is not None:
             where = self.path + (f":{line}" if line is not None else "") + ": "
         super().__init__(where + message)
+
+    def __reduce__(self) -> tuple[Any, tuple[()]]:
+        """Pickled with its path and line, so an error raised in a worker process arrives whole."""
+        return functools.partial(type(self), self.message, path=self.path, line=self.line), ()
 
 
 class RecordError(ZaoshuError):

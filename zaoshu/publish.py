@@ -22,7 +22,6 @@ from typing import Any
 
 import jinja2
 import orjson
-import yaml
 
 from zaoshu.errors import AuthError, RecipeError, ZaoshuError
 from zaoshu.files import check_writable, guard_outputs
@@ -199,24 +198,6 @@ def write_parquet(
 # ---------------------------------------------------------------- the card
 
 
-def find_recipe(name: str | None, near: list[Path]) -> Path | None:
-    """<name>.yaml looked up beside the data (and in prompts/ up to three folders up), then in ./prompts
-    and the zaoshu checkout's prompts/."""
-    if not name:
-        return None
-    places: list[Path] = []
-    for p in near:  # the data's own neighbourhood first: it is the most specific
-        for parent in [p, *list(p.parents)[:3]]:
-            places += [parent, parent / "prompts"]
-    places += [Path.cwd() / "prompts", Path(__file__).resolve().parent.parent / "prompts"]
-    for place in places:
-        for suffix in (".yaml", ".yml"):
-            candidate = place / f"{name}{suffix}"
-            if candidate.is_file():
-                return candidate
-    return None
-
-
 def _first_line(text: str, limit: int = 80) -> str:
     line = " ".join(text.strip().splitlines()[:1]) if text else ""
     line = line.replace("|", "\\|")
@@ -261,7 +242,7 @@ def recipe_context(path: Path) -> dict[str, Any]:
 def planned_count(recipe: Any) -> int:
     """How many tasks the recipe plans (rounds × styles × axis combinations, minus exclusions), counted
     without rendering a prompt."""
-    from zaoshu.generator.plan import is_excluded
+    from zaoshu.recipes import is_excluded
 
     names = list(recipe.values)
     per_round = 0
@@ -314,54 +295,39 @@ def _read_json(path: Path) -> Any:
 
 
 def stats_context(path: Path | None) -> dict[str, Any] | None:
-    """Generation figures from the generator's `*.stats.json`: model, tokens, cost, and the rest."""
+    """Generation figures from the generator's `*.stats.json` (or a run's summary.json), read by field
+    name: model, tokens_in, tokens_out, cost, currency; the other figures as rows."""
     if path is None:
         return None
+    data = _read_json(path)
+    if not isinstance(data, dict):
+        return None
     # local paths (output, failures) say nothing to readers of a public card
-    rows = [
-        (k, v) for k, v in _flatten(_read_json(path)) if not (isinstance(v, str) and ("/" in v or "\\" in v))
-    ]
+    rows = [(k, v) for k, v in _flatten(data) if not (isinstance(v, str) and ("/" in v or "\\" in v))]
     if not rows:
         return None
-
-    def pick(*words: str) -> list[tuple[str, Any]]:
-        return [(k, v) for k, v in rows if any(w in k.lower() for w in words)]
-
     head = []
-    models = sorted({str(v) for k, v in pick("model") if isinstance(v, str)})
-    if models:
-        head.append("model " + ", ".join(f"`{m}`" for m in models))
-    tokens = [f"{k} {_fmt(v)}" for k, v in pick("token") if isinstance(v, (int, float))]
+    if isinstance(data.get("model"), str) and data["model"]:
+        head.append(f"model `{data['model']}`")
+    tokens = [f"{k} {_fmt(data[k])}" for k in ("tokens_in", "tokens_out") if isinstance(data.get(k), int)]
     if tokens:
-        head.append("tokens: " + ", ".join(tokens[:4]))
-    cost = [f"{k} {_fmt(v)}" for k, v in pick("cost") if isinstance(v, (int, float))]
-    currency = next((str(v) for k, v in rows if k.lower().endswith("currency") and v), "")
-    if cost:
-        head.append("cost: " + ", ".join(cost[:2]) + (f" {currency}" if currency else ""))
-    return {
-        "file": path.name,
-        "headline": "; ".join(head),
-        "rows": [(k, _fmt(v)) for k, v in rows[:40]],
-    }
+        head.append("tokens: " + ", ".join(tokens))
+    if isinstance(data.get("cost"), (int, float)):
+        currency = f" {data['currency']}" if data.get("currency") else ""
+        head.append(f"cost {_fmt(data['cost'])}{currency}")
+    return {"file": path.name, "headline": "; ".join(head), "rows": [(k, _fmt(v)) for k, v in rows[:40]]}
 
 
 def report_context(path: Path | None) -> dict[str, Any] | None:
-    """The cleaning report's counts: read / kept / rejected and rejects by reason."""
+    """The cleaning report's counts and its `by_reason` (reason -> rejected records), read by name."""
     if path is None:
         return None
     data = _read_json(path)
     if not isinstance(data, dict):
         return None
     rows = [(k, _fmt(v)) for k, v in _flatten(data, depth=0)[:30]]
-    reasons: list[tuple[str, str]] = []
-    for key, value in data.items():
-        if "reason" in key.lower() and isinstance(value, dict):
-            for reason, n in value.items():
-                count = (
-                    n if isinstance(n, (int, float)) else (n.get("count") if isinstance(n, dict) else None)
-                )
-                if isinstance(count, (int, float)):
-                    reasons.append((str(reason), _fmt(count)))
+    by_reason = data.get("by_reason") if isinstance(data.get("by_reason"), dict) else {}
+    reasons = [(str(k), _fmt(n)) for k, n in by_reason.items() if isinstance(n, (int, float))]
     counts = data.get("counts")
     if isinstance(counts, dict):
         rows += [(f"counts.{k}", _fmt(v)) for k, v in _flatten(counts, depth=0)]
@@ -451,20 +417,19 @@ def card(
     title = pretty_name or (
         recipe_ctx["description"] if recipe_ctx and recipe_ctx["description"] else repo.split("/")[1]
     )
-    header: dict[str, Any] = {
-        "license": license,
-        "language": language or languages(everything),
-        "task_categories": ["text-generation"],
-        "size_categories": [size_category(len(everything))],
-        "pretty_name": title,
-        "tags": ["synthetic", "sft", "zaoshu"] + ([recipe_name] if recipe_name else []),
-        "configs": [
-            {
-                "config_name": "default",
-                "data_files": [{"split": s, "path": f"data/{s}-*"} for s in splits],
-            }
+    from huggingface_hub import DatasetCardData
+
+    header = DatasetCardData(
+        license=license,
+        language=language or languages(everything),
+        task_categories=["text-generation"],
+        size_categories=[size_category(len(everything))],
+        pretty_name=title,
+        tags=["synthetic", "sft", "zaoshu"] + ([recipe_name] if recipe_name else []),
+        configs=[
+            {"config_name": "default", "data_files": [{"split": s, "path": f"data/{s}-*"} for s in splits]}
         ],
-    }
+    )
     example = None
     first = next(iter(splits.values()))
     if first:
@@ -474,7 +439,7 @@ def card(
         loader=jinja2.FileSystemLoader(CARD.parent), trim_blocks=True, lstrip_blocks=True, autoescape=False
     )
     text = env.get_template(CARD.name).render(
-        header=yaml.safe_dump(header, allow_unicode=True, sort_keys=False),
+        header=header.to_yaml() + "\n",
         title=title,
         description=recipe_ctx["description"] if recipe_ctx and recipe_ctx["description"] != title else "",
         repo=repo,
@@ -511,7 +476,7 @@ def build(
     with_meta: bool = True,
 ) -> Published:
     """Write the dataset folder (data/*.parquet + README.md) for `input` into `folder`."""
-    require_extra("pyarrow")
+    require_extra("pyarrow", "huggingface_hub")  # the card's header is huggingface_hub's DatasetCardData
     for option, given in (("--recipe", recipe), ("--stats", stats), ("--report", report)):
         if given is not None and not Path(given).is_file():
             raise ZaoshuError(f"{option}: file not found", path=given)
@@ -531,6 +496,8 @@ def build(
         recipe_path: Path | None = Path(recipe)
     else:
         names = Counter(r.get("recipe") for rs in splits.values() for r in rs if r.get("recipe"))
+        from zaoshu.recipes import find_recipe
+
         recipe_path = find_recipe(names.most_common(1)[0][0] if names else None, near)
     search = [d for p in near for d in (p, p.parent)]
     stats_path = Path(stats) if stats else _newest([f for d in search for f in d.glob("*.stats.json")])
@@ -620,7 +587,7 @@ def publish(
     """Build the dataset folder and upload it; `out` or `dry_run` stop before the upload (no token needed)."""
     check_repo(repo)
     uploads = out is None and not dry_run
-    require_extra("pyarrow", *(("huggingface_hub",) if uploads else ()))
+    require_extra("pyarrow", "huggingface_hub")
     token = hf_token() if uploads else None  # before any work
     if out is not None:
         given = [card_options.get(k) for k in ("recipe", "stats", "report")]

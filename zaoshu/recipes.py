@@ -7,6 +7,7 @@ template variables that nothing defines. Every error names the file and the key 
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -393,3 +394,33 @@ def load_recipe(path: str | Path, *, allow_outside_files: bool = False) -> Recip
         line = mark.line + 1 if mark is not None else None
         raise RecipeError(f"not valid YAML: {getattr(e, 'problem', e)}", path=path, line=line) from None
     return parse_recipe(data, path, allow_outside_files=allow_outside_files)
+
+
+def is_excluded(recipe: Recipe, axes: dict[str, str]) -> bool:
+    """True when every key of some `exclude` rule matches (a rule value may be one value or a list).
+
+    Planning skips such combinations and the cleaning report draws them grey: one definition for both.
+    """
+    for rule in recipe.exclude:
+        if all(axes.get(k) in ([v] if isinstance(v, str) else v) for k, v in rule.items()):
+            return True
+    return False
+
+
+def find_recipe(name: str | None, near: Iterable[Path] = ()) -> Path | None:
+    """A recipe given as a path, or `<name>.yaml` (or .yml) looked up beside the `near` paths (each and up to
+    three folders up, and their prompts/), then in ./prompts and the zaoshu checkout's prompts/."""
+    if not name:
+        return None
+    if Path(name).is_file():
+        return Path(name)
+    places: list[Path] = []
+    for p in near:  # the data's own neighbourhood first: it is the most specific
+        for parent in [p, *list(p.parents)[:3]]:
+            places += [parent, parent / "prompts"]
+    places += [Path("prompts"), Path(__file__).resolve().parents[1] / "prompts"]
+    for place in places:
+        for suffix in (".yaml", ".yml"):
+            if (place / f"{name}{suffix}").is_file():
+                return place / f"{name}{suffix}"
+    return None

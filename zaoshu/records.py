@@ -1,4 +1,4 @@
-"""The canonical record (DESIGN.md) and its JSONL reading and writing.
+"""The canonical record (id, recipe, axes, messages, meta) and its JSONL reading and writing.
 
 Every stage reads and writes records through this module, so the format lives in one place:
 one JSON object a line, UTF-8, Chinese unescaped, `id` / `recipe` / `axes` / `messages` / `meta`.
@@ -67,23 +67,53 @@ def assistant_text(record: Record) -> str:
     return ""
 
 
-def check_record(record: Any, *, path: str | Path = "<records>", line: int | None = None) -> Record:
-    """Raise RecordError unless `record` has the shape every stage relies on."""
-    if not isinstance(record, dict):
-        raise RecordError(f"expected a JSON object, got {type(record).__name__}", path=path, line=line)
-    messages = record.get("messages")
-    if not isinstance(messages, list) or not messages:
-        raise RecordError("record has no 'messages' list", path=path, line=line)
-    for i, message in enumerate(messages):
-        if not isinstance(message, dict) or message.get("role") not in ROLES:
-            raise RecordError(
-                f"messages[{i}] must be an object with role one of {', '.join(ROLES)}", path=path, line=line
-            )
-        if not isinstance(message.get("content"), str):
-            raise RecordError(f"messages[{i}].content must be a string", path=path, line=line)
-    if not any(m["role"] == "assistant" for m in messages):
-        raise RecordError("record has no assistant turn", path=path, line=line)
+class ShapeError(ValueError):
+    """A row that is not a record: what is wrong, without the file and line (the caller knows them)."""
+
+
+_ROLES = frozenset(ROLES)
+
+
+def check_messages(messages: Any) -> list[dict[str, Any]]:
+    """The one definition of a valid conversation: a non-empty list of {role, content: str} turns with at
+    least one assistant turn. Raises ShapeError saying what was expected."""
+    if type(messages) is not list or not messages:
+        raise ShapeError("record has no turns (no 'messages' list, or an empty one)")
+    has_assistant = False
+    for m in messages:
+        # the common case in one expression: this runs for every row of a million-row file
+        if type(m) is dict and m.get("role") in _ROLES and type(m.get("content")) is str:
+            has_assistant = has_assistant or m["role"] == "assistant"
+            continue
+        i = messages.index(m)
+        if not isinstance(m, dict) or m.get("role") not in _ROLES:
+            raise ShapeError(f"messages[{i}] must be an object with role one of {', '.join(ROLES)}")
+        raise ShapeError(f"messages[{i}].content must be a string")
+    if not has_assistant:
+        raise ShapeError("record has no assistant turn")
+    return messages
+
+
+def check_shape(record: Any) -> Record:
+    """The one definition of a valid record: a JSON object with valid `messages` (see `check_messages`)
+    and, where present, `axes` and `meta` objects. Raises ShapeError saying what was expected."""
+    if type(record) is not dict:
+        raise ShapeError(f"expected a JSON object, got {type(record).__name__}")
+    check_messages(record.get("messages"))
+    axes, meta = record.get("axes"), record.get("meta")
+    if axes is not None and type(axes) is not dict:
+        raise ShapeError("'axes' must be an object (axis name -> value)")
+    if meta is not None and type(meta) is not dict:
+        raise ShapeError("'meta' must be an object")
     return record
+
+
+def check_record(record: Any, *, path: str | Path = "<records>", line: int | None = None) -> Record:
+    """`check_shape`, raising RecordError that names `path` and `line`."""
+    try:
+        return check_shape(record)
+    except ShapeError as e:
+        raise RecordError(str(e), path=path, line=line) from None
 
 
 def iter_lines(path: str | Path) -> Iterator[tuple[int, bytes]]:

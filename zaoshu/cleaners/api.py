@@ -2,20 +2,13 @@
 
 The pipeline, in order, over columns (polars, numpy), never a Python loop per row where a column
 operation can do it:
-read columns -> normalize -> dedup key -> measures -> rules -> exact dups -> near dups -> write -> report.
-
-Two cores: the first three steps run per chunk of rows in a second thread while the main thread parses
-the next lines (`_read_judged`), and the write pass (Python, line by line) runs in a thread beside the
-report (polars). Outputs are byte for byte those of running the steps one after the other.
+read columns -> normalize -> dedup key -> measures -> rules -> exact dups -> near dups -> report -> write.
+The parallel work is polars' and numpy's own; the two passes over the input (read, write) are plain
+Python loops, one line at a time.
 """
 
 from __future__ import annotations
 
-import resource
-import threading
-import time
-from concurrent.futures import Future, ThreadPoolExecutor, wait
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -25,48 +18,15 @@ import polars as pl
 from zaoshu.cleaners import report as report_mod
 from zaoshu.cleaners.config import CleanConfig, CleanOptions, parse_clean_config
 from zaoshu.cleaners.dedup import exact_heads, near_heads
-from zaoshu.cleaners.io import Outputs, empty_frame, expand_inputs, iter_frames, read_columns, write_outputs
-from zaoshu.cleaners.minhash import codepoints, segment_sums
+from zaoshu.cleaners.io import DECISION_COLUMNS, RowState, expand_inputs, read_columns, write_outputs
+from zaoshu.cleaners.minhash import codepoints
 from zaoshu.cleaners.normalize import dedup_keys, key_expr, normalize_frame
-from zaoshu.cleaners.rules import RULES, RuleContext, apply_rules, count_emoji
-from zaoshu.files import check_writable, guard_outputs
+from zaoshu.cleaners.rules import RULES, RuleContext, apply_rules
+from zaoshu.cleaners.stats import CleanStats
+from zaoshu.files import atomic_write, check_writable, guard_outputs
 from zaoshu.recipes import Recipe
 
 DEDUP_REASONS = ("duplicate", "near_duplicate")
-#: frame columns the report does not use (dropped before the write pass and the report run together).
-_UNREPORTED = ("changes", "bad", "finish_reason", "file", "line", "repeat_ratio", "repeat_period", "n_han",
-               "n_alnum", "n_emoji")  # fmt: skip
-
-
-@dataclass
-class CleanStats:
-    read: int = 0
-    kept: int = 0
-    normalized: int = 0
-    rejected: dict[str, int] = field(default_factory=dict)
-    out: str = ""
-    rejects: str = ""
-    report: str = ""
-    seconds: dict[str, float] = field(default_factory=dict)
-    peak_rss_mb: dict[str, int] = field(default_factory=dict)
-    reviewed: dict[str, int] = field(default_factory=dict)  # a person's decisions applied: accepted, rejected
-
-    @property
-    def rejected_total(self) -> int:
-        return sum(self.rejected.values())
-
-    def summary(self) -> str:
-        reasons = ", ".join(f"{k} {v}" for k, v in sorted(self.rejected.items(), key=lambda kv: -kv[1]))
-        return (
-            f"read {self.read}, kept {self.kept}, normalized {self.normalized}, "
-            f"rejected {self.rejected_total}"
-            + (f" ({reasons})" if reasons else "")
-            + (f"; review: {self.reviewed['accepted']} accepted, {self.reviewed['rejected']} rejected"
-               if self.reviewed else "")
-        )  # fmt: skip
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 def load_config(recipe: Recipe | None) -> CleanConfig:
@@ -125,10 +85,11 @@ def _axis_values(frame: pl.DataFrame, recipe: Recipe | None) -> dict[str, list[s
 
 
 def _prepare(frame: pl.DataFrame, chunk: int = 200_000) -> pl.DataFrame:
-    """Normalized text, dedup key and the measures rules use (from the key's code points, in numpy).
+    """Normalized text, dedup key and the repetition measure (from the key's code points, in numpy).
 
-    `raw` is kept only where normalizing changed the text (the report's samples show it); the measures
-    run `chunk` rows at a time so their temporaries stay small.
+    `raw` is kept only where normalizing changed the text (the report's samples show it); repetition
+    runs `chunk` rows at a time so its temporaries stay small. The other measures are the rules' own
+    (`rules.measure`).
     """
     norm = normalize_frame(frame["raw"])
     frame = frame.with_columns(norm["text"], norm["changes"])
@@ -137,60 +98,32 @@ def _prepare(frame: pl.DataFrame, chunk: int = 200_000) -> pl.DataFrame:
         dedup_keys(frame["text"]),
         pl.when(pl.col("changes").list.len() > 0).then(pl.col("raw")).alias("raw"),
     )
-    parts: dict[str, list[np.ndarray]] = {"repeat_ratio": [], "repeat_period": [], "n_han": [], "n_alnum": []}
+    ratios, periods = [np.zeros(0)], [np.zeros(0, dtype=np.int32)]
     for lo in range(0, frame.height, chunk):
-        cps, offsets = codepoints(frame["key"].slice(lo, chunk))
-        ratio, period = repetition(cps, offsets)
-        han = ((cps >= 0x4E00) & (cps <= 0x9FFF)) | ((cps >= 0x3400) & (cps <= 0x4DBF)) | (cps >= 0x20000)
-        parts["repeat_ratio"].append(ratio)
-        parts["repeat_period"].append(period)
-        parts["n_han"].append(segment_sums(han, offsets))
-        parts["n_alnum"].append(np.diff(offsets))
-        del cps, offsets, han
-    measures = {k: pl.Series(k, np.concatenate(v) if v else np.zeros(0)) for k, v in parts.items()}
+        ratio, period = repetition(*codepoints(frame["key"].slice(lo, chunk)))
+        ratios.append(ratio)
+        periods.append(period)
     return frame.with_columns(
-        **measures,
-        n_chars=pl.col("text").str.len_chars(),
-        n_emoji=count_emoji(frame["text"]),
+        repeat_ratio=pl.Series(np.concatenate(ratios)), repeat_period=pl.Series(np.concatenate(periods))
     )
 
 
-def _read_judged(
-    files: list[Path], options: CleanOptions, timer: _Timer, config: CleanConfig, recipe: Recipe | None
-) -> pl.DataFrame:
-    """Read, `_prepare` and apply the rules, one chunk at a time: while this thread parses the next
-    lines (Python, holding the GIL), a second thread normalizes, measures and judges the chunk before
-    (polars and numpy, which release it), so the stages share the machine's two cores instead of taking
-    turns. Every rule looks at one row (a style's limits depend on its name only), so judging chunk by
-    chunk gives the rows the same reasons as judging the whole frame.
-    The "read" lap ends when the last line is parsed, "normalize" when the last chunk is judged."""
-    axes = [f"ax_{a}" for a in (recipe.values if recipe else {})]
-
-    def work(chunk: pl.DataFrame) -> pl.DataFrame:
-        chunk = _prepare(chunk)
-        chunk = chunk.with_columns(  # records without (some) axes
-            [pl.lit(None, dtype=pl.Utf8).alias(c) for c in axes if c not in chunk.columns]
-        )
-        styles = chunk["style"].drop_nulls().unique().sort().to_list()
-        return apply_rules(chunk, RuleContext.build(config, recipe, styles))
-
-    chunks = iter_frames(files, skip_bad_lines=options.skip_bad_lines, workers=options.read_workers)
-    with ThreadPoolExecutor(1, thread_name_prefix="zaoshu-prepare") as pool:
-        pending: list[Future[pl.DataFrame]] = []
-        try:
-            for chunk in chunks:
-                pending.append(pool.submit(work, chunk))
-                if len(pending) > 2:  # parsed chunks waiting for the other thread stay few (memory)
-                    pending[-3].result()
-        except BaseException:
-            for job in pending:
-                job.cancel()
-            raise
-        timer.lap("read")
-        parts = [job.result() for job in pending]
-    if not parts:
-        return work(empty_frame())
-    return pl.concat(parts, how="diagonal_relaxed") if len(parts) > 1 else parts[0]
+def _judged(
+    frame: pl.DataFrame, config: CleanConfig, recipe: Recipe | None
+) -> tuple[pl.DataFrame, RuleContext]:
+    """`_prepare` and the rules over all rows; a bad line (read with skip_bad_lines) is rejected as such."""
+    frame = _prepare(frame)
+    for axis in recipe.values if recipe else {}:  # records without (some) axes
+        if f"ax_{axis}" not in frame.columns:
+            frame = frame.with_columns(pl.lit(None, dtype=pl.Utf8).alias(f"ax_{axis}"))
+    ctx = RuleContext.build(config, recipe, frame["style"].drop_nulls().unique().sort().to_list())
+    frame = apply_rules(frame, ctx)
+    bad = pl.col("bad").is_not_null()
+    frame = frame.with_columns(
+        reason=pl.when(bad).then(pl.lit("bad_line")).otherwise(pl.col("reason")),
+        detail=pl.when(bad).then(pl.col("bad")).otherwise(pl.col("detail")),
+    )
+    return frame, ctx
 
 
 def clean(
@@ -215,110 +148,38 @@ def clean(
     guard_outputs([out, rejects], inputs_read, output_dirs=[report_dir])
     check_writable([out, rejects], [report_dir])
     config = options.apply(load_config(recipe))
-    timer = _Timer()
-    own = {p.resolve() for p in (out, rejects)} | {
-        p.with_name(p.name + ".tmp").resolve() for p in (out, rejects)
-    }
+    stats = CleanStats(out=str(out), rejects=str(rejects), report=str(report_dir))
+    own = {p.resolve() for p in (out, rejects)}
     files = expand_inputs(list(inputs), exclude=own)
-    frame = _read_judged(files, options, timer, config, recipe)
+    frame = read_columns(files, skip_bad_lines=options.skip_bad_lines)
+    stats.lap("read")
+    frame, ctx = _judged(frame, config, recipe)
+    stats.lap("rules")
     against = expand_inputs(list(options.against), exclude=own) if options.against else []
     refs = read_columns(against) if against else None
-    timer.lap("normalize")
-    styles_seen = [s for s in frame["style"].drop_nulls().unique().sort().to_list()]
-    ctx = RuleContext.build(config, recipe, styles_seen)  # all styles' limits, for the report
-    frame = frame.with_columns(
-        reason=pl.when(pl.col("bad").is_not_null()).then(pl.lit("bad_line")).otherwise(pl.col("reason")),
-        detail=pl.when(pl.col("bad").is_not_null()).then(pl.col("bad")).otherwise(pl.col("detail")),
-    )
-    timer.lap("rules")
-
     frame, near_info = _dedup(frame, refs, config, recipe, options)
-    timer.lap("dedup")
+    stats.lap("dedup")
     reviewed = None
     if review is not None:
         from zaoshu.review import apply_to_frame, read_decisions
 
         frame, reviewed = apply_to_frame(frame, read_decisions(review))
-
-    n_changed = pl.col("changes").list.len() > 0
     frame = frame.with_columns(
-        status=pl.when(pl.col("reason").is_not_null())
-        .then(pl.lit(2))
-        .when(n_changed)
-        .then(pl.lit(1))
-        .otherwise(pl.lit(0))
+        state=pl.when(pl.col("reason").is_not_null())
+        .then(pl.lit(RowState.REJECTED.value))
+        .when(pl.col("changes").list.len() > 0)
+        .then(pl.lit(RowState.NORMALIZED.value))
+        .otherwise(pl.lit(RowState.KEPT.value))
         .cast(pl.Int8)
     )
-    decisions = frame.select(
-        "status",
-        pl.when(pl.col("status") > 0).then(pl.col("text")).alias("text"),
-        "changes",
-        pl.lit(None, dtype=pl.Utf8).alias("raw"),  # the original comes from the record itself
-        "reason",
-        "detail",
-        "duplicate_of",
-        "file",
-        "line",
-    )
-    # what the report does not read goes before it and the writer share the memory
-    frame = frame.drop([c for c in _UNREPORTED if c in frame.columns])
-    # The second pass over the inputs (Python, one line at a time) runs in a thread while this one
-    # counts and writes the report (polars, jinja): two cores instead of one after the other. Whatever
-    # stops it (an error, Ctrl-C at any point) leaves no temp output behind.
-    stop = threading.Event()
-    writing: Future[None] | None = None
-    outputs: Outputs | None = None
-    pool = ThreadPoolExecutor(1, thread_name_prefix="zaoshu-write")
-    try:
-        outputs = Outputs(out, rejects)
-        writing = pool.submit(write_outputs, files, decisions, outputs, stop=stop)
-        stats = _stats(frame, out, rejects, report_dir)
-        stats.reviewed = reviewed.to_dict() if reviewed else {}
-        report_mod.write_report(
-            report_dir,
-            frame,
-            stats,
-            ctx=ctx,
-            recipe=recipe,
-            near=near_info,
-            samples=options.samples,
-            timer=timer,
-        )
-        timer.lap("report")
-        writing.result()
-        del decisions
-        timer.lap("write")
-        outputs.commit()
-    except BaseException:
-        stop.set()  # the writer stops within a batch; its files are closed only once it has
-        if writing is not None:
-            wait([writing])
-        if outputs is not None:
-            outputs.abort()
-        for path in (out, rejects):
-            path.with_name(path.name + ".tmp").unlink(missing_ok=True)
-        raise
-    finally:
-        pool.shutdown()
-    stats.seconds = dict(timer.laps)
-    stats.peak_rss_mb = dict(timer.rss)
-    return stats
-
-
-def _stats(frame: pl.DataFrame, out: Path, rejects: Path, report_dir: Path) -> CleanStats:
-    counts = frame.group_by("reason").len()
-    rejected = {r: int(n) for r, n in counts.iter_rows() if r is not None}
-    stats = CleanStats(
-        read=frame.height,
-        kept=int(frame.height - sum(rejected.values())),
-        normalized=int((frame["status"] == 1).sum()),
-        rejected=rejected,
-        out=str(out),
-        rejects=str(rejects),
-        report=str(report_dir),
-    )
-    if stats.kept + stats.rejected_total != stats.read:  # pragma: no cover - an invariant, not an input
-        raise AssertionError("clean: kept + rejected != read")
+    stats.count(frame)
+    stats.reviewed = reviewed.to_dict() if reviewed else {}
+    data = report_mod.build(frame, stats, ctx=ctx, recipe=recipe, near=near_info, samples=options.samples)
+    report_mod.write_report(report_dir, frame, data, recipe)
+    stats.lap("report")
+    with atomic_write(out) as kept, atomic_write(rejects) as rejected:
+        write_outputs(files, frame.select(DECISION_COLUMNS), kept, rejected)
+    stats.lap("write")
     return stats
 
 
@@ -389,57 +250,30 @@ def _dedup(
         similarity = rep_sim[lookup[head]]
         info["candidates"], info["confirmed"] = near.candidates, near.confirmed
     rows = np.arange(n_ref, n)
-    exact_dup = head[rows] != rows
-    near_dup = (~exact_dup) & (final[rows] != rows)
+    dup = np.flatnonzero(final[rows] != rows)  # an exact duplicate's final head is never itself
     all_ids = pl.concat([ref_ids, alive["id"]])
     marks = pl.DataFrame(
         {
-            "_row": alive["_row"],
-            "_exact": exact_dup,
-            "_near": near_dup,
-            "_final_id": all_ids.gather(final[rows]),
-            "_head_id": all_ids.gather(head[rows]),
-            "_sim": similarity[rows],
+            "exact": head[rows][dup] != rows[dup],
+            "head": all_ids.gather(head[rows][dup]),
+            "sim": similarity[rows][dup],
         }
     ).select(
-        "_row",
-        pl.when("_exact")
-        .then(pl.lit("duplicate"))
-        .when("_near")
-        .then(pl.lit("near_duplicate"))
-        .alias("_dreason"),
-        pl.when("_exact")
-        .then(pl.lit("same text as ") + pl.col("_head_id"))
-        .when("_near")
-        .then(pl.format("similarity {}", pl.col("_sim").round(2)))
-        .alias("_ddetail"),
-        pl.when(pl.col("_exact") | pl.col("_near")).then(pl.col("_final_id")).alias("duplicate_of"),
+        reason=pl.when("exact").then(pl.lit("duplicate")).otherwise(pl.lit("near_duplicate")),
+        detail=pl.when("exact")
+        .then(pl.lit("same text as ") + pl.col("head"))
+        .otherwise(pl.format("similarity {}", pl.col("sim").round(2))),
     )
     # write the marks into the full-length columns (a join would copy every column of the frame)
-    marked = marks.filter(pl.col("_dreason").is_not_null())
-    at = marked["_row"]
+    at = alive["_row"].gather(dup)
     frame = frame.with_columns(
-        frame["reason"].scatter(at, marked["_dreason"]),
-        frame["detail"].scatter(at, marked["_ddetail"]),
-        pl.Series("duplicate_of", [None] * frame.height, dtype=pl.Utf8).scatter(at, marked["duplicate_of"]),
+        frame["reason"].scatter(at, marks["reason"]),
+        frame["detail"].scatter(at, marks["detail"]),
+        pl.Series("duplicate_of", [None] * frame.height, dtype=pl.Utf8).scatter(
+            at, all_ids.gather(final[rows][dup])
+        ),
     )
     sizes = np.bincount(np.bincount(final[final >= 0])) if n else np.zeros(0)
     info["cluster_sizes"] = {int(s): int(c) for s, c in enumerate(sizes) if s >= 2 and c}
     info["against"] = n_ref
     return frame, info
-
-
-class _Timer:
-    """Seconds per stage, and the process's peak RSS (MB) when each stage ended."""
-
-    def __init__(self) -> None:
-        self.t = time.perf_counter()
-        self.laps: dict[str, float] = {}
-        self.rss: dict[str, int] = {}
-
-    def lap(self, name: str) -> float:
-        now = time.perf_counter()
-        self.laps[name] = round(now - self.t, 3)
-        self.rss[name] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024
-        self.t = now
-        return self.laps[name]

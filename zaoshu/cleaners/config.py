@@ -125,9 +125,6 @@ class CleanOptions:
     skip_bad_lines: bool = False
     #: worker threads for signatures and the similarity check (numpy and rapidfuzz release the GIL).
     workers: int = 2
-    #: processes parsing large inputs. 1 by default: on the shared 2-core machine two readers were slower
-    #: (12.0 s vs 6.6 s for 1M records, load average 5), sending the columns back costs what they save.
-    read_workers: int = 1
     #: samples per reason in the report.
     samples: int = 5
 
@@ -137,9 +134,8 @@ class CleanOptions:
 
     def apply(self, config: CleanConfig) -> CleanConfig:
         """`config` with these options over it, validated: a bad value is a ZaoshuError naming its flag."""
-        for name, flag in (("workers", "--workers"), ("read_workers", "read_workers")):
-            if getattr(self, name) < 1:
-                raise ZaoshuError(f"{flag}: must be at least 1, got {getattr(self, name)}")
+        if self.workers < 1:
+            raise ZaoshuError(f"--workers: must be at least 1, got {self.workers}")
         near = config.near_dup.model_dump()
         for name in ("threshold", "lsh_threshold", "num_perm", "ngram"):
             value = getattr(self, name)

@@ -1,7 +1,7 @@
 """The cleaning report: `report.json` (numbers) and `report.html` (a static page with inline SVG pictures).
 
 The page opens offline (no script, no CDN): length histograms per style against the style's limit, the
-recipient × scene heatmap of kept counts (the picture seed 002 asks for), reject reasons as bars and a
+recipient × scene heatmap of kept counts (which pairs the data covers, at a glance), reject reasons as bars and a
 few sample records per reason.
 """
 
@@ -9,9 +9,8 @@ from __future__ import annotations
 
 import html
 import math
-import os
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import jinja2
 import numpy as np
@@ -20,10 +19,9 @@ import polars as pl
 
 from zaoshu.cleaners.minhash import codepoints
 from zaoshu.cleaners.rules import RuleContext
-from zaoshu.recipes import Recipe
-
-if TYPE_CHECKING:
-    from zaoshu.cleaners.api import CleanStats
+from zaoshu.cleaners.stats import CleanStats
+from zaoshu.files import write_bytes_atomic
+from zaoshu.recipes import Recipe, is_excluded
 
 TEMPLATE = "report.html.j2"
 DISTINCT_SAMPLE = 100_000
@@ -167,7 +165,6 @@ def build(
     recipe: Recipe | None,
     near: dict[str, Any],
     samples: int,
-    timer: Any,
 ) -> dict[str, Any]:
     kept = frame.filter(pl.col("reason").is_null())
     axes = [c[3:] for c in frame.columns if c.startswith("ax_")]
@@ -248,7 +245,7 @@ def build(
         "settings": ctx.config.model_dump(mode="json"),
         "recipe": recipe.name if recipe else None,
         "outputs": {"kept": stats.out, "rejects": stats.rejects},
-        "seconds": dict(timer.laps),
+        "seconds": dict(stats.seconds),
     }
 
 
@@ -276,28 +273,15 @@ def _heatmap(data: dict[str, Any], recipe: Recipe | None) -> tuple[str, str, str
         counts[key] = counts.get(key, 0) + int(c["kept"])
     excluded: set[tuple[str, str]] = set()
     if recipe is not None:
-        from zaoshu.generator.plan import is_excluded
-
         excluded = {(r, c) for r in rows for c in cols if is_excluded(recipe, {ra: r, ca: c})}
     return ra, ca, svg_heatmap(rows, cols, counts, excluded)
 
 
-def write_report(
-    report_dir: Path,
-    frame: pl.DataFrame,
-    stats: CleanStats,
-    *,
-    ctx: RuleContext,
-    recipe: Recipe | None,
-    near: dict[str, Any],
-    samples: int,
-    timer: Any,
-) -> dict[str, Any]:
-    """Write report.json and report.html into `report_dir` (each atomically)."""
-    data = build(frame, stats, ctx=ctx, recipe=recipe, near=near, samples=samples, timer=timer)
+def write_report(report_dir: Path, frame: pl.DataFrame, data: dict[str, Any], recipe: Recipe | None) -> None:
+    """Write report.json (`data`, from `build`) and report.html into `report_dir` (each atomically)."""
     report_dir = Path(report_dir)
     report_dir.mkdir(parents=True, exist_ok=True)
-    _atomic(
+    write_bytes_atomic(
         report_dir / "report.json", orjson.dumps(data, option=orjson.OPT_INDENT_2 | orjson.OPT_NON_STR_KEYS)
     )
     kept = frame.filter(pl.col("reason").is_null())
@@ -321,11 +305,4 @@ def write_report(
         bars=svg_bars(list(data["by_reason"].items())),
         markup=jinja2.utils.markupsafe.Markup,
     )
-    _atomic(report_dir / "report.html", page.encode("utf-8"))
-    return data
-
-
-def _atomic(path: Path, payload: bytes) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_bytes(payload)
-    os.replace(tmp, path)
+    write_bytes_atomic(report_dir / "report.html", page.encode("utf-8"))

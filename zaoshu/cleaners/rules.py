@@ -45,13 +45,17 @@ def count_emoji(texts: pl.Series) -> pl.Series:
     return out
 
 
-# Columns measured once before the rules run (the stage computes them faster; these are the fallback).
+#: what rules measure in a text, each defined here only (n_emoji: `count_emoji`)
 MEASURES = {
     "n_chars": pl.col("text").str.len_chars(),
-    "n_emoji": pl.col("text").str.count_matches(EMOJI),
     "n_han": pl.col("text").str.count_matches(r"\p{Han}"),
     "n_alnum": pl.col("text").str.count_matches(r"[\p{L}\p{N}]"),
 }
+
+
+def measure(frame: pl.DataFrame) -> pl.DataFrame:
+    """`frame` with the MEASURES columns and n_emoji."""
+    return frame.with_columns(**MEASURES, n_emoji=count_emoji(frame["text"]))
 
 
 @dataclass
@@ -311,7 +315,7 @@ def apply_rules(frame: pl.DataFrame, ctx: RuleContext) -> pl.DataFrame:
     built: Built = []
     for name in active_rules(ctx.config):
         built += RULES[name].build(ctx)
-    frame = frame.with_columns(**{k: v for k, v in MEASURES.items() if k not in frame.columns})
+    frame = measure(frame)
     if not built:
         return frame.with_columns(reason=pl.lit(None, dtype=pl.Utf8), detail=pl.lit(None, dtype=pl.Utf8))
     hits = frame.select([cond.alias(f"_h{i}") for i, (_, cond, _) in enumerate(built)])

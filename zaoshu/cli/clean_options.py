@@ -8,6 +8,8 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from zaoshu.cli.common import Flags
+
 if TYPE_CHECKING:  # the cleaners (polars, numpy) load when a command runs, not for --help
     from zaoshu.cleaners import CleanOptions
 
@@ -72,3 +74,21 @@ def clean_options(
     )
     options.check()
     return options
+
+
+#: every cleaning flag, as `zaoshu clean` and `zaoshu run` take it (see `common.with_flags`)
+CLEAN = Flags(
+    "clean_options",
+    {
+        "threshold": (Threshold, None),
+        "lsh_threshold": (LshThreshold, None),
+        "num_perm": (NumPerm, None),
+        "ngram": (Ngram, None),
+        "no_near_dup": (NoNearDup, False),
+        "against": (Against, []),
+        "tolerance": (Tolerance, None),
+        "skip_bad_lines": (SkipBadLines, False),
+        "workers": (Workers, 2),
+    },
+    clean_options,
+)

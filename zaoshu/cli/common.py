@@ -7,8 +7,10 @@ failed for good (or an unexpected error), 2 bad input, 3 the provider refused th
 from __future__ import annotations
 
 import functools
+import inspect
 import sys
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import typer
@@ -64,3 +66,51 @@ def user_errors(func: F) -> F:
             sys.exit(1)
 
     return wrapper  # type: ignore[return-value]
+
+
+@dataclass(frozen=True)
+class Flags:
+    """A group of flags several commands take, declared once: name -> (Annotated type, default), and
+    `build`, which turns the parsed values into the one options object the command receives as `name`."""
+
+    name: str
+    flags: dict[str, tuple[Any, Any]]
+    build: Callable[..., Any]
+
+
+def with_flags(*groups: Flags) -> Callable[[F], F]:
+    """Add each group's flags to a command's signature (after its own parameters, for typer to parse) and
+    call the command with one built options object per group: a new flag is one line in its group."""
+
+    def wrap(func: F) -> F:
+        signature = inspect.signature(func)
+        names = {g.name for g in groups}
+        # the command's own annotations as objects (the group parameters' types may be imported only
+        # for type checking: they are never evaluated)
+        own = [
+            p.replace(
+                annotation=eval(p.annotation, func.__globals__)
+                if isinstance(p.annotation, str)
+                else p.annotation
+            )
+            for p in signature.parameters.values()
+            if p.name not in names
+        ]
+        added = [
+            inspect.Parameter(flag, inspect.Parameter.KEYWORD_ONLY, default=default, annotation=annotation)
+            for g in groups
+            for flag, (annotation, default) in g.flags.items()
+        ]
+
+        @functools.wraps(func)
+        def command(**kwargs: Any) -> Any:
+            for g in groups:
+                kwargs[g.name] = g.build(**{flag: kwargs.pop(flag) for flag in g.flags})
+            return func(**kwargs)
+
+        parameters = [*own, *added]
+        command.__signature__ = signature.replace(parameters=parameters)  # type: ignore[attr-defined]
+        command.__annotations__ = {p.name: p.annotation for p in parameters}
+        return command  # type: ignore[return-value]
+
+    return wrap

@@ -10,6 +10,7 @@ from typing import Annotated, Any
 import typer
 from pydantic import ValidationError
 
+from zaoshu.cli.common import Flags
 from zaoshu.errors import ZaoshuError
 from zaoshu.generator.engine import GenerateOptions
 from zaoshu.generator.providers import provider_names
@@ -62,3 +63,29 @@ def generate_options(**given: Any) -> GenerateOptions:
             for err in e.errors()
         )
         raise ZaoshuError(problems) from None
+
+
+#: every generation flag, as `zaoshu generate` and `zaoshu run` take it (see `common.with_flags`)
+GENERATE = Flags(
+    "generate_options",
+    {
+        "provider": (Provider, "deepseek"),
+        "model": (Model, None),
+        "base_url": (BaseUrl, None),
+        "key_env": (KeyEnv, None),
+        "concurrency": (Concurrency, None),
+        "rpm": (Rpm, None),
+        "tpm": (Tpm, None),
+        "max_attempts": (MaxAttempts, 8),
+        "timeout": (Timeout, None),
+        "rounds": (Rounds, None),
+        "seed": (Seed, None),
+        "limit": (Limit, None),
+        "prices": (Prices, None),
+        "model_path": (ModelPath, None),
+        "threads": (Threads, 1),
+        "dry_run": (DryRun, False),
+        "quiet": (Quiet, False),
+    },
+    generate_options,
+)

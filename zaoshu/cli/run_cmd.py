@@ -5,6 +5,7 @@ from __future__ import annotations
 import shlex
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 from rich.markup import escape
@@ -12,43 +13,24 @@ from rich.markup import escape
 from zaoshu.cli import app
 from zaoshu.cli import clean_options as co
 from zaoshu.cli import options as opt
-from zaoshu.cli.common import console, err_console, user_errors
+
+if TYPE_CHECKING:  # the cleaners (polars, numpy) load when a command runs, not for --help
+    from zaoshu.cleaners import CleanOptions
+
+from zaoshu.cli.common import console, err_console, user_errors, with_flags
+from zaoshu.generator.engine import GenerateOptions
 
 
 @app.command("run")
 @user_errors
+@with_flags(opt.GENERATE, co.CLEAN)
 def run_command(
     recipe: Path = typer.Argument(..., help="Recipe YAML (e.g. prompts/wishes.yaml)."),
     out: Path = typer.Option(..., "-o", "--out", help="Run folder (raw, clean, rejects, report, summary)."),
-    # generation
-    provider: opt.Provider = "deepseek",
-    model: opt.Model = None,
-    base_url: opt.BaseUrl = None,
-    key_env: opt.KeyEnv = None,
-    concurrency: opt.Concurrency = None,
-    rpm: opt.Rpm = None,
-    tpm: opt.Tpm = None,
-    max_attempts: opt.MaxAttempts = 8,
-    timeout: opt.Timeout = None,
-    rounds: opt.Rounds = None,
-    seed: opt.Seed = None,
-    limit: opt.Limit = None,
-    prices: opt.Prices = None,
-    model_path: opt.ModelPath = None,
-    threads: opt.Threads = 1,
-    dry_run: opt.DryRun = False,
-    quiet: opt.Quiet = False,
     allow_outside_files: opt.AllowOutsideFiles = False,
-    # cleaning
-    threshold: co.Threshold = None,
-    lsh_threshold: co.LshThreshold = None,
-    num_perm: co.NumPerm = None,
-    ngram: co.Ngram = None,
-    no_near_dup: co.NoNearDup = False,
-    against: co.Against = [],  # noqa: B006 - typer reads the default; never mutated
-    tolerance: co.Tolerance = None,
-    skip_bad_lines: co.SkipBadLines = False,
-    workers: co.Workers = 2,
+    *,
+    generate_options: GenerateOptions,
+    clean_options: CleanOptions,
 ) -> None:
     """The main job: generate a recipe's records, clean them, write the report. Rerun to resume.
 
@@ -57,37 +39,6 @@ def run_command(
     done, 1 when some failed for good.
     """
     from zaoshu.pipeline import next_commands, run
-
-    generate_options = opt.generate_options(
-        provider=provider,
-        model=model,
-        base_url=base_url,
-        key_env=key_env,
-        concurrency=concurrency,
-        rpm=rpm,
-        tpm=tpm,
-        max_attempts=max_attempts,
-        timeout=timeout,
-        rounds=rounds,
-        seed=seed,
-        limit=limit,
-        prices=prices,
-        model_path=model_path,
-        threads=threads,
-        dry_run=dry_run,
-        quiet=quiet,
-    )
-    clean_options = co.clean_options(
-        threshold=threshold,
-        lsh_threshold=lsh_threshold,
-        num_perm=num_perm,
-        ngram=ngram,
-        no_near_dup=no_near_dup,
-        against=against,
-        tolerance=tolerance,
-        skip_bad_lines=skip_bad_lines,
-        workers=workers,
-    )
     from zaoshu.recipes import load_recipe
 
     loaded = load_recipe(recipe, allow_outside_files=allow_outside_files)
@@ -104,7 +55,7 @@ def run_command(
             highlight=False,
         )
         raise typer.Exit(130) from None
-    if dry_run:
+    if generate_options.dry_run:
         return
     if s.interrupted:
         raise typer.Exit(130)

@@ -1,4 +1,4 @@
-"""`alpaca`: `{"instruction", "input", "output", "system"?, "history"?}` (seed 000, LLaMA-Factory).
+"""`alpaca`: `{"instruction", "input", "output", "system"?, "history"?}` (Stanford Alpaca, LLaMA-Factory).
 
 `history` holds the earlier turns as `[[user, assistant], ...]`; the user turn is the instruction and, when
 there is one, a newline and the input (as LLaMA-Factory joins them). Fields the format has no place for
@@ -13,13 +13,11 @@ from zaoshu.formats.base import (
     Format,
     Lost,
     Row,
-    RowError,
-    check_messages,
     new_record,
     pairs,
     text,
 )
-from zaoshu.records import Record
+from zaoshu.records import Record, ShapeError, check_messages
 
 _ONE_EXCHANGE = ["system", "user", "assistant"]
 _KEYS = {"instruction", "input", "output", "system", "history"}
@@ -36,17 +34,17 @@ def read(row: Row, with_id: bool = True) -> Record:
         messages.append({"role": "system", "content": system})
     history = row.get("history") or []
     if not isinstance(history, list):
-        raise RowError("history must be a list of [user, assistant] pairs")
+        raise ShapeError("history must be a list of [user, assistant] pairs")
     for i, pair in enumerate(history):
         if not (isinstance(pair, (list, tuple)) and len(pair) == 2):
-            raise RowError(f"history[{i}] must be a [user, assistant] pair")
+            raise ShapeError(f"history[{i}] must be a [user, assistant] pair")
         messages.append({"role": "user", "content": text(pair[0], f"history[{i}][0]")})
         messages.append({"role": "assistant", "content": text(pair[1], f"history[{i}][1]")})
     instruction = text(row.get("instruction"), "instruction")
     extra_input = text(row.get("input"), "input")
     user = f"{instruction}\n{extra_input}" if extra_input else instruction
     if not user and not row.get("output"):
-        raise RowError("record has no turns (instruction and output are empty)")
+        raise ShapeError("record has no turns (instruction and output are empty)")
     messages.append({"role": "user", "content": user})
     messages.append({"role": "assistant", "content": text(row.get("output"), "output")})
     check_messages(messages)

@@ -1,7 +1,8 @@
 """What every format shares: the `Format` contract (row -> record, record -> row) and the loss tally.
 
 A format is two plain functions over one row, so the same code serves the in-memory API (`read_any`,
-`write`), the streaming converter and the parallel chunk engine. What a format cannot hold is
+`write`) and the streaming commands (convert, merge, split). A reader raises `records.ShapeError` for a
+row that does not fit; the caller adds the file and line. What a format cannot hold is
 counted in a `Lost` tally instead of warned about per row (fields not in `Format.keeps`, such as meta
 in alpaca, by the caller; loss flags or reshaped turns by the writer); the command prints it once.
 """
@@ -13,7 +14,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from zaoshu.records import ROLES, Record, content_id
+import orjson
+
+from zaoshu.records import Record, ShapeError, content_id
 
 Row = dict[str, Any]
 #: what a writer dropped, by a short human name ("meta", "loss flags") -> number of records
@@ -21,10 +24,6 @@ Lost = Counter
 
 #: keys of the canonical record; anything else in a zaoshu row is kept as it is
 RECORD_KEYS = ("id", "recipe", "axes", "messages", "meta")
-
-
-class RowError(ValueError):
-    """Raised by readers for a row that does not fit the format; the caller adds file and line."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,6 +44,13 @@ class Format:
     #: the canonical fields besides messages that the format keeps; the others are counted as dropped
     keeps: tuple[str, ...] = ()
 
+    def line(self, record: Record, lost: Lost) -> bytes:
+        """The record as one line of this format (no line end), counting in `lost` what it could not hold."""
+        for name in ("id", "recipe", "axes", "meta"):
+            if name not in self.keeps and record.get(name):
+                lost[name] += 1
+        return orjson.dumps(self.write(record, lost))
+
 
 def new_record(messages: list[dict[str, Any]], *, row_id: Any = None, with_id: bool = True) -> Record:
     """A canonical record for imported data: the id is the row's own, or a hash of the conversation."""
@@ -54,34 +60,12 @@ def new_record(messages: list[dict[str, Any]], *, row_id: Any = None, with_id: b
     return {"id": rid, "recipe": None, "axes": {}, "messages": messages, "meta": {}}
 
 
-_ROLES = frozenset(ROLES)
-
-
-def check_messages(messages: Any) -> list[dict[str, Any]]:
-    """The checks of `records.check_record`, raising RowError (no file yet) with what was expected."""
-    if type(messages) is not list or not messages:
-        raise RowError("record has no turns (expected a non-empty list of messages)")
-    has_assistant = False
-    for m in messages:
-        # the common case in one expression: this runs for every row of a million-row file
-        if type(m) is dict and m.get("role") in _ROLES and type(m.get("content")) is str:
-            has_assistant = has_assistant or m["role"] == "assistant"
-            continue
-        i = messages.index(m)
-        if not isinstance(m, dict) or m.get("role") not in _ROLES:
-            raise RowError(f"messages[{i}] must be an object with role one of {', '.join(ROLES)}")
-        raise RowError(f"messages[{i}].content must be a string")
-    if not has_assistant:
-        raise RowError("record has no assistant turn")
-    return messages
-
-
 def text(value: Any, where: str) -> str:
     """A string field; None counts as empty (many exported datasets write null for a blank input)."""
     if value is None:
         return ""
     if not isinstance(value, str):
-        raise RowError(f"{where} must be a string, got {type(value).__name__}")
+        raise ShapeError(f"{where} must be a string, got {type(value).__name__}")
     return value
 
 
@@ -120,10 +104,3 @@ def pairs(record: Record, lost: Lost) -> tuple[str, list[tuple[str, str, dict[st
     if len(systems) > 1 or (systems and not grouped[0][0]):
         lost["system turns inside the conversation (moved to the front)"] += 1
     return "\n".join(systems), grouped
-
-
-DROPPABLE = ("id", "recipe", "axes", "meta")
-
-
-def dropped_fields(keeps: tuple[str, ...]) -> tuple[str, ...]:
-    return tuple(name for name in DROPPABLE if name not in keeps)

@@ -1,13 +1,14 @@
-"""`zaoshu`: the canonical record of DESIGN.md (id, recipe, axes, messages, meta), one JSON object a line."""
+"""`zaoshu`: the canonical record (id, recipe, axes, messages, meta; see records.py), one JSON object a line."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from zaoshu.formats.base import RECORD_KEYS, Format, Lost, Row, RowError, check_messages
-from zaoshu.records import Record, content_id
+from zaoshu.formats.base import RECORD_KEYS, Format, Lost, Row
+from zaoshu.records import Record, check_shape, content_id
 
 _MARKERS = ("id", "recipe", "axes", "meta")
+_ORDER = list(RECORD_KEYS)
 
 
 def matches(row: Any) -> bool:
@@ -15,17 +16,14 @@ def matches(row: Any) -> bool:
 
 
 def read(row: Row, with_id: bool = True) -> Record:
-    check_messages(row.get("messages"))
-    if not isinstance(row.get("axes", {}), dict):
-        raise RowError("axes must be an object (axis name -> value)")
-    if not isinstance(row.get("meta", {}), dict):
-        raise RowError("meta must be an object")
+    check_shape(row)
     if not row.get("id") and with_id:
         row["id"] = content_id(row["messages"])
-    for key, default in (("recipe", None), ("axes", {}), ("meta", {})):
-        if key not in row:
-            row[key] = default
-    if list(row)[:5] != list(RECORD_KEYS):
+    row.setdefault("recipe", None)
+    for key in ("axes", "meta"):
+        if row.get(key) is None:
+            row[key] = {}
+    if list(row)[:5] != _ORDER:
         row = {**{k: row.get(k) for k in RECORD_KEYS}, **row}
     return row
 
@@ -36,7 +34,7 @@ def write(record: Record, lost: Lost) -> Row:
 
 FORMAT = Format(
     name="zaoshu",
-    description="zaoshu records: id, recipe, axes, messages, meta (DESIGN.md)",
+    description="zaoshu records: id, recipe, axes, messages, meta",
     matches=matches,
     read=read,
     write=write,

@@ -1,15 +1,17 @@
 """Reading rows from a file: JSON Lines, a JSON array, or one JSON object; every error names file and line.
 
-Formats are decided row by row (see `detect`); this module only turns bytes into parsed rows and says
-precisely where bytes are not UTF-8 or not JSON.
+Formats are decided row by row (see `registry.detect_rows`); this module only turns bytes into parsed rows
+and says precisely where bytes are not UTF-8 or not JSON.
 """
 
 from __future__ import annotations
 
+import io
+import itertools
 import json
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Literal
+from typing import IO, Any, Literal
 
 import orjson
 
@@ -28,7 +30,7 @@ def not_utf8(raw: bytes) -> int | None:
     return None
 
 
-def utf8_error(raw: bytes, offset: int, path: str | Path, line: int | None) -> RecordError:
+def utf8_error(offset: int, path: str | Path, line: int | None) -> RecordError:
     return RecordError(
         f"not UTF-8 (byte {offset} of the line); expected UTF-8 text. If the file is GBK, convert it first: "
         "iconv -f GBK -t UTF-8 IN > OUT",
@@ -41,36 +43,30 @@ def json_error(raw: bytes, err: orjson.JSONDecodeError, path: str | Path, line: 
     """The error for a line that orjson refused: non-UTF-8 bytes get their own, actionable message."""
     bad = not_utf8(raw)
     if bad is not None:
-        return utf8_error(raw, bad, path, line)
+        return utf8_error(bad, path, line)
     return RecordError(f"not valid JSON ({err.msg}); expected one JSON object per line", path=path, line=line)
 
 
-def read_bytes(path: str | Path) -> bytes:
+def check_path(path: str | Path) -> Path:
     p = Path(path)
     if p.is_dir():
         raise RecordError("is a folder; give a file (merge reads folders)", path=path)
     if not p.is_file():
         raise RecordError("no such file", path=path)
-    data = p.read_bytes()
-    return data[3:] if data.startswith(BOM) else data
+    return p
 
 
-def layout_of(data: bytes) -> Layout:
+def layout_of(head: bytes) -> Layout:
     """'array' when the file is one JSON document (an array, or one pretty-printed object), else 'jsonl'."""
-    head = data.lstrip()[:1]
-    if head == b"[":
+    head = head.lstrip()
+    if head[:1] == b"[":
         return "array"
-    if head == b"{":
-        first = data.lstrip().split(b"\n", 1)[0]
+    if head[:1] == b"{":
         try:
-            orjson.loads(first)
+            orjson.loads(head.split(b"\n", 1)[0])
         except orjson.JSONDecodeError:
             return "array"  # a pretty-printed object, or broken JSONL: parse_document says which
     return "jsonl"
-
-
-def line_of_offset(data: bytes, offset: int) -> int:
-    return data.count(b"\n", 0, offset) + 1
 
 
 def array_item_lines(data: bytes) -> list[int]:
@@ -100,7 +96,7 @@ def parse_document(data: bytes, path: str | Path) -> list[Any]:
         bad = not_utf8(data)
         if bad is not None:
             start = data.rfind(b"\n", 0, bad) + 1
-            raise utf8_error(data, bad - start, path, line_of_offset(data, bad)) from None
+            raise utf8_error(bad - start, path, data.count(b"\n", 0, bad) + 1) from None
         if data.lstrip()[:1] == b"{":
             # Most likely JSON Lines with a broken first line, not a pretty-printed object.
             raise RecordError(
@@ -114,58 +110,67 @@ def parse_document(data: bytes, path: str | Path) -> list[Any]:
     return doc
 
 
-def iter_jsonl(data: bytes, path: str | Path, *, first_line: int = 1) -> Iterator[tuple[int, Any]]:
-    """(line number, row) for every non-blank line."""
-    loads = orjson.loads
-    for number, raw in enumerate(data.split(b"\n"), first_line):
-        if not raw or raw.isspace():
-            continue
-        try:
-            yield number, loads(raw)
-        except orjson.JSONDecodeError as e:
-            raise json_error(raw, e, path, number) from None
+def _first_bytes(f: IO[bytes], nbytes: int) -> bytes:
+    """`nbytes` of a file, or its whole first line when that is longer (a layout needs the whole line)."""
+    data = f.read(nbytes)
+    return data if b"\n" in data else data + f.readline()
 
 
 class Rows:
-    """The parsed rows of one file, with a way to name where row i came from."""
+    """The parsed rows of one file, each with the raw line it came from, and a way to name where row i is.
 
-    def __init__(self, path: str | Path, data: bytes | None = None) -> None:
+    JSON Lines are read line by line as they are iterated (a million records never sit in memory); a JSON
+    document is read whole. `peek` holds only the first rows, for detection.
+    """
+
+    def __init__(self, path: str | Path, head: bytes | None = None, layout: Layout | None = None) -> None:
         self.path = str(path)
-        self.data = read_bytes(path) if data is None else data
-        self.layout: Layout = layout_of(self.data)
+        self.head_bytes = head  # set by peek: these bytes are all the rows this object holds
+        if head is None:
+            with open(check_path(path), "rb") as f:
+                head = _first_bytes(f, 1 << 16)
+        self.layout: Layout = layout or layout_of(head.removeprefix(BOM))
+        self._data: bytes | None = None
 
     @classmethod
     def peek(cls, path: str | Path, nbytes: int = 1 << 20) -> Rows:
         """The first rows of a JSON Lines file without reading it all (a JSON document is read whole)."""
-        p = Path(path)
-        if not p.is_file():
-            read_bytes(path)  # raises the right error
-        with open(p, "rb") as f:
-            data = f.read(nbytes)
-            if b"\n" not in data:
-                data += f.readline()  # a first line longer than nbytes: read it whole
-            if data.startswith(BOM):
-                data = data[3:]
+        with open(check_path(path), "rb") as f:
+            data = _first_bytes(f, nbytes)
             more = f.read(1)
+        data = data.removeprefix(BOM)
         if more and layout_of(data) == "jsonl":
-            cut = data.rfind(b"\n")
-            return cls(path, data[: cut + 1] if cut >= 0 else data)
+            return cls(path, data[: data.rfind(b"\n") + 1] or data)
         return cls(path) if more else cls(path, data)
 
-    def __iter__(self) -> Iterator[tuple[int, Any]]:
-        """(position, row): a line number for JSONL, an item index for arrays (see `where`)."""
-        if self.layout == "jsonl":
-            yield from iter_jsonl(self.data, self.path)
-        else:
-            yield from enumerate(parse_document(self.data, self.path))
+    @property
+    def data(self) -> bytes:
+        """The whole file (JSON documents only; JSON Lines are streamed)."""
+        if self._data is None:
+            self._data = self.head_bytes if self.head_bytes is not None else Path(self.path).read_bytes()
+            self._data = self._data.removeprefix(BOM)
+        return self._data
+
+    def __iter__(self) -> Iterator[tuple[int, bytes | None, Any]]:
+        """(position, raw line or None, row): a line number for JSON Lines, an item index for arrays."""
+        if self.layout == "array":
+            for position, row in enumerate(parse_document(self.data, self.path)):
+                yield position, None, row
+            return
+        with io.BytesIO(self.head_bytes) if self.head_bytes is not None else open(self.path, "rb") as f:
+            loads, JSONDecodeError = orjson.loads, orjson.JSONDecodeError
+            for number, raw in enumerate(f, 1):
+                if number == 1:
+                    raw = raw.removeprefix(BOM)
+                try:
+                    yield number, raw, loads(raw)
+                except JSONDecodeError as e:
+                    if raw.isspace():  # a blank line
+                        continue
+                    raise json_error(raw, e, self.path, number) from None
 
     def head(self, n: int) -> list[tuple[int, Any]]:
-        out = []
-        for item in self:
-            out.append(item)
-            if len(out) >= n:
-                break
-        return out
+        return [(position, row) for position, _, row in itertools.islice(self, n)]
 
     def where(self, position: int) -> tuple[int | None, str | None]:
         """(line, extra text) for an error about the row at `position`."""
@@ -177,3 +182,8 @@ class Rows:
         except (ValueError, UnicodeDecodeError):
             line = None
         return line, f"item {position} of the JSON array"
+
+    def error(self, position: int, message: str) -> RecordError:
+        """A RecordError about the row at `position`, naming its file and line."""
+        line, item = self.where(position)
+        return RecordError((f"{item}: " if item else "") + message, path=self.path, line=line)

@@ -1,21 +1,22 @@
 """Merge many files (any known format, JSON arrays or JSONL, files, folders or globs) into one,
 dropping duplicate records: same id, or the same conversation when the source has no id.
 
-Seed 002 saved one JSON file per generation round and merged the folder by hand; this is that step,
-with counts per file and an error that names the file and line of a bad row.
+Generation rounds often leave one file each; this merges such a folder, with counts per file and an error
+that names the file and line of a bad row.
 """
 
 from __future__ import annotations
 
+import functools
 import glob
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from zaoshu.errors import RecordError, ZaoshuError
-from zaoshu.files import check_writable, guard_outputs
-from zaoshu.formats.convert import ArrayWriter, Written, array_output, atomic_output
-from zaoshu.formats.engine import Job, discard, run, scratch_dir, select
+from zaoshu.files import atomic_write, check_writable, guard_outputs
+from zaoshu.formats.convert import Output, Written, array_output, translate
 from zaoshu.formats.io import Rows
+from zaoshu.formats.pieces import pieces
 from zaoshu.formats.registry import detect_rows, get_format
 
 #: file types a folder or glob contributes
@@ -67,14 +68,10 @@ def expand(inputs: list[str | Path]) -> list[Path]:
             found.extend(matched)
         else:
             raise ZaoshuError("no such file or folder", path=p)
-    unique: list[Path] = []
-    seen: set[Path] = set()
+    unique: dict[Path, Path] = {}
     for f in found:
-        key = f.resolve()
-        if key not in seen:
-            seen.add(key)
-            unique.append(f)
-    return unique
+        unique.setdefault(f.resolve(), f)  # the first mention of a file wins
+    return list(unique.values())
 
 
 def _format_of(path: Path, fmt: str | None) -> str:
@@ -97,72 +94,60 @@ def merge(
     formats = {f: _format_of(f, from_) for f in files}  # every file checked before anything is written
     # Records without an id are compared by content, also with the records that have one.
     by_content = any(fmt not in ("zaoshu", "empty") for fmt in formats.values())
-    seen: set[str] = set()
-    seen_content: dict[str, bool] = {}
+    seen = Seen()
     result = Merged(Written(Path(output), to, 0))
-    with atomic_output(output) as fh, scratch_dir(output) as parts:
-        writer = ArrayWriter(fh, array_output(output, to))
-        for f in files:
-            count = FileCount(str(f), formats[f])
+    with atomic_write(output) as f:
+        out = Output(f, array_output(output, to))
+        for path in files:
+            count = FileCount(str(path), formats[path])
             result.files.append(count)
             if count.fmt == "empty":
                 continue
-            job = Job(
-                src=count.fmt,
-                dst=to,
-                mode="merge",
-                array_out=writer.array,
-                parts_dir=parts,
-                content=by_content,
+            work = functools.partial(
+                translate, src=count.fmt, dst=to, with_id=True, keys=True, by_content=by_content
             )
-            for chunk in run(f, job):
-                count.read += chunk.rows
-                result.written.lost.update(chunk.lost)
-                keep = _new_rows(chunk.keys, chunk.content, by_content, seen, seen_content)
+            for piece in pieces(path, work):
+                count.read += len(piece.ends)
+                result.written.lost.update(piece.lost)
+                keep = seen.new_rows(piece.keys, piece.hashes)
                 count.kept += len(keep)
-                if keep:
-                    writer.emit(select(chunk, keep))
-                else:
-                    discard(chunk)
+                out.write(piece.data if len(keep) == len(piece.ends) else piece.rows(keep), len(keep))
         if not any(c.read for c in result.files):
             raise RecordError("empty input: no records in any file", path=files[0])
-        writer.close()
-    result.written.count = sum(c.kept for c in result.files)
+        out.close()
+    result.written.count = out.count
     result.written.read = result.read  # what could not be held was counted over every row read
     return result
 
 
-def _new_rows(
-    ids: list[str | None], hashes: list[str], by_content: bool, seen: set[str], seen_content: dict[str, bool]
-) -> list[int]:
-    """Indices of the rows not seen before.
+class Seen:
+    """The records merged so far. Two records are the same when they share an id, or when one of them
+    has no id and their conversations are equal (in either order of the files)."""
 
-    Two records are the same when they share an id, or when one of them has no id and their
-    conversations are equal (in either order of the files). `seen_content` maps a conversation hash to
-    whether a record without an id had it.
-    """
-    keep: list[int] = []
-    if not by_content and None not in ids:  # the common case: every row has an id
-        fresh = set(ids)
-        if len(fresh) == len(ids) and seen.isdisjoint(fresh):  # no repeat at all: set operations only
-            seen |= fresh
-            return list(range(len(ids)))
-        for i, key in enumerate(ids):
-            if key not in seen:
-                seen.add(key)  # type: ignore[arg-type]
-                keep.append(i)
-        return keep
-    hashed = iter(hashes)
-    for i, key in enumerate(ids):
-        digest = next(hashed) if by_content or key is None else None
+    def __init__(self) -> None:
+        self.ids: set[str] = set()
+        #: conversation hash -> whether a record without an id had it
+        self.content: dict[str, bool] = {}
+
+    def new_rows(self, keys: list[str | None], hashes: list[str | None]) -> list[int]:
+        """Indices of the rows not seen before; set operations alone when every row has a new id."""
+        if not any(hashes) and None not in keys:
+            fresh = set(keys)
+            if len(fresh) == len(keys) and self.ids.isdisjoint(fresh):
+                self.ids |= fresh  # type: ignore[arg-type]
+                return list(range(len(keys)))
+        return [
+            i for i, (key, digest) in enumerate(zip(keys, hashes, strict=True)) if self.first(key, digest)
+        ]
+
+    def first(self, key: str | None, digest: str | None) -> bool:
+        """True (and remembered) when the record with this id and content hash was not seen before."""
         if key is not None:
-            duplicate = key in seen or (digest is not None and seen_content.get(digest, False))
-        else:
-            duplicate = digest in seen_content
-        if not duplicate:
-            keep.append(i)
-            if key is not None:
-                seen.add(key)
-            if digest is not None:
-                seen_content[digest] = seen_content.get(digest, False) or key is None
-    return keep
+            if key in self.ids or (digest is not None and self.content.get(digest, False)):
+                return False
+            self.ids.add(key)
+        elif digest in self.content:
+            return False
+        if digest is not None:
+            self.content[digest] = self.content.get(digest, False) or key is None
+        return True

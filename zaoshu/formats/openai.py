@@ -1,11 +1,11 @@
-"""`openai`: `{"messages": [{role, content}, ...]}` a line; assistant turns may carry XTuner's `loss` (seed 004)."""
+"""`openai`: `{"messages": [{role, content}, ...]}` a line; assistant turns may carry XTuner's `loss`."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from zaoshu.formats.base import Format, Lost, Row, check_messages, new_record
-from zaoshu.records import Record
+from zaoshu.formats.base import Format, Lost, Row, new_record
+from zaoshu.records import Record, check_messages
 
 _ZAOSHU_KEYS = ("id", "recipe", "axes", "meta")
 

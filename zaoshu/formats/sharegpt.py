@@ -7,8 +7,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from zaoshu.formats.base import Format, Lost, Row, RowError, check_messages, new_record, text
-from zaoshu.records import Record
+from zaoshu.formats.base import Format, Lost, Row, new_record, text
+from zaoshu.records import Record, ShapeError, check_messages
 
 _FROM = {"human": "user", "user": "user", "gpt": "assistant", "assistant": "assistant", "system": "system"}
 _TO = {"user": "human", "assistant": "gpt", "system": "system"}
@@ -21,17 +21,17 @@ def matches(row: Any) -> bool:
 def read(row: Row, with_id: bool = True) -> Record:
     conversations = row.get("conversations")
     if not isinstance(conversations, list) or not conversations:
-        raise RowError("record has no turns (expected a non-empty 'conversations' list)")
+        raise ShapeError("record has no turns (expected a non-empty 'conversations' list)")
     messages: list[dict[str, Any]] = []
     system = text(row.get("system"), "system")
     if system:
         messages.append({"role": "system", "content": system})
     for i, turn in enumerate(conversations):
         if not isinstance(turn, dict):
-            raise RowError(f"conversations[{i}] must be an object with from and value")
+            raise ShapeError(f"conversations[{i}] must be an object with from and value")
         role = _FROM.get(turn.get("from"))  # type: ignore[arg-type]
         if role is None:
-            raise RowError(
+            raise ShapeError(
                 f"conversations[{i}].from is {turn.get('from')!r}; expected one of human, gpt, system"
             )
         messages.append({"role": role, "content": text(turn.get("value"), f"conversations[{i}].value")})

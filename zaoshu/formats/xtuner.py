@@ -1,8 +1,8 @@
-"""`xtuner`: `{"conversation": [{"system"?, "input", "output", "output_with_loss"?}, ...]}` (seeds 001, 002).
+"""`xtuner`: `{"conversation": [{"system"?, "input", "output", "output_with_loss"?}, ...]}`.
 
 A turn's `system` opens that turn, as in XTuner's own `openai_map_fn`; `output_with_loss` is the loss
-flag of the assistant turn. Seed 002 kept `src_input` (the generation prompt) and `style_name` in each
-turn: they come back as `meta.prompt` and `axes.style`.
+flag of the assistant turn. Some hand-made XTuner files keep `src_input` (the generation prompt) and
+`style_name` in each turn: they come back as `meta.prompt` and `axes.style`.
 """
 
 from __future__ import annotations
@@ -13,13 +13,11 @@ from zaoshu.formats.base import (
     Format,
     Lost,
     Row,
-    RowError,
-    check_messages,
     new_record,
     text,
     turns,
 )
-from zaoshu.records import Record
+from zaoshu.records import Record, ShapeError, check_messages
 
 _ONE_EXCHANGE = ["system", "user", "assistant"]
 _TURN_KEYS = {"system", "input", "output", "output_with_loss", "src_input", "style_name"}
@@ -32,7 +30,7 @@ def matches(row: Any) -> bool:
 def read(row: Row, with_id: bool = True) -> Record:
     conversation = row.get("conversation")
     if not isinstance(conversation, list) or not conversation:
-        raise RowError("record has no turns (expected a non-empty 'conversation' list)")
+        raise ShapeError("record has no turns (expected a non-empty 'conversation' list)")
     messages: list[dict[str, Any]] = []
     axes: dict[str, str] = {}
     meta: dict[str, Any] = {}
@@ -40,9 +38,9 @@ def read(row: Row, with_id: bool = True) -> Record:
     for i, turn in enumerate(conversation):
         where = f"conversation[{i}]"
         if not isinstance(turn, dict):
-            raise RowError(f"{where} must be an object with input and output")
+            raise ShapeError(f"{where} must be an object with input and output")
         if "output" not in turn:
-            raise RowError(f"{where} has no 'output'")
+            raise ShapeError(f"{where} has no 'output'")
         system = text(turn.get("system"), f"{where}.system")
         user = text(turn.get("input"), f"{where}.input")
         if system:

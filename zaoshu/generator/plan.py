@@ -16,7 +16,7 @@ from typing import Any
 import jinja2
 
 from zaoshu.errors import RecipeError
-from zaoshu.recipes import AxisValue, Recipe, template_env
+from zaoshu.recipes import AxisValue, Recipe, is_excluded, template_env
 from zaoshu.records import Record, task_id, utc_now
 from zaoshu.templates import RenderError, render_bounded
 
@@ -35,7 +35,7 @@ class Task:
     request: list[dict[str, str]] = field(repr=False)  # messages sent to the API
 
     def to_record(self, reply: str, meta: dict[str, Any]) -> Record:
-        """The record of DESIGN.md for this task and a reply; `meta` adds provider, usage, latency..."""
+        """The canonical record (see records.py) for this task and a reply; `meta` adds provider, usage, latency..."""
         messages = []
         if self.system:
             messages.append({"role": "system", "content": self.system})
@@ -58,14 +58,6 @@ class Plan:
 
     def by_style(self) -> dict[str, int]:
         return dict(Counter(t.axes["style"] for t in self.tasks))
-
-
-def is_excluded(recipe: Recipe, axes: dict[str, str]) -> bool:
-    """True when every key of some `exclude` rule matches (a rule value may be one value or a list)."""
-    for rule in recipe.exclude:
-        if all(axes.get(k) in ([v] if isinstance(v, str) else v) for k, v in rule.items()):
-            return True
-    return False
 
 
 @functools.lru_cache(maxsize=512)

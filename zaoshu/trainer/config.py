@@ -81,7 +81,7 @@ CONFIG_TEMPLATE = "xtuner_config.py.j2"
 
 @dataclass
 class TrainSettings:
-    """Everything that goes into the XTuner config; defaults are seed 002's (epochs: the issue's 1)."""
+    """Everything that goes into the XTuner config; defaults are those of the Tianji wishes fine-tune this tool grew from (one epoch)."""
 
     model_path: str
     data_files: list[str]

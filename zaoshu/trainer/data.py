@@ -1,8 +1,8 @@
 """Training data for XTuner: read records (a file in any format, or a train/test split folder), write them
 in XTuner's custom SFT format, and pick SYSTEM and evaluation inputs.
 
-Why XTuner's OpenAI-messages format (seed 004, read by `openai_map_fn`) and not the `conversation` JSON
-(seeds 000/002): it *is* our record's `messages`, so nothing is translated or lost — multi-turn dialogues
+Why XTuner's OpenAI-messages format (its custom SFT format, read by `openai_map_fn`) and not the
+`conversation` JSON: it *is* our record's `messages`, so nothing is translated or lost — multi-turn dialogues
 and per-turn `"loss": false` pass through unchanged, a system turn stays where it was — and the file is
 JSON Lines, which `datasets` streams instead of parsing one giant JSON array.
 """
@@ -12,18 +12,17 @@ from __future__ import annotations
 import math
 import random
 from collections import Counter
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from zaoshu.errors import ZaoshuError
 from zaoshu.formats import read_any
-from zaoshu.records import Record, write_records
+from zaoshu.records import Record
 
 SPLIT_NAMES = ("train", "test")
 DATA_SUFFIXES = (".jsonl", ".json")
-EVAL_SAMPLE = 6  # as many as seed 002's list
+EVAL_SAMPLE = 6  # a handful: enough to see the style during training, cheap to generate each time
 
 
 @dataclass
@@ -83,11 +82,6 @@ def xtuner_row(record: Record) -> dict[str, Any]:
             row["loss"] = bool(m.get("loss", True))
         messages.append(row)
     return {"messages": messages}
-
-
-def write_xtuner_data(records: Iterable[Record], path: str | Path) -> int:
-    """Write the XTuner training file (JSON Lines, Chinese unescaped) atomically; returns the row count."""
-    return write_records(path, (xtuner_row(record) for record in records))
 
 
 def _user_turns(records: list[Record]) -> list[str]:

@@ -33,7 +33,7 @@ import orjson
 
 from zaoshu.errors import ZaoshuError
 from zaoshu.files import guard_outputs, write_bytes_atomic, write_text_atomic
-from zaoshu.recipes import Recipe, load_recipe
+from zaoshu.recipes import Recipe, find_recipe, load_recipe
 from zaoshu.records import utc_now
 from zaoshu.trainer import data as tdata
 from zaoshu.trainer.config import (
@@ -65,7 +65,7 @@ _ITER = re.compile(r"^iter_(\d+)\.pth$")
 
 @dataclass
 class TrainOptions:
-    """The `zaoshu train` command line, as data (defaults: the issue's, i.e. seed 002's)."""
+    """The `zaoshu train` command line, as data (defaults: those of the Tianji wishes fine-tune)."""
 
     data: str
     model: str
@@ -245,20 +245,6 @@ def _check_model(model: str) -> Path:
             "model directory has no config.json (expected a Hugging Face model folder)", path=path
         )
     return path.resolve()
-
-
-RECIPE_DIRS = (Path("prompts"), Path(__file__).resolve().parents[2] / "prompts")
-
-
-def find_recipe(name: str) -> Path | None:
-    """A recipe given as a path, or as a name in ./prompts/ or the zaoshu checkout's prompts/."""
-    path = Path(name)
-    if path.is_file():
-        return path
-    for folder in RECIPE_DIRS:
-        if (folder / f"{name}.yaml").is_file():
-            return folder / f"{name}.yaml"
-    return None
 
 
 def resolve_recipe(name: str) -> Path:
@@ -461,7 +447,7 @@ def planned_steps(run: Run) -> list[Step]:
 
 def _write_chat_sidecar(run: Run, model_dir: Path) -> None:
     sidecar = {"template": run.settings.template, "system": run.settings.system}
-    (model_dir / CHAT_SIDECAR).write_text(json.dumps(sidecar, ensure_ascii=False, indent=2), encoding="utf-8")
+    write_text_atomic(model_dir / CHAT_SIDECAR, json.dumps(sidecar, ensure_ascii=False, indent=2))
 
 
 def _require(path: Path, what: str, step: str, log: Path) -> None:

@@ -37,7 +37,7 @@ def find_ui_recipe(source: Path | None, given: Path | None) -> Recipe | None:
     """`given` loaded (errors are the user's to see), else the recipe found by name near the data, if any."""
     if given is not None:
         return load_recipe(given)
-    from zaoshu.publish import find_recipe
+    from zaoshu.recipes import find_recipe
 
     near = [source if source.is_dir() else source.parent] if source is not None and source.exists() else []
     path = find_recipe(recipe_name(source), near)

@@ -1,0 +1,59 @@
+"""What a cleaning run did: counts that add up (read = kept + rejected), and what each step cost."""
+
+from __future__ import annotations
+
+import resource
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import polars as pl
+
+from zaoshu.cleaners.io import RowState
+
+
+@dataclass
+class CleanStats:
+    read: int = 0
+    kept: int = 0
+    normalized: int = 0
+    rejected: dict[str, int] = field(default_factory=dict)
+    out: str = ""
+    rejects: str = ""
+    report: str = ""
+    #: seconds per step, and the process's peak RSS (MB) when each step ended (see `lap`)
+    seconds: dict[str, float] = field(default_factory=dict)
+    peak_rss_mb: dict[str, int] = field(default_factory=dict)
+    reviewed: dict[str, int] = field(default_factory=dict)  # a person's decisions applied: accepted, rejected
+    _since: float = field(default_factory=time.perf_counter, repr=False)
+
+    @property
+    def rejected_total(self) -> int:
+        return sum(self.rejected.values())
+
+    def lap(self, step: str) -> None:
+        """Record the step that just ended: its seconds since the last lap, the peak RSS so far."""
+        now = time.perf_counter()
+        self.seconds[step] = round(now - self._since, 3)
+        self.peak_rss_mb[step] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024
+        self._since = now
+
+    def count(self, frame: pl.DataFrame) -> None:
+        """The counts of a judged frame (a `reason` per rejected row, a `state` per row)."""
+        self.rejected = {r: int(n) for r, n in frame.group_by("reason").len().iter_rows() if r is not None}
+        self.read = frame.height
+        self.kept = self.read - self.rejected_total
+        self.normalized = int((frame["state"] == RowState.NORMALIZED).sum())
+
+    def summary(self) -> str:
+        reasons = ", ".join(f"{k} {v}" for k, v in sorted(self.rejected.items(), key=lambda kv: -kv[1]))
+        return (
+            f"read {self.read}, kept {self.kept}, normalized {self.normalized}, "
+            f"rejected {self.rejected_total}"
+            + (f" ({reasons})" if reasons else "")
+            + (f"; review: {self.reviewed['accepted']} accepted, {self.reviewed['rejected']} rejected"
+               if self.reviewed else "")
+        )  # fmt: skip
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: v for k, v in asdict(self).items() if not k.startswith("_")}
