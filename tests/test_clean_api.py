@@ -26,7 +26,7 @@ def recipe():
 def _mixed() -> list[dict]:
     return [
         record("！啦~祝姐姐生日快乐，天天开心！"),
-        record("祝姐姐生日快乐，天天开心！", recipient="妹妹"),
+        record("祝姐姐生日快乐，天天开心！", scene="生日"),
         record("当前祝福语如下"),
         record("祝母亲新婚快乐，百年好合", recipient="母亲", scene="新婚快乐"),
         record("祝哥哥春节快乐，万事如意！", recipient="哥哥", scene="春节"),

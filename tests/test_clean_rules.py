@@ -67,16 +67,16 @@ def test_junk_is_rejected_with_its_reason(tmp_path: Path, recipe, text, style, e
 
 
 GOOD = [
-    ("祝姐姐生日快乐，天天开心！", "正常"),
-    ("！啦~祝姐姐生日快乐，天天开心！", "正常"),  # normalized, then kept
-    ("姐姐生日快乐呀🎂，愿你前程似锦，心想事成，万事胜意！", "小红书"),
-    ("尊敬的赵老师，值此佳辰，恭祝您福寿安康，事业蒸蒸日上，桃李满天下。", "严肃"),
+    ("祝姐姐生日快乐，天天开心！", "正常", "姐姐"),
+    ("！啦~祝姐姐生日快乐，天天开心！", "正常", "姐姐"),  # normalized, then kept
+    ("姐姐生日快乐呀🎂，愿你前程似锦，心想事成，万事胜意！", "小红书", "姐姐"),
+    ("尊敬的赵老师，值此佳辰，恭祝您福寿安康，事业蒸蒸日上，桃李满天下。", "严肃", "赵老师"),
 ]
 
 
-@pytest.mark.parametrize(("text", "style"), GOOD)
-def test_good_wishes_are_kept(tmp_path: Path, recipe, text: str, style: str) -> None:
-    rec = record(text, style=style)
+@pytest.mark.parametrize(("text", "style", "recipient"), GOOD)
+def test_good_wishes_are_kept(tmp_path: Path, recipe, text: str, style: str, recipient: str) -> None:
+    rec = record(text, style=style, recipient=recipient)
     got = _reasons(tmp_path, [rec], recipe)
     assert got[rec["id"]][0] == "kept", got
 

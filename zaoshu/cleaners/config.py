@@ -107,6 +107,12 @@ class CleanConfig(_Strict):
     max_repeat_ratio: float = Field(default=0.5, gt=0, le=1)
     repeat_min_chars: int = Field(default=8, ge=2)
     regex: list[RegexRule] = Field(default_factory=list)
+    #: axis -> value -> phrases that say the value (off_topic, wrong_recipient), beside axis values' `keywords`.
+    keywords: dict[str, dict[str, list[str]]] = Field(default_factory=dict)
+    #: stock phrases that hold a keyword but name no value (步步高升 holds 高升).
+    neutral_phrases: list[str] = Field(default_factory=list)
+    #: the axis whose values are the people addressed (wrong_recipient); the others are topics (off_topic).
+    recipient_axis: str = "recipient"
     exact_dup: bool = True
     near_dup: NearDupConfig = Field(default_factory=NearDupConfig)
 

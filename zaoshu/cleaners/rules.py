@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 import polars as pl
 import regex
 
+from zaoshu.cleaners import semantic
 from zaoshu.cleaners.config import CleanConfig
 from zaoshu.cleaners.normalize import dedup_key
 from zaoshu.recipes import Recipe
@@ -297,6 +298,20 @@ def _regex(ctx: RuleContext) -> Built:
         else:
             out.append((r.reason, *_detail(hit, pl.lit(f"{r.name}: matched ") + match)))
     return out
+
+
+@rule("off_topic")
+def _off_topic(ctx: RuleContext) -> Built:
+    """Names another axis value's keyword and none of its own (生日 in a wish for 周年纪念)."""
+    vocabs = semantic.vocabularies(ctx.recipe, ctx.config)
+    return semantic.off_topic(vocabs, skip=ctx.config.recipient_axis)
+
+
+@rule("wrong_recipient")
+def _wrong_recipient(ctx: RuleContext) -> Built:
+    """Addresses another recipient by name and never its own (姐姐 in a wish for 哥哥)."""
+    vocab = semantic.vocabularies(ctx.recipe, ctx.config).get(ctx.config.recipient_axis)
+    return semantic.wrong_recipient(vocab) if vocab else []
 
 
 DEFAULT_ORDER = list(RULES)
