@@ -97,6 +97,8 @@ class Recipe(_Strict):
     vars: dict[str, str | int | float] = Field(default_factory=dict)
     eval_inputs: list[str] = Field(default_factory=list)
     clean: dict[str, Any] = Field(default_factory=dict)
+    #: the rubric and prompts of `zaoshu judge` / `zaoshu eval` (validated by zaoshu.judging.spec)
+    judge: dict[str, Any] = Field(default_factory=dict)
 
     # Filled by `load_recipe`: resolved values, where the recipe came from.
     path: Path | None = Field(default=None, exclude=True)

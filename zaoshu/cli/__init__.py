@@ -42,6 +42,7 @@ from zaoshu.cli import (  # noqa: E402,F401
     clean_cmd,
     formats_cmd,
     generate_cmd,
+    judge_cmd,
     plan_cmd,
     run_cmd,
     train_cmd,

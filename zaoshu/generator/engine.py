@@ -22,6 +22,7 @@ import contextlib
 import signal
 import time
 import urllib.parse
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -47,7 +48,7 @@ from zaoshu.generator.clients import (
 )
 from zaoshu.generator.costs import estimate_tokens, load_prices, price_for
 from zaoshu.generator.limits import Gate, RetryPolicy, Stopped
-from zaoshu.generator.plan import Task, plan
+from zaoshu.generator.plan import Plan, Task, plan
 from zaoshu.generator.providers import (
     Endpoint,
     Provider,
@@ -254,6 +255,8 @@ class _Run:
         self.track_done = False
         self.hard = False
         self.stop_event = asyncio.Event()
+        #: raises BadReply for a 200 whose content the caller cannot use (retried like a torn body)
+        self.check_reply: Callable[[Any], None] | None = None
         self.price = price_for(load_prices(options.prices), endpoint.model)
         stats.window_min = options.concurrency
         stats.currency = self.price.currency if self.price else None
@@ -353,6 +356,8 @@ class _Run:
         self.stats.attempts += 1
         try:
             reply = await self.client.complete(task.request, self.params)
+            if self.check_reply is not None:  # a reply the caller cannot use (a judge's non-JSON): retried
+                self.check_reply(reply)
         except RateLimited as e:
             self.answers += 1
             self.stats.rate_limited += 1
@@ -540,9 +545,20 @@ def _compact_failures(path: Path, done: set[str]) -> None:
 
 
 async def agenerate(
-    recipe: Recipe | str | Path, out: str | Path, options: GenerateOptions | None = None
+    recipe: Recipe | str | Path,
+    out: str | Path,
+    options: GenerateOptions | None = None,
+    *,
+    tasks: Sequence[Task] | None = None,
+    params: dict[str, Any] | None = None,
+    check_reply: Callable[[Any], None] | None = None,
 ) -> GenerateStats:
-    """Generate records for a recipe into `out` (JSONL, appended), resuming what is already there."""
+    """Generate records for a recipe into `out` (JSONL, appended), resuming what is already there.
+
+    Other stages send their own requests through the same machinery (providers, limits, retries, resume,
+    cost): `tasks` replaces the recipe's plan (anything with Task's fields and `to_record`), `params` the
+    recipe's sampling parameters, and `check_reply` may raise BadReply for a reply it cannot use.
+    """
     options = options or GenerateOptions()
     if not isinstance(recipe, Recipe):
         recipe = load_recipe(recipe)
@@ -558,7 +574,10 @@ async def agenerate(
         options = options.model_copy(update=unset)
     if not options.dry_run:
         provider.check(options)  # a missing key is an error before planning, let alone sending
-    planned = plan(recipe, rounds=options.rounds, seed=options.seed, limit=options.limit)
+    if tasks is None:
+        planned = plan(recipe, rounds=options.rounds, seed=options.seed, limit=options.limit)
+    else:
+        planned = Plan(tasks=list(tasks), excluded=0, total_cells=len(tasks))
     stats = GenerateStats(
         tasks=len(planned.tasks),
         dry_run=options.dry_run,
@@ -574,22 +593,22 @@ async def agenerate(
         console.print(
             f"[yellow]warning:[/] {escape(str(out))}: cut a torn last line (left by an interrupted run); that task is redone"
         )
-    params = request_params(recipe)
+    params = request_params(recipe) if params is None else params
     fingerprints = plan_fingerprints(provider, options, planned.tasks, params)
     found = scan(out, fingerprints)
     stale = _report_resume(console, out, found, options)
     if stale and not options.dry_run:
         move_superseded(out, found.changed, fingerprints)
     done_before = found.done
-    tasks = collections.deque(t for t in planned.tasks if t.id not in done_before)
-    del planned  # the deque holds what is left to do; sent tasks are freed as they finish
-    stats.skipped_resume = stats.tasks - len(tasks)
-    stats.todo = len(tasks)
+    todo = collections.deque(t for t in planned.tasks if t.id not in done_before)
+    del planned, tasks  # the deque holds what is left to do; sent tasks are freed as they finish
+    stats.skipped_resume = stats.tasks - len(todo)
+    stats.todo = len(todo)
     stats.superseded = stale
     if options.dry_run:
-        _dry_run(provider, tasks, options, params, stats)
+        _dry_run(provider, todo, options, params, stats)
         return stats
-    if not tasks:  # before opening the provider: a finished run starts no local server and sends nothing
+    if not todo:  # before opening the provider: a finished run starts no local server and sends nothing
         stats.model = str(provider.describe(options).get("model") or "")
         _compact_failures(failures_path, done_before)
         console.print(f"nothing to do: all {stats.tasks} tasks are already in {out}", markup=False)
@@ -603,9 +622,10 @@ async def agenerate(
                 AppendSink(out, fsync_every=1024) as sink,
                 AppendSink(failures_path, fsync_every=1024) as fail_sink,
             ):
-                run = _Run(tasks, endpoint, client, options, params, stats, sink, fail_sink, fingerprints)
+                run = _Run(todo, endpoint, client, options, params, stats, sink, fail_sink, fingerprints)
+                run.check_reply = check_reply
                 run.failures_existed = failures_path.stat().st_size > 0
-                del tasks
+                del todo
                 loop = asyncio.get_running_loop()
                 installed = []
                 if options.handle_signals:

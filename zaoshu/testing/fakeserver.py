@@ -6,7 +6,8 @@ empty choices, ``finish_reason: content_filter``, connection resets, 400s, 404 f
 for a wrong key. Which fault a request gets is chosen by a hash of (prompt, how many times the server has
 seen that prompt), so a run is reproducible and a retry can succeed.
 
-Replies derive from the prompt: ``echo`` (a short reply quoting the prompt) or ``wishes`` (a plausible
+Replies derive from the prompt: ``echo`` (a short reply quoting the prompt), ``judge`` (a judge's JSON
+verdict, see ``judge_reply``) or ``wishes`` (a plausible
 Chinese wish for ``对象称谓是：X，祝福场景是：Y``, sometimes with the junk real models add: a stray
 ``！啦~``, quotes, a ``好的，以下是祝福语：`` preamble, an extra line, exact and near duplicates).
 
@@ -57,7 +58,13 @@ class Settings:
     faults: dict[str, float] = field(default_factory=dict)  # fault name -> share of requests
     retry_after: float = 0.05  # seconds announced by a random 429 (retry-after-ms + Retry-After)
     hang_s: float = 30.0
-    reply: str = "echo"  # echo | wishes
+    reply: str = "echo"  # echo | wishes | judge
+    # judge mode: [substring, score] pairs matched against the judged reply (inside <reply>…</reply>); a
+    # score may be "junk" (a reply that is not JSON, every time) or "junk_once" (junk on the first try only)
+    judge_scores: list[list[Any]] = field(default_factory=list)
+    judge_default: Any = 4
+    judge_fenced: float = 0.0  # share of judge replies wrapped in ```json fences
+    judge_prefer: str = ""  # pairwise: the answer holding this wins (both or neither: a tie)
     api_key: str | None = None  # when set, other keys get 401 (whose body echoes the wrong key)
     models: list[str] | None = None  # when set, other models get 404
     record: bool = False  # keep request bodies for GET /requests
@@ -168,6 +175,32 @@ def wish(prompt: str, seed: int = 0) -> str:
     return text
 
 
+_REPLY_RE = re.compile(r"<reply>\s*(.*?)\s*</reply>", re.S)
+_A_RE = re.compile(r"<answer_a>\s*(.*?)\s*</answer_a>", re.S)
+_B_RE = re.compile(r"<answer_b>\s*(.*?)\s*</answer_b>", re.S)
+
+
+def judge_reply(prompt: str, nth: int, s: Settings) -> str:
+    """A judge's verdict: a score set by substrings of the judged reply, or a pairwise winner."""
+    a, b = _A_RE.search(prompt), _B_RE.search(prompt)
+    if a and b:
+        pa = bool(s.judge_prefer) and s.judge_prefer in a.group(1)
+        pb = bool(s.judge_prefer) and s.judge_prefer in b.group(1)
+        winner = "A" if pa and not pb else "B" if pb and not pa else "tie"
+        return orjson.dumps({"winner": winner, "reason": f"fake judge prefers {s.judge_prefer!r}"}).decode()
+    m = _REPLY_RE.search(prompt)
+    text = m.group(1) if m else prompt
+    value = next((v for sub, v in s.judge_scores if sub in text), s.judge_default)
+    if value == "junk" or (value == "junk_once" and nth == 1):
+        return "这条祝福写得很好，我给它打 5 分。"
+    if value == "junk_once":
+        value = s.judge_default
+    body = orjson.dumps({"score": value, "reason": f"fake judge: {value}"}).decode()
+    if _unit(s.seed, prompt, "fence") < s.judge_fenced:
+        body = "```json\n" + body + "\n```"
+    return body
+
+
 def echo(prompt: str, seed: int = 0) -> str:
     return f"回复{int(_unit(seed, prompt, 'echo') * 1e4):04d}：{prompt[:24]}"
 
@@ -252,8 +285,10 @@ def make_app(settings: Settings):  # -> web.Application (aiohttp imported lazily
             return error(500, "The server had an error while processing your request.", "server_error")
         if fault == "overloaded":
             return error(503, "The engine is currently overloaded.", "overloaded")
-        make = wish if s.reply == "wishes" else echo
-        text = make(prompt, s.seed)
+        if s.reply == "judge":
+            text = judge_reply(prompt, nth, s)
+        else:
+            text = (wish if s.reply == "wishes" else echo)(prompt, s.seed)
         finish = "content_filter" if fault == "content_filter" else "stop"
         choices = (
             []
