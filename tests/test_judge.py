@@ -161,3 +161,28 @@ def test_kill_9_then_resume_judges_nothing_twice(server, tmp_path, wishes_recipe
     assert all(asked[rid] == 1 for rid in before)  # judged before the kill: never asked again
     ids = [r["id"] for r in read(log)]
     assert len(ids) == len(set(ids)) == 120
+
+
+def test_run_judges_after_clean(server, tmp_path, wishes_recipe_path) -> None:
+    """`zaoshu run --judge-provider`: clean.jsonl is judged into judged.jsonl; the summary says so."""
+    from zaoshu.cleaners import CleanOptions
+    from zaoshu.pipeline import next_commands, run
+
+    server.configure(reply="judge", judge_scores=[["尊敬的", 2]], judge_fenced=0.3)
+    with FakeServer(reply="wishes") as gen:
+        s = run(
+            wishes_recipe_path,
+            tmp_path / "run",
+            local_options(gen.base_url, limit=60),
+            CleanOptions(),
+            local_options(server.base_url),
+            None,
+        )
+    j = s.judge
+    assert j is not None and j["read"] == s.kept > 0
+    assert j["kept"] + j["rejected"] + j["failed"] == j["read"] and j["rejected"] > 0
+    rejects = read(tmp_path / "run" / "judged.rejects.jsonl")
+    assert all("尊敬的" in r["messages"][-1]["content"] for r in rejects)
+    summary = orjson.loads((tmp_path / "run" / "summary.json").read_bytes())
+    assert summary["judge"]["kept"] == j["kept"]
+    assert "judged.jsonl" in next_commands(s, wishes_recipe_path)[0][1]

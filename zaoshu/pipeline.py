@@ -9,6 +9,8 @@ One output folder holds the whole run::
     DIR/clean.rejects.jsonl       the records dropped, each with its reason (clean)
     DIR/report/                   report.html + report.json (clean)
     DIR/summary.json              this run: tasks, kept, rejected by reason, tokens, cost, wall time
+    DIR/judged.jsonl              with a judge: the clean records it scored at or above the threshold,
+                                  judged.rejects.jsonl the others, judged.report.html the scores (judge)
 
 Rerunning resumes: generate skips the ids already in raw.jsonl and retries the failures; clean then runs
 again over the whole raw file (it is fast), so clean.jsonl always reflects everything generated so far.
@@ -21,6 +23,7 @@ import time
 from collections import Counter
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 import orjson
 
@@ -90,6 +93,7 @@ class RunSummary:
     clean_s: float
     tokens_out_per_s: float  # completion tokens per second of generation (this run)
     interrupted: bool = False
+    judge: dict[str, Any] | None = None  # the judge stage's counters, when a judge provider was given
     started_at: str = field(default_factory=utc_now)
     paths: dict[str, str] = field(default_factory=dict)
 
@@ -111,6 +115,8 @@ def run(
     out_dir: str | Path,
     generate_options: GenerateOptions | None = None,
     clean_options: CleanOptions | None = None,
+    judge_options: GenerateOptions | None = None,
+    judge_threshold: int | None = None,
 ) -> RunSummary:
     """Generate a recipe's records into `out_dir`, clean them and write the report; resumes on a rerun.
 
@@ -134,6 +140,10 @@ def run(
     clean_options.apply(load_config(recipe))
     if clean_options.against:
         expand_inputs(list(clean_options.against), exclude=set())
+    if judge_options is not None:
+        from zaoshu.judging import judge_spec
+
+        judge_spec(recipe)  # a recipe without a rubric stops the run before it spends a token
 
     # 1. generate: append the replies of the tasks not yet in raw.jsonl
     generated: GenerateStats = generate(recipe, paths.raw, generate_options)
@@ -182,6 +192,14 @@ def run(
         summary.clean_s = round(time.monotonic() - t1, 3)
         summary.kept = cleaned.kept
         summary.rejected = dict(Counter(cleaned.rejected).most_common())
+        if judge_options is not None and cleaned.kept and not judge_options.dry_run:
+            from zaoshu.judging import judge
+
+            judged = judge(
+                paths.clean, paths.dir / "judged.jsonl", recipe, judge_options, threshold=judge_threshold
+            )
+            summary.judge = judged.to_dict()
+            summary.interrupted = judged.interrupted
 
     # 3. report: the run's own summary beside the cleaning report
     summary.wall_s = round(time.monotonic() - t0, 3)
@@ -194,6 +212,8 @@ def next_commands(summary: RunSummary, recipe_path: str | Path) -> list[tuple[st
     """What to do with the cleaned data, as (what, command) with this run's real paths."""
     q = shlex.quote
     clean_path = summary.paths["clean"]
+    if summary.judge:
+        clean_path = summary.judge["paths"]["out"]
     out_dir = str(Path(clean_path).parent)
     report = str(Path(summary.paths["report"]) / "report.json")
     recipe = str(recipe_path)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import shlex
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.markup import escape
@@ -28,6 +28,16 @@ def run_command(
     recipe: Path = typer.Argument(..., help="Recipe YAML (e.g. prompts/wishes.yaml)."),
     out: Path = typer.Option(..., "-o", "--out", help="Run folder (raw, clean, rejects, report, summary)."),
     allow_outside_files: opt.AllowOutsideFiles = False,
+    # judging (after clean; only with --judge-provider)
+    judge_provider: Annotated[
+        str | None, typer.Option(help="Judge the clean records with this provider (see `zaoshu judge`).")
+    ] = None,
+    judge_model: Annotated[str | None, typer.Option(help="The judge's model.")] = None,
+    judge_base_url: Annotated[str | None, typer.Option(help="The judge provider's base URL.")] = None,
+    judge_concurrency: Annotated[int | None, typer.Option(help="Judge requests in flight.")] = None,
+    judge_threshold: Annotated[
+        int | None, typer.Option(help="Reject records the judge scores under this.")
+    ] = None,
     *,
     generate_options: GenerateOptions,
     clean_options: CleanOptions,
@@ -42,8 +52,21 @@ def run_command(
     from zaoshu.recipes import load_recipe
 
     loaded = load_recipe(recipe, allow_outside_files=allow_outside_files)
+    judge_options = None
+    if judge_provider is not None:
+        judge_options = opt.generate_options(
+            provider=judge_provider,
+            model=judge_model,
+            base_url=judge_base_url,
+            concurrency=judge_concurrency,
+            max_attempts=generate_options.max_attempts,
+            prices=generate_options.prices,
+            model_path=generate_options.model_path,
+            threads=generate_options.threads,
+            quiet=generate_options.quiet,
+        )
     try:
-        s = run(loaded, out, generate_options, clean_options)
+        s = run(loaded, out, generate_options, clean_options, judge_options, judge_threshold)
     except KeyboardInterrupt:  # outside the send loop: model download/join, server start-up, cleaning
         from zaoshu.generator.providers import safe_command
 
@@ -79,6 +102,12 @@ def run_command(
         f"tokens this run: {s.tokens_in:,} in / {s.tokens_out:,} out ({s.tokens_out_per_s:.1f} out/s); "
         f"cost: {cost}; wall time {s.wall_s:.1f} s (generate {s.generate_s:.1f} s, clean {s.clean_s:.1f} s)"
     )
+    if s.judge:
+        j = s.judge
+        say(
+            f"judge: kept {j['kept']} of {j['read']}, rejected {j['rejected']} (judge_low: score < "
+            f"{j['threshold']}), failed {j['failed']}; mean score {j['mean_score']}; report {j['paths']['html']}"
+        )
     if s.failed:
         say(f"{s.failed} tasks failed (see {s.paths['failures']}); rerun the same command to retry them.")
     if s.generated:
