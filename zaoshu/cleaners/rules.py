@@ -331,6 +331,9 @@ def apply_rules(frame: pl.DataFrame, ctx: RuleContext) -> pl.DataFrame:
     for name in active_rules(ctx.config):
         built += RULES[name].build(ctx)
     frame = measure(frame)
+    # A record without some axis (one checked alone, imported data): that axis is unknown, not an error.
+    missing = [f"ax_{a}" for a in ctx.axes if f"ax_{a}" not in frame.columns]
+    frame = frame.with_columns([pl.lit(None, dtype=pl.Utf8).alias(c) for c in missing])
     if not built:
         return frame.with_columns(reason=pl.lit(None, dtype=pl.Utf8), detail=pl.lit(None, dtype=pl.Utf8))
     hits = frame.select([cond.alias(f"_h{i}") for i, (_, cond, _) in enumerate(built)])

@@ -135,7 +135,7 @@ def off_topic(vocabs: dict[str, Vocabulary], skip: str | None) -> list[tuple[str
         own = pl.col(f"ax_{axis}")
         found = pl.col("text").str.extract_many(vocab.phrases(), leftmost=True)
         mine, other = _masks(found, vocab, own)
-        cond = (other & ~mine & own.is_not_null()).fill_null(False)
+        cond = (other & ~mine & own.is_in(vocab.values)).fill_null(False)
         out.append(("off_topic", cond, _explain(vocab, own, found, f"{axis}: names")))
     return out
 
@@ -161,5 +161,5 @@ def wrong_recipient(vocab: Vocabulary) -> list[tuple[str, pl.Expr, pl.Expr]]:
     anywhere = pl.col("text").str.extract_many(vocab.phrases(), leftmost=True)
     mine, _ = _masks(anywhere, vocab, own)
     _, other = _masks(addressed, vocab, own)
-    cond = (other & ~mine & own.is_not_null()).fill_null(False)
+    cond = (other & ~mine & own.is_in(vocab.values)).fill_null(False)
     return [("wrong_recipient", cond, _explain(vocab, own, addressed, "addresses"))]

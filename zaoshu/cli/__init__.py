@@ -40,6 +40,7 @@ def _root(
 # Registering modules: importing them adds their commands to `app`.
 from zaoshu.cli import (  # noqa: E402,F401
     clean_cmd,
+    eval_cmd,
     formats_cmd,
     generate_cmd,
     judge_cmd,

@@ -64,7 +64,8 @@ class Settings:
     judge_scores: list[list[Any]] = field(default_factory=list)
     judge_default: Any = 4
     judge_fenced: float = 0.0  # share of judge replies wrapped in ```json fences
-    judge_prefer: str = ""  # pairwise: the answer holding this wins (both or neither: a tie)
+    # pairwise: the answer holding this (or any of a list) wins, both or neither: a tie; "@A": always A
+    judge_prefer: Any = ""
     api_key: str | None = None  # when set, other keys get 401 (whose body echoes the wrong key)
     models: list[str] | None = None  # when set, other models get 404
     record: bool = False  # keep request bodies for GET /requests
@@ -184,9 +185,13 @@ def judge_reply(prompt: str, nth: int, s: Settings) -> str:
     """A judge's verdict: a score set by substrings of the judged reply, or a pairwise winner."""
     a, b = _A_RE.search(prompt), _B_RE.search(prompt)
     if a and b:
-        pa = bool(s.judge_prefer) and s.judge_prefer in a.group(1)
-        pb = bool(s.judge_prefer) and s.judge_prefer in b.group(1)
+        prefer = [s.judge_prefer] if isinstance(s.judge_prefer, str) else list(s.judge_prefer)
+        prefer = [p for p in prefer if p]
+        pa = any(p in a.group(1) for p in prefer)
+        pb = any(p in b.group(1) for p in prefer)
         winner = "A" if pa and not pb else "B" if pb and not pa else "tie"
+        if s.judge_prefer in ("@A", "@B"):  # a judge with nothing but position bias
+            winner = s.judge_prefer[1]
         return orjson.dumps({"winner": winner, "reason": f"fake judge prefers {s.judge_prefer!r}"}).decode()
     m = _REPLY_RE.search(prompt)
     text = m.group(1) if m else prompt

@@ -173,6 +173,20 @@ class Run:
             argv = ["zaoshu", "chat", self.settings.model_path, "--adapter", str(self.hf_dir)]
         return shlex.join(argv)
 
+    def eval_command(self) -> str:
+        """`zaoshu eval` of the base model against the trained one (the split's test.jsonl when it is
+        beside the data, else the recipe's eval_inputs)."""
+        tuned = ["--model", str(self.final_model)]
+        if self.settings.method != "full" and self.options.no_merge:
+            tuned = ["--model", self.settings.model_path, "--adapter", str(self.hf_dir)]
+        argv = ["zaoshu", "eval", "--model", self.settings.model_path, *tuned]
+        test = Path(self.options.data).with_name("test.jsonl")
+        if test.is_file() and test.resolve() != Path(self.options.data).resolve():
+            argv += ["--inputs", str(test)]
+        if self.options.recipe:
+            argv += ["--recipe", str(self.options.recipe)]
+        return shlex.join([*argv, "-o", str(self.work_dir / "eval")])
+
 
 # --------------------------------------------------------------------------- checks
 
@@ -508,8 +522,10 @@ def train(o: TrainOptions, echo: Echo | None = print) -> Path | None:
         for step in planned_steps(run):
             say("  " + step.shell())
         say("then chat with:  " + run.chat_command())
+        say("then evaluate:   " + run.eval_command())
         return None
     final = execute(run, echo)
     say(f"done: {final}")
     say("chat with:  " + run.chat_command())
+    say("evaluate:   " + run.eval_command())
     return final
