@@ -201,6 +201,7 @@ def test_dry_run_writes_config_and_data_and_prints_the_commands(
     assert ("-m xtuner.tools.train" if _cuda() else "-m zaoshu.trainer.launch xtuner.tools.train") in out
     assert "xtuner.tools.model_converters.pth_to_hf" in out and "--safe-serialization --fp32" in out
     assert "xtuner.tools.model_converters.merge" in out and "zaoshu chat" in out
+    assert f"zaoshu eval --model {tiny} --model {work / 'merged'} --recipe {WISHES}" in out.replace("\n", "")
     assert not (work / "xtuner").exists()  # nothing started
 
     rows = [orjson.loads(line) for line in (work / "data" / "train.jsonl").read_bytes().splitlines()]
