@@ -99,6 +99,7 @@ class JudgeStats:
     cost: float | None = None
     currency: str | None = None
     wall_s: float = 0.0
+    send_s: float = 0.0  # the sending phase alone
     req_s: float = 0.0
     interrupted: bool = False
     provider: str = ""
@@ -256,6 +257,7 @@ async def ajudge(
         gen.currency,
     )
     stats.wall_s, stats.req_s, stats.provider, stats.model = gen.wall_s, gen.req_s, gen.provider, gen.model
+    stats.send_s = gen.send_s
     if gen.dry_run or gen.interrupted:
         return stats
     log = _read_log(paths["scores"])
