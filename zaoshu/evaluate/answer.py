@@ -93,6 +93,10 @@ class AnswerTask:
     prompt: str
     request: list[dict[str, str]] = field(repr=False)
 
+    @property
+    def user(self) -> str:
+        return self.prompt
+
     def to_record(self, reply: str, meta: dict[str, Any]) -> dict[str, Any]:
         return {"id": self.id, "answer": reply, "model": meta.get("model"), "usage": meta.get("usage")}
 

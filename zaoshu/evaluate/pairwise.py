@@ -30,6 +30,10 @@ class PairTask:
     request: list[dict[str, str]] = field(repr=False)
     order: str = "ab"
 
+    @property
+    def user(self) -> str:
+        return self.prompt
+
     def to_record(self, reply: str, meta: dict[str, Any]) -> dict[str, Any]:
         verdict = parse_pair(reply)
         a_is_tuned = self.order == "ba"

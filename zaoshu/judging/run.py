@@ -56,6 +56,11 @@ class JudgeTask:
     record: dict[str, Any] = field(repr=False)
     params: dict[str, Any] = field(repr=False)
 
+    @property
+    def user(self) -> str:
+        """The judged record's user turn (what a dry run shows)."""
+        return user_text(self.record)
+
     def to_record(self, reply: str, meta: dict[str, Any]) -> dict[str, Any]:
         verdict = parse_score(reply)  # checked already by the engine; cheap
         record = dict(self.record)
