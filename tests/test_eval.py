@@ -135,3 +135,27 @@ def test_cli_with_test_split_inputs(tiny: Path, tmp_path: Path, wishes_recipe_pa
     assert "same path" in result.output and "base: rules pass" in result.output
     row = orjson.loads((out / "answers.jsonl").read_bytes())
     assert row["reference"] == "哥哥新年快乐！" and row["system"] == "你现在是一个送祝福大师"
+
+
+def test_served_models_through_a_provider(
+    tmp_path: Path, wishes_recipe_path: Path, judge_server: FakeServer
+) -> None:
+    """--provider: both models answer through the engine (a model served by vLLM or llama.cpp)."""
+    from generate_helpers import local_options
+
+    judge_server.configure(reply="judge", judge_prefer="@B", judge_default=2)
+    with FakeServer(reply="echo") as served:
+        result = evaluate(
+            EvalOptions(
+                models=["base-model", "tuned-model"],
+                out_dir=tmp_path,
+                recipe=wishes_recipe_path,
+                provider=local_options(served.base_url),
+                judge=_judge_options(judge_server),
+            )
+        )
+    rows = [orjson.loads(x) for x in (tmp_path / "answers.jsonl").read_bytes().splitlines()]
+    assert len(rows) == 6 and all(r["base"]["answer"].startswith("回复") for r in rows)
+    p = result["pairwise"]
+    assert (p["win_rate_tuned_ab"], p["win_rate_tuned_ba"]) == (1.0, 0.0)
+    assert result["metrics"]["tuned"]["overall"]["judge_mean"] == 2.0
