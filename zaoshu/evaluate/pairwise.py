@@ -100,7 +100,14 @@ def pairwise(
     for task in tasks:
         if task.id in got:
             per_input.setdefault(task.id.rsplit(":", 1)[0], []).append(got[task.id])
-    return summarize([v for t in tasks if (v := got.get(t.id))], per_input), per_input, stats
+    not_longer = {i.id for i, b, t in zip(inputs, base, tuned, strict=True) if len(t) <= len(b)}
+    summary = summarize([v for t in tasks if (v := got.get(t.id))], per_input)
+    # A length check in the spirit of AlpacaEval's length control: the win rate where TUNED is not longer.
+    summary["win_rate_tuned_not_longer"] = _rate(
+        [v for k, vs in per_input.items() if k in not_longer for v in vs]
+    )
+    summary["inputs_tuned_not_longer"] = len(not_longer)
+    return summary, per_input, stats
 
 
 def _rate(verdicts: list[dict[str, Any]]) -> float | None:

@@ -48,7 +48,8 @@ TUNED: {{ r.models.tuned.model }}{% if r.models.tuned.adapter %} + {{ r.models.t
 <td>{{ r.metrics.tuned.overall.rejected_share.get(reason, 0) }}</td></tr>{% endfor %}
 {% if r.pairwise %}<tr><td class="t">pairwise win rate of TUNED (both orders)</td>
 <td colspan="2">{{ r.pairwise.win_rate_tuned }} (A/B {{ r.pairwise.win_rate_tuned_ab }}, B/A
-{{ r.pairwise.win_rate_tuned_ba }}; ties {{ r.pairwise.ties }}; orders agree {{ r.pairwise.orders_agree }})</td></tr>{% endif %}
+{{ r.pairwise.win_rate_tuned_ba }}; ties {{ r.pairwise.ties }}; orders agree {{ r.pairwise.orders_agree }};
+where TUNED is not longer: {{ r.pairwise.win_rate_tuned_not_longer }} on {{ r.pairwise.inputs_tuned_not_longer }} inputs)</td></tr>{% endif %}
 <tr><td class="t">seconds per 100 inputs</td><td>{{ r.seconds_per_100_inputs.base }}</td>
 <td>{{ r.seconds_per_100_inputs.tuned }}</td></tr></table>
 <h2>rule pass rate per style</h2><table><tr><th class="t">style</th><th class="t">BASE / TUNED</th></tr>
