@@ -38,6 +38,9 @@ def eval_command(
     max_new_tokens: Annotated[int, typer.Option(help="Longest answer in tokens.")] = 256,
     batch_size: Annotated[int, typer.Option(help="Inputs per generate() batch (transformers).")] = 8,
     seed: Annotated[int, typer.Option(help="Seed of the sampling, the same for both models.")] = 0,
+    threads: Annotated[
+        int, typer.Option(help="CPU threads for transformers (1 is fastest on a busy machine).")
+    ] = 1,
     limit: Annotated[int | None, typer.Option(help="Only the first N inputs.")] = None,
     provider: Annotated[
         str | None, typer.Option(help="Answer through this provider (a model served by vLLM or llama.cpp).")
