@@ -51,6 +51,11 @@ CATALOG = [
     ("乔迁之喜，新居大吉，祝你们家庭和和美美！", "邻居", "乔迁新居", "正常", "kept"),
     # kept: no scene named at all (the recipe's injections allow leaving it out)
     ("愿你平安喜乐，万事胜意！", "姐姐", "周年纪念", "正常", "kept"),
+    # kept: words common to wishes of any scene are nobody's keyword
+    ("除夕快乐，阖家团圆！", "哥哥", "春节", "正常", "kept"),
+    ("愿您福寿安康，远离病痛！", "爷爷", "重阳节", "正常", "kept"),
+    ("愿你安居乐业，荣华富贵！", "同事", "家庭和睦", "正常", "kept"),
+    ("岁岁年年，幸福和美！", "同学", "中秋节", "正常", "kept"),
     # kept: a stock phrase holding another scene's word
     ("生日快乐，步步高升！", "同事", "生日", "正常", "kept"),
     ("愿你步步高升，前程似锦！", "同事", "腊八节", "正常", "kept"),
