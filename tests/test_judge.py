@@ -196,7 +196,9 @@ def test_dry_run_shows_the_judge_prompt_and_writes_nothing(tmp_path, wishes_reci
     src = write(tmp_path / "clean.jsonl", _records(3))
     out = tmp_path / "judged.jsonl"
     args = ["judge", str(src), "-o", str(out), "--recipe", str(wishes_recipe_path), "--provider", "local"]
-    result = CliRunner().invoke(app, [*args, "--base-url", "http://127.0.0.1:9/v1", "--model", "m", "--dry-run"])
+    result = CliRunner().invoke(
+        app, [*args, "--base-url", "http://127.0.0.1:9/v1", "--model", "m", "--dry-run"]
+    )
     assert result.exit_code == 0, result.output
     assert "would send 3 requests" in result.output and "<reply>" in result.output
     assert sorted(p.name for p in tmp_path.iterdir()) == ["clean.jsonl"]
