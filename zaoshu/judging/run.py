@@ -8,6 +8,7 @@ Files for `-o judged.jsonl`:
     judged.jsonl                   the records scored at or above the threshold
     judged.rejects.jsonl           the others, each with `reject: {reason: judge_low, detail: <score, reason>}`
     judged.report.json / .html     scores per style and axis value, the lowest-scored samples
+    judged.stats.json              the counts (read, kept, rejected, failed, tokens, cost)
 kept + rejected + failed = read. With `sample`, only a seeded sample is judged and the report estimates the
 share under the threshold; the kept and rejects files are not written (the sample's scores stay in the log,
 so a full run after it pays for the rest only).
@@ -124,6 +125,7 @@ def judge_paths(out: Path) -> dict[str, Path]:
         "rejects": out.with_name(stem + ".rejects.jsonl"),
         "report": out.with_name(stem + ".report.json"),
         "html": out.with_name(stem + ".report.html"),
+        "stats": out.with_name(stem + ".stats.json"),
     }
 
 
@@ -286,12 +288,8 @@ async def ajudge(
             raise AssertionError("judge: kept + rejected + failed != read")
     else:
         stats.failed = len(tasks) - len(judged)
-    report = write_report(judged, stats, paths["report"], paths["html"])
-    del report
-    write_bytes_atomic(
-        out.with_name(paths["scores"].name.replace(".scores.jsonl", ".stats.json")),
-        orjson.dumps(stats.to_dict(), option=orjson.OPT_INDENT_2) + b"\n",
-    )
+    write_report(judged, stats, paths["report"], paths["html"])
+    write_bytes_atomic(paths["stats"], orjson.dumps(stats.to_dict(), option=orjson.OPT_INDENT_2) + b"\n")
     return stats
 
 
