@@ -3,7 +3,7 @@ filter loses and how many bad ones it keeps.
 
 The labelled set is JSONL: records as `zaoshu run` wrote them, each with `label: {fit: bool, why: str}`.
 Three filters, each over the whole set:
-  rules            the recipe's cleaning rules without the keyword rules (off_topic, wrong_recipient)
+  rules            the recipe's cleaning rules without the semantic ones (off_topic, wrong_recipient, impolite)
   + semantic       the recipe's rules as shipped
   + judge          the shipped rules, then a judge model's score under the threshold (needs --provider)
 Dedup is off: a labelled set is too small for duplicates to mean anything.
@@ -23,7 +23,7 @@ from typing import Any
 import orjson
 
 ROOT = Path(__file__).resolve().parent.parent
-SEMANTIC = ["off_topic", "wrong_recipient"]
+SEMANTIC = ["off_topic", "wrong_recipient", "impolite"]
 
 
 def _read(path: Path) -> list[dict[str, Any]]:

@@ -87,6 +87,12 @@ class NearDupConfig(_Strict):
     seed: int = 1
 
 
+class PoliteConfig(_Strict):
+    recipients: list[str] = Field(default_factory=list)
+    #: empty: every style
+    styles: list[str] = Field(default_factory=list)
+
+
 class CleanConfig(_Strict):
     #: rule names in the order they run; None: every registered rule in its default order.
     rules: list[str] | None = None
@@ -113,6 +119,8 @@ class CleanConfig(_Strict):
     neutral_phrases: list[str] = Field(default_factory=list)
     #: the axis whose values are the people addressed (wrong_recipient); the others are topics (off_topic).
     recipient_axis: str = "recipient"
+    #: recipients owed the polite 您 (elders, superiors) and the styles where 你 to them is rejected (impolite).
+    polite: PoliteConfig | None = None
     exact_dup: bool = True
     near_dup: NearDupConfig = Field(default_factory=NearDupConfig)
 

@@ -314,6 +314,23 @@ def _wrong_recipient(ctx: RuleContext) -> Built:
     return semantic.wrong_recipient(vocab) if vocab else []
 
 
+@rule("impolite")
+def _impolite(ctx: RuleContext) -> Built:
+    """你 and never 您 to a recipient owed the polite form (clean.polite: elders, superiors), in its styles."""
+    polite = ctx.config.polite
+    if polite is None or not polite.recipients:
+        return []
+    who = pl.col(f"ax_{ctx.config.recipient_axis}")
+    cond = (
+        who.is_in(polite.recipients) & pl.col("text").str.contains("你") & ~pl.col("text").str.contains("您")
+    )
+    if polite.styles:
+        cond = cond & pl.col("style").is_in(polite.styles)
+    return [
+        ("impolite", *_detail(cond, pl.format("你 to {} in style {} (您 expected)", who, pl.col("style"))))
+    ]
+
+
 DEFAULT_ORDER = list(RULES)
 
 
