@@ -56,6 +56,7 @@ def test_scores_threshold_fences_and_cost(server, tmp_path, wishes_recipe_path) 
     assert all("fake judge: 1" in r["reject"]["detail"] for r in rejects)
     j = kept[0]["meta"]["judge"]
     assert j["model"] == "fake-model" and len(j["fingerprint"]) == 16 and j["reason"]
+    assert "record_fingerprint" not in j
     bodies = server.requests()
     fenced = sum(1 for b in bodies if "<reply>" in b["messages"][-1]["content"])
     assert fenced == 40  # the shipped prompt delimits the reply
@@ -98,17 +99,24 @@ def test_sample_estimates_then_full_run_pays_for_the_rest(server, tmp_path, wish
     assert full.new == 60 and (full.kept, full.rejected) == (75, 25)
 
 
-def test_changed_prompt_refuses_to_mix_verdicts(server, tmp_path, wishes_recipe_path) -> None:
+def test_changed_prompt_judges_again_and_keeps_the_old_verdicts(server, tmp_path, wishes_recipe_path) -> None:
     server.configure(reply="judge", judge_scores=[], judge_fenced=0.0)
-    src = write(tmp_path / "clean.jsonl", _records(5))
+    recs = _records(5)
+    recs[0]["meta"]["fingerprint"] = "0123456789abcdef"  # the generation's own
+    src = write(tmp_path / "clean.jsonl", recs)
     out = tmp_path / "judged.jsonl"
-    judge(src, out, wishes_recipe_path, local_options(server.base_url))
+    assert judge(src, out, wishes_recipe_path, local_options(server.base_url)).new == 5
+    kept = read(out)
+    assert kept[0]["meta"]["fingerprint"] == "0123456789abcdef"  # the record's own, not the judge's
+    assert "fingerprint" not in kept[1]["meta"] and len(kept[1]["meta"]["judge"]["fingerprint"]) == 16
+    assert judge(src, out, wishes_recipe_path, local_options(server.base_url)).new == 0  # all done
     data = yaml.safe_load(wishes_recipe_path.read_text(encoding="utf-8"))
     data["judge"]["prompt"] = "换了一个提示：<reply>{{ reply }}</reply>"
     other = tmp_path / "w2.yaml"
     other.write_text(yaml.safe_dump(data, allow_unicode=True), encoding="utf-8")
-    with pytest.raises(Exception, match="judged with another prompt"):
-        judge(src, out, other, local_options(server.base_url))
+    again = judge(src, out, other, local_options(server.base_url))
+    assert again.new == 5 and again.kept == 5
+    assert len(read(tmp_path / "judged.scores.superseded.jsonl")) == 5  # the old verdicts, kept aside
 
 
 def test_recipe_without_a_rubric_is_a_clear_error(tmp_path, wishes_recipe_path) -> None:

@@ -103,7 +103,14 @@ class AnswerTask:
         return self.prompt
 
     def to_record(self, reply: str, meta: dict[str, Any]) -> dict[str, Any]:
-        return {"id": self.id, "answer": reply, "model": meta.get("model"), "usage": meta.get("usage")}
+        """A record (the engine resumes from its own records: `meta.fingerprint` says what asked)."""
+        return {
+            "id": self.id,
+            "recipe": self.recipe,
+            "axes": self.axes,
+            "messages": [*self.request, {"role": "assistant", "content": reply}],
+            "meta": meta,
+        }
 
 
 def answer_provider(
@@ -136,5 +143,5 @@ def answer_provider(
     got: dict[str, str] = {}
     for number, raw in iter_lines(out):
         row = parse_line(raw, path=out, line=number)
-        got[row["id"]] = row["answer"]
+        got[row["id"]] = row["messages"][-1]["content"]
     return [got.get(item.id, "") for item in inputs]

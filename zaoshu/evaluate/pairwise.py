@@ -42,11 +42,15 @@ class PairTask:
             winner = "tuned" if (winner == "A") == a_is_tuned else "base"
         return {
             "id": self.id,
-            "order": self.order,
-            "said": verdict["winner"],
-            "winner": winner,
-            "reason": verdict["reason"],
-            "model": meta.get("model"),
+            "axes": self.axes,
+            "messages": [*self.request, {"role": "assistant", "content": reply}],
+            "meta": meta,
+            "pair": {
+                "order": self.order,
+                "said": verdict["winner"],
+                "winner": winner,
+                "reason": verdict["reason"],
+            },
         }
 
 
@@ -95,7 +99,7 @@ def pairwise(
     if out.exists():
         for number, raw in iter_lines(out):
             row = parse_line(raw, path=out, line=number)
-            got[row["id"]] = row
+            got[row["id"]] = {**row["pair"], "id": row["id"], "model": row["meta"].get("model")}
     per_input: dict[str, list[dict[str, Any]]] = {}
     for task in tasks:
         if task.id in got:

@@ -29,6 +29,7 @@ from zaoshu.errors import RecordError, ZaoshuError
 from zaoshu.files import atomic_write, guard_outputs, write_bytes_atomic
 from zaoshu.generator.clients import BadReply
 from zaoshu.generator.engine import GenerateOptions, agenerate
+from zaoshu.generator.resume import FINGERPRINT
 from zaoshu.judging.report import write_report
 from zaoshu.judging.spec import JudgeSpec, context, judge_spec, render
 from zaoshu.judging.verdict import parse_score
@@ -38,8 +39,6 @@ from zaoshu.records import (
     iter_lines,
     parse_line,
     read_records,
-    repair_tail,
-    request_fingerprint,
 )
 
 REASON = "judge_low"
@@ -63,17 +62,21 @@ class JudgeTask:
         return user_text(self.record)
 
     def to_record(self, reply: str, meta: dict[str, Any]) -> dict[str, Any]:
+        """The judged record for the resume log. Its `meta.fingerprint` is the judge request's (what the
+        engine's resume compares: a changed prompt, rubric or model is judged again); the record's own is
+        kept in `meta.judge.record_fingerprint` and put back in the kept and rejects files."""
         verdict = parse_score(reply)  # checked already by the engine; cheap
         record = dict(self.record)
+        own = dict(record.get("meta") or {})
         record["meta"] = {
-            **(record.get("meta") or {}),
+            **own,
+            FINGERPRINT: meta.get(FINGERPRINT),
             "judge": {
                 **verdict,
                 "provider": meta.get("provider"),
                 "model": meta.get("model"),
-                "fingerprint": fingerprint(
-                    self.request, self.params, meta.get("model"), meta.get("provider")
-                ),
+                "fingerprint": meta.get(FINGERPRINT),
+                "record_fingerprint": own.get(FINGERPRINT),
                 "usage": meta.get("usage"),
                 "attempts": meta.get("attempts"),
                 "judged_at": meta.get("created_at"),
@@ -82,8 +85,17 @@ class JudgeTask:
         return record
 
 
-def fingerprint(request: list[dict[str, str]], params: dict[str, Any], model: Any, provider: Any) -> str:
-    return request_fingerprint(request, model=str(model or ""), params=params, endpoint=str(provider or ""))
+def restore(record: dict[str, Any]) -> dict[str, Any]:
+    """A judged record as the kept and rejects files hold it: its own fingerprint back in place."""
+    meta = dict(record["meta"])
+    judge = dict(meta["judge"])
+    own = judge.pop("record_fingerprint", None)
+    if own is None:
+        meta.pop(FINGERPRINT, None)
+    else:
+        meta[FINGERPRINT] = own
+    meta["judge"] = judge
+    return {**record, "meta": meta}
 
 
 @dataclass
@@ -177,29 +189,6 @@ def _read_log(path: Path) -> dict[str, dict[str, Any]]:
     return out
 
 
-def _check_stale(
-    log: dict[str, dict[str, Any]], tasks: list[JudgeTask], model: str | None, path: Path
-) -> None:
-    """Refuse to mix verdicts of another judge prompt, rubric or model into this run's."""
-    stale = 0
-    for task in tasks:
-        judged = log.get(task.id)
-        if judged is None:
-            continue
-        j = (judged.get("meta") or {}).get("judge") or {}
-        same = j.get("fingerprint") == fingerprint(
-            task.request, task.params, j.get("model"), j.get("provider")
-        )
-        if not same or (model and j.get("model") != model):
-            stale += 1
-    if stale:
-        raise ZaoshuError(
-            f"{stale} records in {path} were judged with another prompt, rubric or model; write to a new "
-            "-o (or delete that file) to judge them again",
-            path=path,
-        )
-
-
 def wilson(k: int, n: int, z: float = 1.96) -> tuple[float, float]:
     """95 % Wilson interval of a share k/n (sound at small n and near 0 or 1, unlike p ± 2σ)."""
     if n == 0:
@@ -243,9 +232,6 @@ async def ajudge(
             keep = sorted(random.Random(seed).sample(range(len(records)), sample))
             chosen = [records[i] for i in keep]
     tasks = build_tasks(chosen, recipe, spec)
-    if paths["scores"].exists():
-        repair_tail(paths["scores"])
-    _check_stale(_read_log(paths["scores"]), tasks, options.model, paths["scores"])
 
     def check(reply: Any) -> None:
         try:
@@ -268,7 +254,7 @@ async def ajudge(
     if gen.dry_run or gen.interrupted:
         return stats
     log = _read_log(paths["scores"])
-    judged = [log[t.id] for t in tasks if t.id in log]
+    judged = [restore(log[t.id]) for t in tasks if t.id in log]
     scores = [r["meta"]["judge"]["score"] for r in judged]
     stats.judged = len(judged)
     stats.under = sum(1 for s in scores if s < threshold)
