@@ -12,7 +12,7 @@ Exact: rows with the same key; the first keeps. Near (what moved F1 past the pee
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import polars as pl
@@ -21,6 +21,7 @@ from rapidfuzz.distance import Indel, Levenshtein
 
 from zaoshu.cleaners.config import NearDupConfig
 from zaoshu.cleaners.minhash import _P, _mix64, bucket_pairs, codepoints, lsh_bands, lsh_params
+from zaoshu.cleaners.verify import PASS, VETOES, veto_codes
 
 
 @dataclass
@@ -29,6 +30,7 @@ class NearDupResult:
     similarity: np.ndarray  # similarity to its head (1.0 for heads)
     candidates: int  # candidate pairs checked
     confirmed: int  # pairs that passed the check and the axis guard
+    vetoed: dict[str, int] = field(default_factory=dict)  # pairs refused, per veto
 
 
 def exact_heads(keys: pl.Series) -> np.ndarray:
@@ -215,6 +217,13 @@ def near_heads(
             right.append(sb[sok])
             checked += len(sa)
     la, lb = np.concatenate(left), np.concatenate(right)
+    vetoed: dict[str, int] = {}
+    if config.veto and len(la):
+        codes = veto_codes(pick(la), pick(lb), workers=workers)
+        counts = np.bincount(codes, minlength=len(VETOES) + 1)
+        vetoed = {name: int(counts[i + 1]) for i, name in enumerate(VETOES)}
+        fine = codes == PASS
+        la, lb = la[fine], lb[fine]
     masks = None
     if config.axis_guard and axis_values:
         # only rows in a confirmed pair can be merged, so only they need their axis values
@@ -224,17 +233,48 @@ def near_heads(
         masks[involved] = found
         del found
         fine = ~_conflict(masks, starts, la, lb)
+        vetoed["axis"] = int((~fine).sum())
         la, lb = la[fine], lb[fine]
     head = components(n, la, lb)
     if masks is not None:
         head = _split_conflicts(head, masks, starts)
     dup = np.flatnonzero(head != np.arange(n))
+    if config.veto and len(dup):
+        refused = _refuse_chained(head, dup, pick, workers)
+        head[refused] = refused
+        vetoed["chain"] = len(refused)
+        dup = np.setdiff1d(dup, refused, assume_unique=True)
     similarity = np.ones(n)
     if len(dup):
         similarity[dup] = process.cpdist(
             pick(dup), pick(head[dup]), scorer=Indel.normalized_similarity, workers=workers
         )
-    return NearDupResult(head, similarity, checked, len(la))
+    return NearDupResult(head, similarity, checked, len(la), vetoed)
+
+
+def _refuse_chained(head: np.ndarray, dup: np.ndarray, pick, workers: int, votes: int = 6) -> np.ndarray:
+    """Members of a cluster to take out: linked through a chain to texts the veto keeps apart.
+
+    A chain (祝岳父… ~ 祝Z父… ~ 祝姑父…, the middle one a copy whose edit hit the very word) can link two
+    texts the veto refuses. A member the veto refuses against its kept row is asked against up to
+    `votes` other members as well: a copy whose own edits tripped the veto passes most of them and
+    stays; a sibling linked through the chain fails most and leaves (and is kept).
+    """
+    codes = veto_codes(pick(dup), pick(head[dup]), workers=workers)
+    suspect = dup[codes != PASS]
+    if not len(suspect):
+        return suspect
+    fine = dup[codes == PASS]
+    fine = fine[np.argsort(head[fine], kind="stable")]
+    fine_heads = head[fine]
+    lo = np.searchsorted(fine_heads, head[suspect], side="left")
+    hi = np.minimum(np.searchsorted(fine_heads, head[suspect], side="right"), lo + votes)
+    who = np.repeat(suspect, hi - lo)
+    other = fine[np.concatenate([np.arange(a, b) for a, b in zip(lo, hi, strict=True)])] if len(who) else who
+    passes = veto_codes(pick(who), pick(other), workers=workers) == PASS
+    ayes = np.bincount(np.searchsorted(suspect, who), weights=passes, minlength=len(suspect))
+    asked = (hi - lo) + 1  # the kept row said no
+    return suspect[ayes * 2 <= asked]
 
 
 def _split_conflicts(head: np.ndarray, masks: np.ndarray, starts: np.ndarray) -> np.ndarray:
