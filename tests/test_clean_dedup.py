@@ -124,6 +124,22 @@ def test_records_without_axes_keep_siblings_apart_and_edits_together(tmp_path: P
     assert [r["reject"]["duplicate_of"] for r in rejects] == [recs[0]["id"], recs[6]["id"]]
 
 
+def test_dups_file_says_why_each_near_duplicate_was_dropped(tmp_path: Path, recipe) -> None:
+    kept, rejects = _run(tmp_path, [BASE, EDITS[2], EDITS[0], DISTINCT[0]], recipe)
+    lines = read(tmp_path / "out.dups.jsonl")
+    near = [r for r in rejects if r["reject"]["reason"] == "near_duplicate"]
+    assert [d["id"] for d in lines] == [r["id"] for r in near] and len(lines) == 1
+    d = lines[0]
+    assert d["kept"] == kept[0]["id"]
+    assert d["similarity"] >= 0.85 and d["check"] == "similarity >= 0.85"
+    assert {"block", "number", "negation", "kin", "axis"} <= set(d["vetoes"]) and d["vetoed"] is None
+    assert d["file"] == str(tmp_path / "in.jsonl") and d["line"] == 2
+    # a rerun writes the same bytes, and a folder input never reads the dups file back in
+    first = (tmp_path / "out.dups.jsonl").read_bytes()
+    clean([tmp_path / "in.jsonl"], tmp_path / "out.jsonl", recipe=recipe)
+    assert (tmp_path / "out.dups.jsonl").read_bytes() == first
+
+
 def test_the_veto_names_what_it_refused() -> None:
     keys = np.array(
         ["祝姐姐生日快乐", "祝爷爷八十岁生日", "王老师节日快乐", "今年不再熬夜", "祝你前程似锦万事如意"],

@@ -249,9 +249,22 @@ def _dedup(
         final = rep_final[lookup[head]]
         similarity = rep_sim[lookup[head]]
         info["candidates"], info["confirmed"] = near.candidates, near.confirmed
+        info["vetoed"] = near.vetoed
     rows = np.arange(n_ref, n)
     dup = np.flatnonzero(final[rows] != rows)  # an exact duplicate's final head is never itself
     all_ids = pl.concat([ref_ids, alive["id"]])
+    at_near = np.flatnonzero(near_dup)
+    info["explain"] = explain_frame(
+        alive["id"].gather(at_near),
+        all_ids.gather(final[rows][at_near]),
+        keys.gather(rows[at_near]),
+        keys.gather(final[rows][at_near]),
+        similarity[rows][at_near],
+        alive["_row"].gather(at_near).to_numpy(),
+        config.near_dup,
+        axes=bool(_axis_values(frame, recipe)) if config.near_dup.axis_guard else False,
+        workers=options.workers,
+    )
     marks = pl.DataFrame(
         {
             "exact": head[rows][dup] != rows[dup],
