@@ -155,6 +155,47 @@ def _short_pairs(cps: np.ndarray, offsets: np.ndarray, short: int) -> tuple[np.n
     return np.minimum(a[keep], b[keep]), np.maximum(a[keep], b[keep])
 
 
+#: keys per block of signatures, and pairs per block of checks: what is held at once stays small.
+_BLOCK = 1 << 18
+
+
+def _band_hashes(keys: pl.Series, config: NearDupConfig, workers: int) -> np.ndarray:
+    """LSH band hashes of every key (rows × bands), computed a block of keys at a time.
+
+    Kept as 32 bits: at ten million keys a band sees a few thousand chance collisions, which the exact
+    check drops, at half the memory of 64 bits."""
+    bands, rows = lsh_params(config.lsh_threshold, config.num_perm)
+    out = np.empty((len(keys), bands), dtype=np.uint32)
+    for lo in range(0, len(keys), _BLOCK):
+        cps, offsets = codepoints(keys.slice(lo, _BLOCK))
+        part, _ = lsh_bands(cps, offsets, ngram=config.ngram, num_perm=config.num_perm, bands=bands,
+                            rows=rows, seed=config.seed, workers=workers)  # fmt: skip
+        out[lo : lo + len(part)] = part >> np.uint64(32)
+    return out
+
+
+def _short_pairs_of(keys: pl.Series, short: int) -> tuple[np.ndarray, np.ndarray]:
+    """`_short_pairs` over the short keys only (their code points, not everyone's)."""
+    if short <= 2:
+        return (np.empty(0, np.int64),) * 2
+    idx = (keys.str.len_chars() < short).arg_true().to_numpy()
+    cps, offsets = codepoints(keys.gather(idx))
+    a, b = _short_pairs(cps, offsets, short)
+    return idx[a].astype(np.int64), idx[b].astype(np.int64)
+
+
+def _pairwise(pick, a: np.ndarray, b: np.ndarray, scorer, workers: int) -> np.ndarray:
+    """`scorer` (a rapidfuzz distance or `veto_codes`) over pairs of keys, a block of pairs at a time."""
+    parts = []
+    for lo in range(0, len(a), _BLOCK):
+        x, y = pick(a[lo : lo + _BLOCK]), pick(b[lo : lo + _BLOCK])
+        if scorer is veto_codes:
+            parts.append(veto_codes(x, y, workers=workers))
+        else:
+            parts.append(process.cpdist(x, y, scorer=scorer, workers=workers))
+    return np.concatenate(parts) if parts else np.zeros(0)
+
+
 def near_heads(
     keys: list[str] | pl.Series,
     config: NearDupConfig,
@@ -167,30 +208,14 @@ def near_heads(
     n = len(keys)
     if n < 2:
         return NearDupResult(np.arange(n), np.ones(n), 0, 0)
-    cps, offsets = codepoints(keys)
-
-    key_arr = np.array(keys.to_list(), dtype=object)
 
     def pick(rows: np.ndarray) -> np.ndarray:
-        return key_arr[rows]
+        """The keys of `rows` as Python strings (only ever for a block of pairs: memory stays flat)."""
+        return keys.gather(rows).to_numpy()
 
-    bands, rows = lsh_params(config.lsh_threshold, config.num_perm)
-    band_hash, _ = lsh_bands(
-        cps,
-        offsets,
-        ngram=config.ngram,
-        num_perm=config.num_perm,
-        bands=bands,
-        rows=rows,
-        seed=config.seed,
-        workers=workers,
-    )
-    short_a, short_b = (
-        _short_pairs(cps, offsets, config.short_chars)
-        if config.short_chars > 2
-        else (np.empty(0, np.int64),) * 2
-    )
-    del cps, offsets
+    band_hash = _band_hashes(keys, config, workers)
+    bands = band_hash.shape[1]
+    short_a, short_b = _short_pairs_of(keys, config.short_chars)
     parts_a, parts_b = [], []
     for j in range(bands):
         a, b = bucket_pairs(band_hash[:, j])
@@ -204,14 +229,14 @@ def near_heads(
     a = (pair // np.uint64(n)).astype(np.int64)
     b = (pair % np.uint64(n)).astype(np.int64)
     del pair
-    sim = process.cpdist(pick(a), pick(b), scorer=Indel.normalized_similarity, workers=workers)
+    sim = _pairwise(pick, a, b, Indel.normalized_similarity, workers)
     ok = sim >= config.threshold
     left, right = [a[ok]], [b[ok]]
     checked = len(a)
     if len(short_a):
         sa, sb = short_a, short_b
         if len(sa):
-            dist = process.cpdist(pick(sa), pick(sb), scorer=Levenshtein.distance, workers=workers)
+            dist = _pairwise(pick, sa, sb, Levenshtein.distance, workers)
             sok = dist <= 1
             left.append(sa[sok])
             right.append(sb[sok])
@@ -219,7 +244,7 @@ def near_heads(
     la, lb = np.concatenate(left), np.concatenate(right)
     vetoed: dict[str, int] = {}
     if config.veto and len(la):
-        codes = veto_codes(pick(la), pick(lb), workers=workers)
+        codes = _pairwise(pick, la, lb, veto_codes, workers)
         counts = np.bincount(codes, minlength=len(VETOES) + 1)
         vetoed = {name: int(counts[i + 1]) for i, name in enumerate(VETOES)}
         fine = codes == PASS
@@ -246,9 +271,7 @@ def near_heads(
         dup = np.setdiff1d(dup, refused, assume_unique=True)
     similarity = np.ones(n)
     if len(dup):
-        similarity[dup] = process.cpdist(
-            pick(dup), pick(head[dup]), scorer=Indel.normalized_similarity, workers=workers
-        )
+        similarity[dup] = _pairwise(pick, dup, head[dup], Indel.normalized_similarity, workers)
     return NearDupResult(head, similarity, checked, len(la), vetoed)
 
 
@@ -260,7 +283,7 @@ def _refuse_chained(head: np.ndarray, dup: np.ndarray, pick, workers: int, votes
     `votes` other members as well: a copy whose own edits tripped the veto passes most of them and
     stays; a sibling linked through the chain fails most and leaves (and is kept).
     """
-    codes = veto_codes(pick(dup), pick(head[dup]), workers=workers)
+    codes = _pairwise(pick, dup, head[dup], veto_codes, workers)
     suspect = dup[codes != PASS]
     if not len(suspect):
         return suspect
@@ -271,7 +294,7 @@ def _refuse_chained(head: np.ndarray, dup: np.ndarray, pick, workers: int, votes
     hi = np.minimum(np.searchsorted(fine_heads, head[suspect], side="right"), lo + votes)
     who = np.repeat(suspect, hi - lo)
     other = fine[np.concatenate([np.arange(a, b) for a, b in zip(lo, hi, strict=True)])] if len(who) else who
-    passes = veto_codes(pick(who), pick(other), workers=workers) == PASS
+    passes = _pairwise(pick, who, other, veto_codes, workers) == PASS
     ayes = np.bincount(np.searchsorted(suspect, who), weights=passes, minlength=len(suspect))
     asked = (hi - lo) + 1  # the kept row said no
     return suspect[ayes * 2 <= asked]
