@@ -234,6 +234,7 @@ def _dedup(
     head = exact_heads(keys) if config.exact_dup else np.arange(n)
     final = head.copy()
     similarity = np.ones(n)
+    head_veto = np.zeros(n, dtype=np.int8)
     if config.near_dup.enabled and n > 1:
         reps = np.flatnonzero(head == np.arange(n))
         near = near_heads(
@@ -248,6 +249,7 @@ def _dedup(
         lookup[reps] = np.arange(len(reps))
         final = rep_final[lookup[head]]
         similarity = rep_sim[lookup[head]]
+        head_veto = near.head_veto[lookup[head]]
         info["candidates"], info["confirmed"] = near.candidates, near.confirmed
         info["vetoed"] = near.vetoed
     rows = np.arange(n_ref, n)
@@ -260,6 +262,7 @@ def _dedup(
         keys.gather(rows[at_near]),
         keys.gather(final[rows][at_near]),
         similarity[rows][at_near],
+        head_veto[rows][at_near],
         alive["_row"].gather(at_near).to_numpy(),
         config.near_dup,
         axes=bool(_axis_values(frame, recipe)) if config.near_dup.axis_guard else False,

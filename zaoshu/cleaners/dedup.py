@@ -31,6 +31,8 @@ class NearDupResult:
     candidates: int  # candidate pairs checked
     confirmed: int  # pairs that passed the check and the axis guard
     vetoed: dict[str, int] = field(default_factory=dict)  # pairs refused, per veto
+    #: per row: the veto its pair with its head trips (kept in the cluster by the vote), else PASS
+    head_veto: np.ndarray | None = None
 
 
 def exact_heads(keys: pl.Series) -> np.ndarray:
@@ -157,6 +159,8 @@ def _short_pairs(cps: np.ndarray, offsets: np.ndarray, short: int) -> tuple[np.n
 
 #: keys per block of signatures, and pairs per block of checks: what is held at once stays small.
 _BLOCK = 1 << 18
+#: up to this many keys, all of them are converted to Python strings once (about 130 bytes a key).
+_ALL_KEYS = 3_000_000
 
 
 def _band_hashes(keys: pl.Series, config: NearDupConfig, workers: int) -> np.ndarray:
@@ -207,11 +211,17 @@ def near_heads(
     keys = keys if isinstance(keys, pl.Series) else pl.Series("key", keys, dtype=pl.Utf8)
     n = len(keys)
     if n < 2:
-        return NearDupResult(np.arange(n), np.ones(n), 0, 0)
+        return NearDupResult(np.arange(n), np.ones(n), 0, 0, {}, np.zeros(n, dtype=np.int8))
 
-    def pick(rows: np.ndarray) -> np.ndarray:
-        """The keys of `rows` as Python strings (only ever for a block of pairs: memory stays flat)."""
-        return keys.gather(rows).to_numpy()
+    if n <= _ALL_KEYS:  # one object array, indexed for every block of pairs (the conversion is the cost)
+        every = keys.to_numpy()
+
+        def pick(rows: np.ndarray) -> np.ndarray:
+            return every[rows]
+    else:  # beyond that its Python strings alone would pass a gigabyte: convert a block at a time
+
+        def pick(rows: np.ndarray) -> np.ndarray:
+            return keys.gather(rows).to_numpy()
 
     band_hash = _band_hashes(keys, config, workers)
     bands = band_hash.shape[1]
@@ -264,29 +274,35 @@ def near_heads(
     if masks is not None:
         head = _split_conflicts(head, masks, starts)
     dup = np.flatnonzero(head != np.arange(n))
+    head_veto = np.zeros(n, dtype=np.int8)
     if config.veto and len(dup):
-        refused = _refuse_chained(head, dup, pick, workers)
+        refused, codes = _refuse_chained(head, dup, pick, workers)
+        head_veto[dup] = codes
+        head_veto[refused] = PASS
         head[refused] = refused
         vetoed["chain"] = len(refused)
         dup = np.setdiff1d(dup, refused, assume_unique=True)
     similarity = np.ones(n)
     if len(dup):
         similarity[dup] = _pairwise(pick, dup, head[dup], Indel.normalized_similarity, workers)
-    return NearDupResult(head, similarity, checked, len(la), vetoed)
+    return NearDupResult(head, similarity, checked, len(la), vetoed, head_veto)
 
 
-def _refuse_chained(head: np.ndarray, dup: np.ndarray, pick, workers: int, votes: int = 6) -> np.ndarray:
+def _refuse_chained(
+    head: np.ndarray, dup: np.ndarray, pick, workers: int, votes: int = 6
+) -> tuple[np.ndarray, np.ndarray]:
     """Members of a cluster to take out: linked through a chain to texts the veto keeps apart.
 
     A chain (祝岳父… ~ 祝Z父… ~ 祝姑父…, the middle one a copy whose edit hit the very word) can link two
     texts the veto refuses. A member the veto refuses against its kept row is asked against up to
     `votes` other members as well: a copy whose own edits tripped the veto passes most of them and
-    stays; a sibling linked through the chain fails most and leaves (and is kept).
+    stays; a sibling linked through the chain fails most and leaves (and is kept). Returns the rows
+    to take out, and the veto code of every `dup` against its head.
     """
-    codes = _pairwise(pick, dup, head[dup], veto_codes, workers)
+    codes = _pairwise(pick, dup, head[dup], veto_codes, workers).astype(np.int8)
     suspect = dup[codes != PASS]
     if not len(suspect):
-        return suspect
+        return suspect, codes
     fine = dup[codes == PASS]
     fine = fine[np.argsort(head[fine], kind="stable")]
     fine_heads = head[fine]
@@ -297,7 +313,7 @@ def _refuse_chained(head: np.ndarray, dup: np.ndarray, pick, workers: int, votes
     passes = _pairwise(pick, who, other, veto_codes, workers) == PASS
     ayes = np.bincount(np.searchsorted(suspect, who), weights=passes, minlength=len(suspect))
     asked = (hi - lo) + 1  # the kept row said no
-    return suspect[ayes * 2 <= asked]
+    return suspect[ayes * 2 <= asked], codes
 
 
 def _split_conflicts(head: np.ndarray, masks: np.ndarray, starts: np.ndarray) -> np.ndarray:

@@ -16,7 +16,7 @@ from rapidfuzz import process
 from rapidfuzz.distance import Levenshtein
 
 from zaoshu.cleaners.config import NearDupConfig
-from zaoshu.cleaners.verify import VETOES, veto_codes
+from zaoshu.cleaners.verify import VETOES
 from zaoshu.files import atomic_write
 
 
@@ -26,6 +26,7 @@ def explain_frame(
     keys: pl.Series,
     kept_keys: pl.Series,
     similarity: np.ndarray,
+    codes: np.ndarray,
     rows: np.ndarray,
     config: NearDupConfig,
     *,
@@ -34,6 +35,7 @@ def explain_frame(
 ) -> pl.DataFrame:
     """One row per near duplicate (all arguments aligned): the columns of `<out>.dups.jsonl`.
 
+    `codes` are the veto codes of each pair (PASS unless the cluster's vote kept a refused pair);
     `rows` are the frame rows of the removed records (for their file and line)."""
     a = keys.to_numpy().astype(object)
     b = kept_keys.to_numpy().astype(object)
@@ -47,7 +49,6 @@ def explain_frame(
     checked = [*VETOES, "chain"] if config.veto else []
     if axes and config.axis_guard:
         checked.append("axis")
-    codes = veto_codes(a, b, workers=workers) if config.veto else np.zeros(len(a), dtype=np.int8)
     names = pl.Series([None, *VETOES], dtype=pl.Utf8)
     return pl.DataFrame(
         {

@@ -202,7 +202,15 @@ WORDS = frozenset(
         "腊八节",
     ]
 )
-_SENSITIVE = NEGATION | NUMERALS | KIN | SURNAMES | frozenset("".join(WORDS))
+_NEG_NUM = "[^" + "".join(sorted(NEGATION | NUMERALS)) + "]"
+_WHO = "[^" + "".join(sorted(KIN | SURNAMES | frozenset("".join(WORDS)))) + "]"
+
+
+def _touched(a: np.ndarray, b: np.ndarray, drop: str) -> np.ndarray:
+    """Per pair: whether the characters of a class (`drop` removes all others) differ between a and b."""
+    sa = pl.Series(a, dtype=pl.Utf8).str.replace_all(drop, "")
+    sb = pl.Series(b, dtype=pl.Utf8).str.replace_all(drop, "")
+    return (sa != sb).to_numpy()
 
 
 def _veto(a: str, b: str) -> int:
@@ -258,14 +266,16 @@ def veto_codes(a: np.ndarray, b: np.ndarray, *, short_chars: int = 12, workers: 
         return codes
     lev = process.cpdist(a, b, scorer=Levenshtein.distance, workers=workers)
     indel = process.cpdist(a, b, scorer=Indel.distance, workers=workers)
-    # What needs the script: two or more characters replaced (a block may be a swapped word), or a
-    # change to a numeral, negation, kinship or surname character (the same such characters in the
-    # same order on both sides: none was touched). One ordinary character replaced, inserted or
-    # dropped, the common edit of a copy, passes without it.
-    keep = "[^" + "".join(sorted(_SENSITIVE)) + "]"
-    sa = pl.Series(a, dtype=pl.Utf8).str.replace_all(keep, "")
-    sb = pl.Series(b, dtype=pl.Utf8).str.replace_all(keep, "")
-    look = ((lev >= 2) & (lev < indel)) | (sa != sb).to_numpy()
+    # What needs the script: two or more characters replaced (indel - lev counts replacements; a
+    # block may be a swapped word), a replaced kinship, surname or address character, or an added,
+    # dropped or replaced numeral or negation (the same such characters in the same order on both
+    # sides: none was touched). One ordinary character replaced, inserted or dropped, the usual edit
+    # of a copy, passes without it.
+    subs = indel - lev
+    look = (subs >= 2) | _touched(a, b, _NEG_NUM)
+    maybe = np.flatnonzero((subs == 1) & ~look)
+    if len(maybe):
+        look[maybe[_touched(a[maybe], b[maybe], _WHO)]] = True
     for i in np.flatnonzero(look):
         x, y = a[i], b[i]
         codes[i] = _veto(x, y)
