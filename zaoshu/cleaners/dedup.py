@@ -21,7 +21,7 @@ from rapidfuzz.distance import Indel, Levenshtein
 
 from zaoshu.cleaners.config import NearDupConfig
 from zaoshu.cleaners.minhash import _P, _mix64, bucket_pairs, codepoints, lsh_bands, lsh_params
-from zaoshu.cleaners.verify import PASS, VETOES, veto_codes
+from zaoshu.cleaners.verify import PASS, VETOES, Verifier
 
 
 @dataclass
@@ -189,12 +189,13 @@ def _short_pairs_of(keys: pl.Series, short: int) -> tuple[np.ndarray, np.ndarray
 
 
 def _pairwise(pick, a: np.ndarray, b: np.ndarray, scorer, workers: int) -> np.ndarray:
-    """`scorer` (a rapidfuzz distance or `veto_codes`) over pairs of keys, a block of pairs at a time."""
+    """`scorer` (a rapidfuzz distance or a `Verifier`) over pairs of rows, a block of pairs at a time."""
     parts = []
     for lo in range(0, len(a), _BLOCK):
-        x, y = pick(a[lo : lo + _BLOCK]), pick(b[lo : lo + _BLOCK])
-        if scorer is veto_codes:
-            parts.append(veto_codes(x, y, workers=workers))
+        ra, rb = a[lo : lo + _BLOCK], b[lo : lo + _BLOCK]
+        x, y = pick(ra), pick(rb)
+        if isinstance(scorer, Verifier):
+            parts.append(scorer.codes(ra, rb, x, y, workers=workers))
         else:
             parts.append(process.cpdist(x, y, scorer=scorer, workers=workers))
     return np.concatenate(parts) if parts else np.zeros(0)
@@ -253,8 +254,9 @@ def near_heads(
             checked += len(sa)
     la, lb = np.concatenate(left), np.concatenate(right)
     vetoed: dict[str, int] = {}
-    if config.veto and len(la):
-        codes = _pairwise(pick, la, lb, veto_codes, workers)
+    verifier = Verifier(keys) if config.veto else None
+    if verifier is not None and len(la):
+        codes = _pairwise(pick, la, lb, verifier, workers)
         counts = np.bincount(codes, minlength=len(VETOES) + 1)
         vetoed = {name: int(counts[i + 1]) for i, name in enumerate(VETOES)}
         fine = codes == PASS
@@ -275,8 +277,8 @@ def near_heads(
         head = _split_conflicts(head, masks, starts)
     dup = np.flatnonzero(head != np.arange(n))
     head_veto = np.zeros(n, dtype=np.int8)
-    if config.veto and len(dup):
-        refused, codes = _refuse_chained(head, dup, pick, workers)
+    if verifier is not None and len(dup):
+        refused, codes = _refuse_chained(head, dup, pick, verifier, workers)
         head_veto[dup] = codes
         head_veto[refused] = PASS
         head[refused] = refused
@@ -289,7 +291,7 @@ def near_heads(
 
 
 def _refuse_chained(
-    head: np.ndarray, dup: np.ndarray, pick, workers: int, votes: int = 6
+    head: np.ndarray, dup: np.ndarray, pick, verifier: Verifier, workers: int, votes: int = 6
 ) -> tuple[np.ndarray, np.ndarray]:
     """Members of a cluster to take out: linked through a chain to texts the veto keeps apart.
 
@@ -299,7 +301,7 @@ def _refuse_chained(
     stays; a sibling linked through the chain fails most and leaves (and is kept). Returns the rows
     to take out, and the veto code of every `dup` against its head.
     """
-    codes = _pairwise(pick, dup, head[dup], veto_codes, workers).astype(np.int8)
+    codes = _pairwise(pick, dup, head[dup], verifier, workers).astype(np.int8)
     suspect = dup[codes != PASS]
     if not len(suspect):
         return suspect, codes
@@ -310,7 +312,7 @@ def _refuse_chained(
     hi = np.minimum(np.searchsorted(fine_heads, head[suspect], side="right"), lo + votes)
     who = np.repeat(suspect, hi - lo)
     other = fine[np.concatenate([np.arange(a, b) for a, b in zip(lo, hi, strict=True)])] if len(who) else who
-    passes = _pairwise(pick, who, other, veto_codes, workers) == PASS
+    passes = _pairwise(pick, who, other, verifier, workers) == PASS
     ayes = np.bincount(np.searchsorted(suspect, who), weights=passes, minlength=len(suspect))
     asked = (hi - lo) + 1  # the kept row said no
     return suspect[ayes * 2 <= asked], codes

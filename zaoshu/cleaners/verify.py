@@ -203,14 +203,41 @@ WORDS = frozenset(
     ]
 )
 _NEG_NUM = "[^" + "".join(sorted(NEGATION | NUMERALS)) + "]"
-_WHO = "[^" + "".join(sorted(KIN | SURNAMES | frozenset("".join(WORDS)))) + "]"
+_WORD_CHARS = frozenset("".join(WORDS))
+_WHO = "[^" + "".join(sorted(KIN | SURNAMES | _WORD_CHARS)) + "]"
 
 
-def _touched(a: np.ndarray, b: np.ndarray, drop: str) -> np.ndarray:
-    """Per pair: whether the characters of a class (`drop` removes all others) differ between a and b."""
-    sa = pl.Series(a, dtype=pl.Utf8).str.replace_all(drop, "")
-    sb = pl.Series(b, dtype=pl.Utf8).str.replace_all(drop, "")
-    return (sa != sb).to_numpy()
+class Verifier:
+    """The veto over pairs of rows of one key column.
+
+    What tells whether a pair needs its edit script is computed once per key, not per pair: a hash of
+    the key's numerals and negations, and one of its kinship, surname and address characters (equal
+    hashes: the edit touched none of them).
+    """
+
+    def __init__(self, keys: pl.Series) -> None:
+        self.neg_num = keys.str.replace_all(_NEG_NUM, "").hash(seed=7).to_numpy()
+        self.who = keys.str.replace_all(_WHO, "").hash(seed=7).to_numpy()
+
+    def codes(
+        self, ra: np.ndarray, rb: np.ndarray, a: np.ndarray, b: np.ndarray, *, workers: int = 1
+    ) -> np.ndarray:
+        """For rows ra[i], rb[i] with keys a[i], b[i]: PASS, or the code of the veto that refuses the pair."""
+        codes = np.zeros(len(a), dtype=np.int8)
+        if len(a) == 0:
+            return codes
+        lev = process.cpdist(a, b, scorer=Levenshtein.distance, workers=workers)
+        indel = process.cpdist(a, b, scorer=Indel.distance, workers=workers)
+        # What needs the script: two or more characters replaced (indel - lev counts replacements;
+        # a block may be a swapped word), a replaced kinship, surname or address character, or an
+        # added, dropped or replaced numeral or negation. One ordinary character replaced, inserted
+        # or dropped, the usual edit of a copy, passes without it.
+        subs = indel - lev
+        look = (subs >= 2) | (self.neg_num[ra] != self.neg_num[rb])
+        look |= (subs == 1) & (self.who[ra] != self.who[rb])
+        for i in np.flatnonzero(look):
+            codes[i] = _veto(a[i], b[i])
+        return codes
 
 
 def _veto(a: str, b: str) -> int:
@@ -230,7 +257,7 @@ def _veto(a: str, b: str) -> int:
         if tag == "replace" and (
             (sa & KIN and sb & KIN)
             or (i2 - i1 == 1 and a[i1] in SURNAMES and b[j1] in SURNAMES)
-            or _word_swap(a, i1, i2, b, j1, j2)
+            or ((sa | sb) & _WORD_CHARS and _word_swap(a, i1, i2, b, j1, j2))
         ):
             return 4
     return PASS
@@ -258,25 +285,8 @@ def _numeral_run(text: str, lo: int, hi: int) -> bool:
     return sum(c in NUMERALS for c in around) >= 2
 
 
-def veto_codes(a: np.ndarray, b: np.ndarray, *, short_chars: int = 12, workers: int = 1) -> np.ndarray:
+def veto_codes(a: np.ndarray, b: np.ndarray, *, workers: int = 1) -> np.ndarray:
     """For each pair of keys (object arrays a[i], b[i]): PASS, or the code of the veto that refuses it."""
     n = len(a)
-    codes = np.zeros(n, dtype=np.int8)
-    if n == 0:
-        return codes
-    lev = process.cpdist(a, b, scorer=Levenshtein.distance, workers=workers)
-    indel = process.cpdist(a, b, scorer=Indel.distance, workers=workers)
-    # What needs the script: two or more characters replaced (indel - lev counts replacements; a
-    # block may be a swapped word), a replaced kinship, surname or address character, or an added,
-    # dropped or replaced numeral or negation (the same such characters in the same order on both
-    # sides: none was touched). One ordinary character replaced, inserted or dropped, the usual edit
-    # of a copy, passes without it.
-    subs = indel - lev
-    look = (subs >= 2) | _touched(a, b, _NEG_NUM)
-    maybe = np.flatnonzero((subs == 1) & ~look)
-    if len(maybe):
-        look[maybe[_touched(a[maybe], b[maybe], _WHO)]] = True
-    for i in np.flatnonzero(look):
-        x, y = a[i], b[i]
-        codes[i] = _veto(x, y)
-    return codes
+    both = pl.Series(np.concatenate([a, b]), dtype=pl.Utf8)
+    return Verifier(both).codes(np.arange(n), np.arange(n, 2 * n), a, b, workers=workers)
