@@ -36,10 +36,19 @@ class NearDupResult:
 
 
 def exact_heads(keys: pl.Series) -> np.ndarray:
-    """For each row, the first row with the same key (itself when it is the first)."""
-    frame = pl.DataFrame({"key": keys}).with_row_index("i")
-    first = frame.group_by("key", maintain_order=False).agg(pl.col("i").min().alias("h"))
-    return frame.join(first, on="key", how="left").sort("i")["h"].to_numpy().astype(np.int64)
+    """For each row, the first row with the same key (itself when it is the first).
+
+    Grouped by a 64-bit hash of the key (no table of the strings themselves); a row whose first row
+    by hash has another key (a collision, about one in 10^7 at ten million keys) keeps its own."""
+    h = keys.hash(seed=11)
+    frame = pl.DataFrame({"h": h}).with_row_index("i")
+    head = frame.select(pl.col("i").min().over("h")).to_series()
+    dup = (head != frame["i"]).arg_true()
+    if len(dup):
+        same = keys.gather(dup) == keys.gather(head.gather(dup))
+        if not same.all():
+            head = head.scatter(dup.filter(~same), dup.filter(~same))
+    return head.to_numpy().astype(np.int64)
 
 
 def components(n: int, left: np.ndarray, right: np.ndarray) -> np.ndarray:
@@ -278,7 +287,8 @@ def near_heads(
     dup = np.flatnonzero(head != np.arange(n))
     head_veto = np.zeros(n, dtype=np.int8)
     if verifier is not None and len(dup):
-        refused, codes = _refuse_chained(head, dup, pick, verifier, workers)
+        edges = np.minimum(la, lb).astype(np.uint64) * np.uint64(n) + np.maximum(la, lb).astype(np.uint64)
+        refused, codes = _refuse_chained(head, dup, pick, verifier, workers, edges)
         head_veto[dup] = codes
         head_veto[refused] = PASS
         head[refused] = refused
@@ -291,7 +301,13 @@ def near_heads(
 
 
 def _refuse_chained(
-    head: np.ndarray, dup: np.ndarray, pick, verifier: Verifier, workers: int, votes: int = 6
+    head: np.ndarray,
+    dup: np.ndarray,
+    pick,
+    verifier: Verifier,
+    workers: int,
+    edges: np.ndarray,
+    votes: int = 6,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Members of a cluster to take out: linked through a chain to texts the veto keeps apart.
 
@@ -299,9 +315,15 @@ def _refuse_chained(
     texts the veto refuses. A member the veto refuses against its kept row is asked against up to
     `votes` other members as well: a copy whose own edits tripped the veto passes most of them and
     stays; a sibling linked through the chain fails most and leaves (and is kept). Returns the rows
-    to take out, and the veto code of every `dup` against its head.
+    to take out, and the veto code of every `dup` against its head. `edges` (low * n + high) are the
+    pairs that passed already: a member with one to its head needs no second look.
     """
-    codes = _pairwise(pick, dup, head[dup], verifier, workers).astype(np.int8)
+    n = np.uint64(len(head))
+    h = head[dup]
+    direct = np.isin(np.minimum(dup, h).astype(np.uint64) * n + np.maximum(dup, h).astype(np.uint64), edges)
+    codes = np.zeros(len(dup), dtype=np.int8)
+    ask = np.flatnonzero(~direct)
+    codes[ask] = _pairwise(pick, dup[ask], h[ask], verifier, workers)
     suspect = dup[codes != PASS]
     if not len(suspect):
         return suspect, codes

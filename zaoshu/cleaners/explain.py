@@ -8,6 +8,7 @@ similarity, the check that linked them (`similarity >= t`, the short-text `edit 
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +19,12 @@ from rapidfuzz.distance import Levenshtein
 from zaoshu.cleaners.config import NearDupConfig
 from zaoshu.cleaners.verify import VETOES
 from zaoshu.files import atomic_write
+
+
+@dataclass
+class Explained:
+    frame: pl.DataFrame  # _row, id, kept, similarity, check, vetoed
+    checked: list[str]  # the vetoes checked between every pair (the same for all rows)
 
 
 def explain_frame(
@@ -32,7 +39,7 @@ def explain_frame(
     *,
     axes: bool,
     workers: int = 2,
-) -> pl.DataFrame:
+) -> Explained:
     """One row per near duplicate (all arguments aligned): the columns of `<out>.dups.jsonl`.
 
     `codes` are the veto codes of each pair (PASS unless the cluster's vote kept a refused pair);
@@ -50,26 +57,32 @@ def explain_frame(
     if axes and config.axis_guard:
         checked.append("axis")
     names = pl.Series([None, *VETOES], dtype=pl.Utf8)
-    return pl.DataFrame(
+    frame = pl.DataFrame(
         {
             "_row": rows,
             "id": ids,
             "kept": kept_ids,
             "similarity": np.round(similarity, 4),
-            "check": check,
-            "vetoes": [checked] * len(a),
+            "check": pl.Series(check, dtype=pl.Categorical),
             "vetoed": names.gather(codes.astype(np.int64)) if len(a) else pl.Series([], dtype=pl.Utf8),
         },
-        schema_overrides={"vetoes": pl.List(pl.Utf8), "_row": pl.UInt32},
+        schema_overrides={"_row": pl.UInt32},
     )
+    return Explained(frame, checked)
 
 
-def write_dups(path: Path, explained: pl.DataFrame, frame: pl.DataFrame, names: list[str]) -> None:
+def write_dups(path: Path, explained: Explained, frame: pl.DataFrame, names: list[str]) -> None:
     """Write the explanations in input order, with each removed record's file and line."""
     where = frame.select(
         pl.col("file").replace_strict(dict(enumerate(names)), return_dtype=pl.Utf8).alias("file"), "line"
     ).with_row_index("_row")
-    out = explained.join(where, on="_row", how="left").sort("_row").drop("_row")
+    out = explained.frame.join(where, on="_row", how="left").sort("_row").drop("_row")
     with atomic_write(path) as handle:
         for lo in range(0, out.height, 100_000):
-            out.slice(lo, 100_000).write_ndjson(handle)
+            part = out.slice(lo, 100_000).with_columns(
+                pl.col("check").cast(pl.Utf8),
+                pl.lit(explained.checked, dtype=pl.List(pl.Utf8)).alias("vetoes"),
+            )
+            part.select("id", "kept", "similarity", "check", "vetoes", "vetoed", "file", "line").write_ndjson(
+                handle
+            )
