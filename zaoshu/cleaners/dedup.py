@@ -19,6 +19,7 @@ import polars as pl
 from rapidfuzz import process
 from rapidfuzz.distance import Indel, Levenshtein
 
+from zaoshu.cleaners.axes import AxisSets, axis_sets, conflicts, split_conflicts
 from zaoshu.cleaners.config import NearDupConfig
 from zaoshu.cleaners.minhash import _P, _mix64, bucket_pairs, codepoints, lsh_bands, lsh_params
 from zaoshu.cleaners.verify import PASS, VETOES, Verifier
@@ -68,63 +69,6 @@ def components(n: int, left: np.ndarray, right: np.ndarray) -> np.ndarray:
             if (grand == parent).all():
                 break
             parent = grand
-
-
-def axis_masks(keys: pl.Series, values: dict[str, list[str]]) -> tuple[np.ndarray, np.ndarray]:
-    """Bit sets (rows × words) of the axis values each key names, and each axis's first word.
-
-    Value i of an axis is bit i % 64 of the axis's word i // 64, so an axis with more than 64 values
-    (a question axis) gets several words and no two of its values share a bit.
-    """
-    blocks: list[np.ndarray] = []
-    starts: list[int] = []
-    width = 0
-    rows = pl.DataFrame({"k": keys}).with_row_index("r")
-    for names in values.values():
-        names = sorted({v for v in names if len(v) >= 2})
-        words = max((len(names) + 63) // 64, 1)
-        block = np.zeros((len(keys), words), dtype=np.uint64)
-        starts.append(width)
-        width += words
-        blocks.append(block)
-        if not names:
-            continue
-        index = {v: i for i, v in enumerate(names)}
-        found = (
-            rows.select("r", pl.col("k").str.extract_many(names, overlapping=True).alias("v"))
-            .explode("v")
-            .drop_nulls("v")
-            .select("r", pl.col("v").replace_strict(index, return_dtype=pl.UInt32).alias("i"))
-            .unique()
-        )
-        if found.height:
-            r = found["r"].to_numpy().astype(np.int64)
-            i = found["i"].to_numpy().astype(np.uint64)
-            np.bitwise_or.at(
-                block, (r, (i // np.uint64(64)).astype(np.int64)), np.uint64(1) << (i % np.uint64(64))
-            )
-    if not blocks:
-        return np.zeros((len(keys), 1), dtype=np.uint64), np.zeros(1, dtype=np.int64)
-    return np.concatenate(blocks, axis=1), np.asarray(starts, dtype=np.int64)
-
-
-def _conflict(masks: np.ndarray, starts: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """True where rows a and b each name a value of some axis that the other lacks."""
-    if len(a) == 0:
-        return np.zeros(0, dtype=bool)
-    ma, mb = masks[a], masks[b]
-    extra_a = np.logical_or.reduceat((ma & ~mb) != 0, starts, axis=1)  # per axis: a names one b lacks
-    extra_b = np.logical_or.reduceat((mb & ~ma) != 0, starts, axis=1)
-    return (extra_a & extra_b).any(axis=1)
-
-
-def _conflict1(m: np.ndarray, u: np.ndarray, starts: np.ndarray) -> bool:
-    """`_conflict` for one pair of bit sets."""
-    extra_m = (m & ~u) != 0
-    extra_u = (u & ~m) != 0
-    if len(starts) == len(m):  # one word per axis
-        return bool((extra_m & extra_u).any())
-    return bool((np.logical_or.reduceat(extra_m, starts) & np.logical_or.reduceat(extra_u, starts)).any())
 
 
 def _short_pairs(cps: np.ndarray, offsets: np.ndarray, short: int) -> tuple[np.ndarray, np.ndarray]:
@@ -270,20 +214,21 @@ def near_heads(
         vetoed = {name: int(counts[i + 1]) for i, name in enumerate(VETOES)}
         fine = codes == PASS
         la, lb = la[fine], lb[fine]
-    masks = None
+    guard = None
     if config.axis_guard and axis_values:
         # only rows in a confirmed pair can be merged, so only they need their axis values
         involved = pl.Series(np.concatenate([la, lb])).unique().to_numpy()
-        found, starts = axis_masks(keys.gather(involved), axis_values)
-        masks = np.zeros((n, found.shape[1]), dtype=np.uint64)
-        masks[involved] = found
+        found = axis_sets(keys.gather(involved), axis_values)
+        ids = np.zeros((n, found.ids.shape[1]), dtype=np.int32)
+        ids[involved] = found.ids
+        guard = AxisSets(ids, found.sets)
         del found
-        fine = ~_conflict(masks, starts, la, lb)
+        fine = ~conflicts(guard, la, lb)
         vetoed["axis"] = int((~fine).sum())
         la, lb = la[fine], lb[fine]
     head = components(n, la, lb)
-    if masks is not None:
-        head = _split_conflicts(head, masks, starts)
+    if guard is not None:
+        head = split_conflicts(head, guard)
     dup = np.flatnonzero(head != np.arange(n))
     head_veto = np.zeros(n, dtype=np.int8)
     if verifier is not None and len(dup):
@@ -338,39 +283,3 @@ def _refuse_chained(
     ayes = np.bincount(np.searchsorted(suspect, who), weights=passes, minlength=len(suspect))
     asked = (hi - lo) + 1  # the kept row said no
     return suspect[ayes * 2 <= asked], codes
-
-
-def _split_conflicts(head: np.ndarray, masks: np.ndarray, starts: np.ndarray) -> np.ndarray:
-    """Split clusters whose members name different values of an axis (姐姐… ~ 祝你… ~ 妹妹…, chained
-    through a text naming neither): in row order, each member joins the first group whose named values
-    it does not conflict with, or starts a group (and stays)."""
-    n = len(head)
-    if not (head != np.arange(n)).any():
-        return head
-    frame = pl.DataFrame({"h": head, "i": np.arange(n)})
-    suspicious: set[int] = set()
-    ends = [*starts[1:], masks.shape[1]]
-    for lo, hi in zip(starts, ends, strict=True):
-        words = {f"w{c}": masks[:, c] for c in range(lo, hi)}
-        named = frame.with_columns(**words).filter(pl.any_horizontal(pl.col(w) != 0 for w in words))
-        distinct = named.group_by("h").agg(pl.struct(*words).n_unique().alias("u")).filter(pl.col("u") > 1)
-        suspicious.update(distinct["h"].to_list())
-    if not suspicious:
-        return head
-    head = head.copy()
-    groups = frame.filter(pl.col("h").is_in(sorted(suspicious))).group_by("h").agg(pl.col("i").sort())
-    for rows in groups["i"].to_list():
-        heads: list[int] = []
-        named_values: list[np.ndarray] = []
-        for r in rows:
-            m = masks[r]
-            for g, u in enumerate(named_values):
-                if not _conflict1(m, u, starts):
-                    head[r] = heads[g]
-                    named_values[g] = u | m
-                    break
-            else:
-                head[r] = r
-                heads.append(r)
-                named_values.append(m.copy())
-    return head
