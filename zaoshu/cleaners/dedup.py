@@ -207,7 +207,7 @@ def near_heads(
             checked += len(sa)
     la, lb = np.concatenate(left), np.concatenate(right)
     vetoed: dict[str, int] = {}
-    verifier = Verifier(keys) if config.veto else None
+    verifier = Verifier(keys, words=not (config.axis_guard and axis_values)) if config.veto else None
     if verifier is not None and len(la):
         codes = _pairwise(pick, la, lb, verifier, workers)
         counts = np.bincount(codes, minlength=len(VETOES) + 1)
