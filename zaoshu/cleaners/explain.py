@@ -53,10 +53,8 @@ def explain_frame(
         f"similarity >= {config.threshold}",
         np.where(short.to_numpy() & (dist <= 1), "edit distance 1 (short text)", "through other copies"),
     )
-    guarded = axes and config.axis_guard  # the axis guard stands in for the word checks
-    checked = [v for v in VETOES if not guarded or v in ("number", "negation")] if config.veto else []
-    checked += ["chain"] if config.veto else []
-    checked += ["axis"] if guarded else []
+    guarded = axes and config.axis_guard  # the axis guard stands in for the veto (see near_heads)
+    checked = ["axis"] if guarded else [*VETOES, "chain"] if config.veto else []
     names = pl.Series([None, *VETOES], dtype=pl.Utf8)
     frame = pl.DataFrame(
         {

@@ -215,10 +215,7 @@ class Verifier:
     hashes: the edit touched none of them).
     """
 
-    def __init__(self, keys: pl.Series, *, words: bool = True) -> None:
-        #: False where the recipe's axes are known: the axis guard tells recipients and scenes apart
-        #: from the values themselves, and the word checks (block, kin) would only cost copies.
-        self.words = words
+    def __init__(self, keys: pl.Series) -> None:
         self.neg_num = keys.str.replace_all(_NEG_NUM, "").hash(seed=7).to_numpy()
         self.who = keys.str.replace_all(_WHO, "").hash(seed=7).to_numpy()
 
@@ -239,17 +236,17 @@ class Verifier:
         look = (subs >= 2) | (self.neg_num[ra] != self.neg_num[rb])
         look |= (subs == 1) & (self.who[ra] != self.who[rb])
         for i in np.flatnonzero(look):
-            codes[i] = _veto(a[i], b[i], self.words)
+            codes[i] = _veto(a[i], b[i])
         return codes
 
 
-def _veto(a: str, b: str, words: bool = True) -> int:
+def _veto(a: str, b: str) -> int:
     """The first veto (its code) the edit from key a to key b triggers, or PASS."""
     for tag, i1, i2, j1, j2 in Levenshtein.opcodes(a, b).as_list():
         if tag == "equal":
             continue
         sa, sb = set(a[i1:i2]), set(b[j1:j2])
-        if words and tag == "replace" and i2 - i1 >= 2 and j2 - j1 >= 2 and not sa & sb:
+        if tag == "replace" and i2 - i1 >= 2 and j2 - j1 >= 2 and not sa & sb:
             return 1
         if (sa & NUMERALS and sb & NUMERALS) or (
             tag != "replace" and (_numeral_run(a, i1, i2) or _numeral_run(b, j1, j2))
@@ -257,14 +254,10 @@ def _veto(a: str, b: str, words: bool = True) -> int:
             return 2
         if sa & NEGATION != sb & NEGATION:
             return 3
-        if (
-            words
-            and tag == "replace"
-            and (
-                (sa & KIN and sb & KIN)
-                or (i2 - i1 == 1 and a[i1] in SURNAMES and b[j1] in SURNAMES)
-                or ((sa | sb) & _WORD_CHARS and _word_swap(a, i1, i2, b, j1, j2))
-            )
+        if tag == "replace" and (
+            (sa & KIN and sb & KIN)
+            or (i2 - i1 == 1 and a[i1] in SURNAMES and b[j1] in SURNAMES)
+            or ((sa | sb) & _WORD_CHARS and _word_swap(a, i1, i2, b, j1, j2))
         ):
             return 4
     return PASS
