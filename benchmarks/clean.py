@@ -1,7 +1,9 @@
 """Benchmark of `zaoshu clean` on seeded short Chinese wishes with known near-duplicate clusters.
 
-    python3 benchmarks/clean.py                 # 1,000,000 rows (the bar), per-row baseline on 100,000
-    python3 benchmarks/clean.py --rows 100000   # a quick run
+    python3 benchmarks/clean.py                     # held-out set, 1,000,000 rows without axes (the bars)
+    python3 benchmarks/clean.py --axes              # the same set with axes
+    python3 benchmarks/clean.py --rows 10000000 --no-score   # 10M rows: wall, rows/s, peak RSS
+    python3 benchmarks/clean.py --set wishes        # the recipe's set with axes, per-row baseline on 100,000
 
 Builds the records (cached under /tmp by rows and seed), runs the whole stage (`zaoshu.cleaners.clean`,
 with prompts/wishes.yaml) in a child process to measure its rows/s and peak RSS, scores the duplicates
@@ -261,7 +263,7 @@ from zaoshu.cleaners import clean, CleanOptions
 from zaoshu.recipes import load_recipe
 t0 = resource.getrusage(resource.RUSAGE_SELF)
 t = time.perf_counter()
-stats = clean([Path(sys.argv[1])], Path(sys.argv[2]), recipe=load_recipe(sys.argv[3]),
+stats = clean([Path(sys.argv[1])], Path(sys.argv[2]), recipe=load_recipe(sys.argv[3]) if sys.argv[3] else None,
               options=CleanOptions(workers=int(sys.argv[4])))
 wall = time.perf_counter() - t
 use = resource.getrusage(resource.RUSAGE_SELF)
@@ -271,9 +273,9 @@ print(json.dumps({"wall": wall, "rss_kb": use.ru_maxrss, "cpu": cpu,
 """
 
 
-def run_clean(data: Path, out: Path, workers: int) -> dict:
+def run_clean(data: Path, out: Path, workers: int, recipe: Path | None = RECIPE) -> dict:
     proc = subprocess.run(
-        [sys.executable, "-c", CHILD, str(data), str(out), str(RECIPE), str(workers)],
+        [sys.executable, "-c", CHILD, str(data), str(out), str(recipe or ""), str(workers)],
         capture_output=True, text=True, check=False,
     )  # fmt: skip
     if proc.returncode:
@@ -281,21 +283,19 @@ def run_clean(data: Path, out: Path, workers: int) -> dict:
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
-def predicted_clusters(data: Path, out: Path) -> tuple[np.ndarray, np.ndarray]:
-    """Cluster id per input row (the kept head's row) and a mask of rows no other rule rejected."""
-    index: dict[str, int] = {}
-    with open(data, "rb") as f:
-        for i, line in enumerate(f):
-            index[line[7:16].decode()] = i  # "id":"bNNNNNNNN" is at a fixed place
-    pred = np.arange(len(index))
-    scored = np.ones(len(index), dtype=bool)
+def predicted_clusters(rows: int, out: Path) -> tuple[np.ndarray, np.ndarray]:
+    """Cluster id per input row (the kept head's row) and a mask of rows no other rule rejected.
+
+    Both generators name row i `<letter><i>`, so an id is its row."""
+    pred = np.arange(rows)
+    scored = np.ones(rows, dtype=bool)
     rejects = out.with_name(out.stem + ".rejects.jsonl")
     with open(rejects, "rb") as f:
         for line in f:
             r = orjson.loads(line)
-            i = index[r["id"]]
+            i = int(r["id"][1:])
             if r["reject"]["reason"] in ("duplicate", "near_duplicate"):
-                pred[i] = index[r["reject"]["duplicate_of"]]
+                pred[i] = int(r["reject"]["duplicate_of"][1:])
             else:
                 scored[i] = False
     return pred, scored
@@ -354,15 +354,89 @@ def verdict(ok: bool) -> str:
     return "PASS" if ok else "FAIL"
 
 
+def heldout_run(args: argparse.Namespace) -> None:
+    """The held-out set (benchmarks/heldout.py): bars of the near-duplicate quality and memory goals."""
+    import heldout
+
+    tag = "axes" if args.axes else "noaxes"
+    data = args.dir / f"heldout-{args.rows}-{args.seed}-{tag}.jsonl"
+    truth_path = data.with_suffix(".truth.npz")
+    if not (data.exists() and truth_path.exists()):
+        t = time.perf_counter()
+        np.savez(truth_path, **heldout.build(args.rows, args.seed, data, axes=args.axes))
+        print(f"built {args.rows:,} records in {time.perf_counter() - t:.1f}s -> {data}")
+    truth = dict(np.load(truth_path))
+    out = args.dir / "clean.jsonl"
+    result = run_clean(data, out, args.workers, recipe=None)
+    stats = result["stats"]
+    rate = args.rows / result["wall"]
+    rss_gb = result["rss_kb"] / 1024**2
+    print(f"held-out set, {args.rows:,} rows, {'with' if args.axes else 'without'} axes, workers {args.workers} "
+          f"(machine shared with other work)")  # fmt: skip
+    print(f"  {stats['read']:,} read, {stats['kept']:,} kept, rejected {stats['rejected']}")
+    print(f"  stage seconds: {stats['seconds']}  peak RSS MB after each: {stats['peak_rss_mb']}")
+    wall_bar = 20 * args.rows / 1_000_000
+    rss_bar = 1.0 if args.rows <= 1_000_000 else 4.0
+    print(f"wall                   {result['wall']:>10.1f} s       (bar <= {wall_bar:.0f} s)  "
+          f"{verdict(result['wall'] <= wall_bar)}  {rate:,.0f} rows/s, {result['cpu']:.1f} CPU s")  # fmt: skip
+    print(
+        f"peak RSS               {rss_gb:>10.2f} GB      (bar <= {rss_bar:.1f})  {verdict(rss_gb <= rss_bar)}"
+    )
+    if args.no_score:
+        return
+    pred, scored = predicted_clusters(args.rows, out)
+    scores = heldout.score(pred, scored, truth)
+    a = scores["all"]
+    print(f"  {a['true_pairs']:,} true pairs among {a['rows']:,} rows scored; "
+          f"{a['wrongly_removed']:,} rows removed as copies of another true cluster")  # fmt: skip
+    print(
+        f"precision              {a['precision']:>10.4f}         (bar >= 0.99)   {verdict(a['precision'] >= 0.99)}"
+    )
+    print(
+        f"recall                 {a['recall']:>10.4f}         (bar >= 0.98)   {verdict(a['recall'] >= 0.98)}"
+    )
+    print(f"F1                     {a['f1']:>10.4f}         (bar >= 0.985)  {verdict(a['f1'] >= 0.985)}")
+    sib = sum(scores[k]["originals"] for k in heldout.KINDS[2:])
+    sib_bad = sum(scores[k]["originals_removed"] for k in heldout.KINDS[2:])
+    short = scores["short"]
+    sib_share = sib_bad / max(sib, 1)
+    short_share = short["originals_removed"] / max(short["originals"], 1)
+    print(f"hard-negative siblings removed {sib_bad:,} of {sib:,} ({sib_share:.1%}; bar <= 5%)  "
+          f"{verdict(sib_share <= 0.05)}")  # fmt: skip
+    print(f"short originals removed {short['originals_removed']:,} of {short['originals']:,} ({short_share:.1%}; "
+          f"bar <= 5%)  {verdict(short_share <= 0.05)}")  # fmt: skip
+    print("per kind:            precision  recall      F1   true pairs  originals  wrongly removed")
+    for k in heldout.KINDS:
+        s = scores[k]
+        print(f"  {k:<18} {s['precision']:>9.4f} {s['recall']:>7.4f} {s['f1']:>7.4f} {s['true_pairs']:>12,} "
+              f"{s['originals']:>10,} {s['originals_removed']:>16,}")  # fmt: skip
+    if args.json:
+        args.json.write_text(
+            json.dumps({"wall": result["wall"], "rss_gb": rss_gb, "scores": scores}, indent=1)
+        )
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--rows", type=int, default=1_000_000)
+    ap.add_argument(
+        "--set", choices=("heldout", "wishes"), default="heldout",
+        help="heldout: benchmarks/heldout.py, scored per kind, no recipe; wishes: the recipe's axes, "
+        "the per-row datasketch comparison",
+    )  # fmt: skip
+    ap.add_argument("--axes", action="store_true", help="heldout: records carry axes")
+    ap.add_argument("--no-score", action="store_true", help="heldout: wall and RSS only (for 10M rows)")
+    ap.add_argument("--json", type=Path, help="heldout: write the scores here")
     ap.add_argument("--sample", type=int, default=100_000, help="rows for the per-row datasketch loop")
     ap.add_argument("--seed", type=int, default=7)
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--dir", type=Path, default=Path("/tmp/zaoshu-bench-clean"))
     args = ap.parse_args()
     args.dir.mkdir(parents=True, exist_ok=True)
+    if args.set == "heldout":
+        sys.path.insert(0, str(Path(__file__).resolve().parent))
+        heldout_run(args)
+        return
     data = args.dir / f"wishes-{args.rows}-{args.seed}.jsonl"
     truth_path = data.with_suffix(".truth.npy")
     if not (data.exists() and truth_path.exists()):
@@ -392,7 +466,7 @@ def main() -> None:
     stats = result["stats"]
     rate = args.rows / result["wall"]
     rss_gb = result["rss_kb"] / 1024**2
-    pred, scored = predicted_clusters(data, out)
+    pred, scored = predicted_clusters(args.rows, out)
     precision, recall, f1, true_pairs = pair_scores(pred[scored], truth[scored])
 
     bp, br, bf, _ = pair_scores(base_head, truth[:sample_rows])

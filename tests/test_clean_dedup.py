@@ -12,6 +12,7 @@ from datasketch import MinHash
 from zaoshu.cleaners import CleanOptions, NearDupConfig, clean
 from zaoshu.cleaners.dedup import components, near_heads
 from zaoshu.cleaners.minhash import codepoints, lsh_bands, lsh_params, shingle_hash
+from zaoshu.cleaners.verify import VETOES, veto_codes
 from zaoshu.recipes import load_recipe
 
 BASE = "祝姐姐生日快乐，愿你前程似锦，岁岁平安，万事胜意！"
@@ -97,6 +98,66 @@ def test_short_wishes_one_edit_apart(tmp_path: Path, recipe) -> None:
     assert len(kept) == 3
 
 
+NO_AXES_SIBLINGS = [
+    "祝姐姐生日快乐，愿你前程似锦，岁岁平安，万事胜意！",
+    "祝妹妹生日快乐，愿你前程似锦，岁岁平安，万事胜意！",  # a relation (a block of two characters)
+    "祝表姐生日快乐，愿你前程似锦，岁岁平安，万事胜意！",  # a relation, one character apart
+    "祝姐姐春节快乐，愿你前程似锦，岁岁平安，万事胜意！",  # a scene
+    "王老师，祝您教师节快乐，桃李满天下，身体健康，万事如意！",
+    "李老师，祝您教师节快乐，桃李满天下，身体健康，万事如意！",  # a surname
+    "祝爷爷八十岁生日快乐，福如东海，寿比南山，身体健康！",
+    "祝爷爷九十岁生日快乐，福如东海，寿比南山，身体健康！",  # a number
+    "愿你今年不再熬夜加班，前程似锦，万事胜意，天天开心！",
+    "愿你今年再熬夜加班，前程似锦，万事胜意，天天开心！",  # a negation
+]
+
+
+def test_records_without_axes_keep_siblings_apart_and_edits_together(tmp_path: Path) -> None:
+    recs = [
+        record(t)
+        for t in [*NO_AXES_SIBLINGS, EDITS[2], "祝爷爷八十岁生日快乐，福如东海，寿比南山，身体安康！"]
+    ]
+    for r in recs:
+        del r["axes"]
+    src = write(tmp_path / "in.jsonl", recs)
+    clean([src], tmp_path / "out.jsonl")
+    kept = [r["messages"][-1]["content"] for r in read(tmp_path / "out.jsonl")]
+    assert kept == NO_AXES_SIBLINGS
+    rejects = read(tmp_path / "out.rejects.jsonl")
+    assert [r["reject"]["duplicate_of"] for r in rejects] == [recs[0]["id"], recs[6]["id"]]
+    dups = read(tmp_path / "out.dups.jsonl")
+    assert [d["vetoes"] for d in dups] == [["block", "number", "negation", "kin", "chain"]] * 2
+
+
+def test_dups_file_says_why_each_near_duplicate_was_dropped(tmp_path: Path, recipe) -> None:
+    kept, rejects = _run(tmp_path, [BASE, EDITS[2], EDITS[0], DISTINCT[0]], recipe)
+    lines = read(tmp_path / "out.dups.jsonl")
+    near = [r for r in rejects if r["reject"]["reason"] == "near_duplicate"]
+    assert [d["id"] for d in lines] == [r["id"] for r in near] and len(lines) == 1
+    d = lines[0]
+    assert d["kept"] == kept[0]["id"]
+    assert d["similarity"] >= 0.85 and d["check"] == "similarity >= 0.85"
+    assert d["vetoes"] == ["axis"] and d["vetoed"] is None  # axes known: their guard, not the edit veto
+    assert d["file"] == str(tmp_path / "in.jsonl") and d["line"] == 2
+    # a rerun writes the same bytes, and a folder input never reads the dups file back in
+    first = (tmp_path / "out.dups.jsonl").read_bytes()
+    clean([tmp_path / "in.jsonl"], tmp_path / "out.jsonl", recipe=recipe)
+    assert (tmp_path / "out.dups.jsonl").read_bytes() == first
+
+
+def test_the_veto_names_what_it_refused() -> None:
+    keys = np.array(
+        ["祝姐姐生日快乐", "祝爷爷八十岁生日", "王老师节日快乐", "今年不再熬夜", "祝你前程似锦万事如意"],
+        dtype=object,
+    )
+    other = np.array(
+        ["祝妹妹生日快乐", "祝爷爷九十岁生日", "李老师节日快乐", "今年再熬夜", "祝你前途似锦万事如意"],
+        dtype=object,
+    )
+    codes = veto_codes(keys, other)
+    assert [VETOES[c - 1] if c else None for c in codes] == ["block", "number", "kin", "negation", None]
+
+
 def test_no_near_dup_keeps_edits_but_drops_exact(tmp_path: Path, recipe) -> None:
     kept, rejects = _run(tmp_path, [BASE, EDITS[0], EDITS[2]], recipe, near_dup=False)
     assert [r["reject"]["reason"] for r in rejects] == ["duplicate"]
@@ -156,8 +217,8 @@ def test_axes_with_more_than_64_values_keep_every_value_apart() -> None:
     keys = [first, other, same]
     apart = near_heads(keys, NearDupConfig(), axis_values={"question": values})
     assert apart.head.tolist() == [0, 1, 0]  # 065 kept, the edit of 001 merged into 001
-    # without the guard the 065 text is a near duplicate: the guard is what keeps it
-    merged = near_heads(keys, NearDupConfig(axis_guard=False), axis_values={"question": values})
+    # without the guard (and the edit veto, which sees 001 -> 065 as another number) 065 is a near duplicate
+    merged = near_heads(keys, NearDupConfig(axis_guard=False, veto=False), axis_values={"question": values})
     assert merged.head.tolist() == [0, 0, 0]
 
 

@@ -18,6 +18,7 @@ import polars as pl
 from zaoshu.cleaners import report as report_mod
 from zaoshu.cleaners.config import CleanConfig, CleanOptions, parse_clean_config
 from zaoshu.cleaners.dedup import exact_heads, near_heads
+from zaoshu.cleaners.explain import explain_frame, write_dups
 from zaoshu.cleaners.io import DECISION_COLUMNS, RowState, expand_inputs, read_columns, write_outputs
 from zaoshu.cleaners.minhash import codepoints
 from zaoshu.cleaners.normalize import dedup_keys, key_expr, normalize_frame
@@ -145,11 +146,12 @@ def clean(
     report_dir = Path(report_dir) if report_dir else out.with_name(out.stem + ".report")
     recipe_files = recipe.input_files() if recipe else []
     inputs_read = [*inputs, *options.against, *recipe_files, review]
-    guard_outputs([out, rejects], inputs_read, output_dirs=[report_dir])
-    check_writable([out, rejects], [report_dir])
+    dups = out.with_name(out.stem + ".dups.jsonl")
+    guard_outputs([out, rejects, dups], inputs_read, output_dirs=[report_dir])
+    check_writable([out, rejects, dups], [report_dir])
     config = options.apply(load_config(recipe))
     stats = CleanStats(out=str(out), rejects=str(rejects), report=str(report_dir))
-    own = {p.resolve() for p in (out, rejects)}
+    own = {p.resolve() for p in (out, rejects, dups)}
     files = expand_inputs(list(inputs), exclude=own)
     frame = read_columns(files, skip_bad_lines=options.skip_bad_lines)
     stats.lap("read")
@@ -158,6 +160,7 @@ def clean(
     against = expand_inputs(list(options.against), exclude=own) if options.against else []
     refs = read_columns(against) if against else None
     frame, near_info = _dedup(frame, refs, config, recipe, options)
+    explained = near_info.pop("explain")
     stats.lap("dedup")
     reviewed = None
     if review is not None:
@@ -179,6 +182,7 @@ def clean(
     stats.lap("report")
     with atomic_write(out) as kept, atomic_write(rejects) as rejected:
         write_outputs(files, frame.select(DECISION_COLUMNS), kept, rejected)
+    write_dups(dups, explained, frame, [str(p) for p in files])
     stats.lap("write")
     return stats
 
@@ -234,6 +238,7 @@ def _dedup(
     head = exact_heads(keys) if config.exact_dup else np.arange(n)
     final = head.copy()
     similarity = np.ones(n)
+    head_veto = np.zeros(n, dtype=np.int8)
     if config.near_dup.enabled and n > 1:
         reps = np.flatnonzero(head == np.arange(n))
         near = near_heads(
@@ -248,10 +253,25 @@ def _dedup(
         lookup[reps] = np.arange(len(reps))
         final = rep_final[lookup[head]]
         similarity = rep_sim[lookup[head]]
+        head_veto = near.head_veto[lookup[head]]
         info["candidates"], info["confirmed"] = near.candidates, near.confirmed
+        info["vetoed"] = near.vetoed
     rows = np.arange(n_ref, n)
     dup = np.flatnonzero(final[rows] != rows)  # an exact duplicate's final head is never itself
     all_ids = pl.concat([ref_ids, alive["id"]])
+    at_near = dup[head[rows][dup] == rows[dup]]  # near duplicates (not exact ones)
+    info["explain"] = explain_frame(
+        alive["id"].gather(at_near),
+        all_ids.gather(final[rows][at_near]),
+        keys.gather(rows[at_near]),
+        keys.gather(final[rows][at_near]),
+        similarity[rows][at_near],
+        head_veto[rows][at_near],
+        alive["_row"].gather(at_near).to_numpy(),
+        config.near_dup,
+        axes=bool(_axis_values(frame, recipe)) if config.near_dup.axis_guard else False,
+        workers=options.workers,
+    )
     marks = pl.DataFrame(
         {
             "exact": head[rows][dup] != rows[dup],

@@ -84,6 +84,8 @@ class NearDupConfig(_Strict):
     short_chars: int = Field(default=12, ge=0)
     #: refuse to merge two texts that each name an axis value the other lacks (姐姐 vs 妹妹).
     axis_guard: bool = True
+    #: refuse pairs whose edit swaps a word, a number, a negation or a kinship term (see cleaners/verify.py).
+    veto: bool = True
     seed: int = 1
 
 
