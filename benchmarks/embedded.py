@@ -1,92 +1,143 @@
-"""Benchmark of the embedded model: tokens/s of llama.cpp serving the packaged Qwen2.5-Coder-1.5B (issue 7).
+"""Benchmark of the README's first command: `zaoshu run prompts/wishes.yaml --provider embedded --limit 12`.
 
-Starts the server the way `zaoshu run --provider embedded` does (`zaoshu.generator.embedded.llama_server`),
-sends N wishes prompts one at a time with the recipe's own sampling parameters, and reads llama.cpp's own
-timings from its log: prompt evaluation and decoding tokens/s apart, plus completion tokens per wall
-second as a user sees it. The bar is the issue's measurement: ~10-12 decoded tokens/s on 1 thread.
+Runs that command as a user would (a subprocess, a fresh output folder) and reads what it did: the wall time,
+the generation time (`raw.stats.json`), kept and rejected (`summary.json`), and from llama.cpp's own log the
+prompt tokens it actually evaluated against those its prompt cache reused (`prefix-match hit`), prompt and
+completion tokens/s. The bar: generation at least 2x faster than the 112 s measured before the prompts put
+their fixed parts first (12 wishes, 1 thread, 2 busy cores), keeping as many wishes.
 
-    python benchmarks/embedded.py                  # 8 prompts, 1 thread
-    python benchmarks/embedded.py --n 4 --threads 2
-    python benchmarks/embedded.py --model-path other.gguf
+    python benchmarks/embedded.py                          # this checkout, threads chosen by zaoshu
+    python benchmarks/embedded.py --against /path/to/old   # the same command from another checkout first,
+                                                           # then this one, back to back, and their ratio
 
-Needs the local extra (pip install -e ".[local]"). On a loaded machine the numbers move a lot: note the
-load average it prints beside them.
+Needs the local extra. The machine's load moves these numbers a lot: the load average is printed beside
+them, and a comparison is only fair back to back (--against).
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
 import os
 import re
+import subprocess
+import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
-import aiohttp
+import orjson
 
-from zaoshu.generator.embedded import ServerOptions, llama_server, model_name, resolve_model
-from zaoshu.generator.engine import request_params
-from zaoshu.generator.plan import plan
-from zaoshu.recipes import load_recipe
+from zaoshu.generator.embedded import cache_dir, server_log_path
 
 ROOT = Path(__file__).resolve().parent.parent
-BAR_DECODE = 10.0  # tokens/s measured in the issue (1 thread, 2 busy cores)
+BAR_SEND_S = 112.0  # generation of the 12 wishes before (1 thread, prompts with their variable parts first)
 
 
-def perf(log: str) -> tuple[float, int, float, int]:
-    """Summed (ms, tokens) of prompt evaluation and of decoding from llama.cpp's perf lines."""
+@dataclass
+class Figures:
+    wall: float
+    send: float
+    kept: int
+    rejected: int
+    prompt_tokens: int  # what the requests held (usage)
+    evaluated: int  # what llama.cpp actually read (the rest came from its prompt cache)
+    prompt_ms: float
+    decoded: int
+    decode_ms: float
+    cache_hits: int  # requests that reused a cached prefix
+    reused: int  # prompt tokens those reuses saved
+    threads: str
+    load: float
+
+    def show(self, label: str) -> None:
+        print(
+            f"{label}: wall {self.wall:.1f} s (generation {self.send:.1f} s), kept {self.kept}, rejected "
+            f"{self.rejected}; threads {self.threads}, load average {self.load:.1f} on {os.cpu_count()} cores"
+        )
+        print(
+            f"  prompt: {self.prompt_tokens} tokens sent, {self.evaluated} evaluated "
+            f"({self.evaluated / max(self.prompt_ms, 1e-9) * 1000:.1f} tokens/s), {self.reused} reused "
+            f"from the prompt cache in {self.cache_hits} hits; completion: {self.decoded} tokens "
+            f"({self.decoded / max(self.decode_ms, 1e-9) * 1000:.1f} tokens/s)"
+        )
+
+
+def parse_log(log: str) -> dict[str, float]:
+    """Sums over llama-cpp-python's log: evaluated prompt tokens, decoded tokens, prompt-cache reuse."""
     prompt = re.findall(r"prompt eval time =\s+([\d.]+) ms /\s+(\d+) tokens", log)
     decode = re.findall(r"\seval time =\s+([\d.]+) ms /\s+(\d+) runs", log)
-    return (
-        sum(float(ms) for ms, _ in prompt),
-        sum(int(n) for _, n in prompt),
-        sum(float(ms) for ms, _ in decode),
-        sum(int(n) for _, n in decode),
-    )
+    hits = [int(n) for n in re.findall(r"(\d+) prefix-match hit", log)]
+    threads = re.findall(r"^zaoshu: (\d+) threads", log, re.M)
+    return {
+        "prompt_ms": sum(float(ms) for ms, _ in prompt),
+        "evaluated": sum(int(n) for _, n in prompt),
+        "decode_ms": sum(float(ms) for ms, _ in decode),
+        "decoded": sum(int(n) for _, n in decode),
+        "cache_hits": sum(1 for n in hits if n > 0),
+        "reused": sum(hits),
+        "threads": threads[-1] if threads else "?",
+    }
 
 
-async def main(args: argparse.Namespace) -> None:
-    recipe = load_recipe(args.recipe)
-    tasks = plan(recipe, limit=args.n, seed=args.seed).tasks
-    params = request_params(recipe) | ({"max_tokens": args.max_tokens} if args.max_tokens else {})
+def run_once(checkout: Path, limit: int, extra: list[str]) -> Figures:
+    out = Path(tempfile.mkdtemp(prefix="zaoshu-bench-")) / "out"
+    recipe = checkout / "prompts" / "wishes.yaml"
+    command = [sys.executable, "-c", "from zaoshu.cli import main; main()", "run", str(recipe)]
+    command += ["--provider", "embedded", "--limit", str(limit), "-o", str(out), "--quiet", *extra]
+    env = dict(os.environ, PYTHONPATH=str(checkout))
+    load = os.getloadavg()[0]
     t0 = time.monotonic()
-    path = resolve_model(args.model_path)
-    joined = time.monotonic() - t0
-    log = Path(tempfile.mkdtemp()) / "llama_server.log"
-    t1 = time.monotonic()
-    async with llama_server(path, ServerOptions(threads=args.threads, log_path=log)) as url:
-        started = time.monotonic() - t1
-        completion = 0
-        t2 = time.monotonic()
-        async with aiohttp.ClientSession() as session:
-            for task in tasks:
-                body = {"model": model_name(path), "messages": task.request, **params}
-                async with session.post(f"{url}/chat/completions", json=body) as resp:
-                    reply = await resp.json()
-                completion += reply["usage"]["completion_tokens"]
-                print(f"  {task.axes}: {reply['choices'][0]['message']['content'][:60]!r}")
-        wall = time.monotonic() - t2
-    p_ms, p_n, d_ms, d_n = perf(log.read_text(errors="replace"))
-    decode = d_n / d_ms * 1000 if d_ms else 0.0
-    print(f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores; threads {args.threads}")
-    print(f"model ready in {joined:.1f} s (join/verify or cache hit), server up in {started:.1f} s")
-    print(f"prompt evaluation: {p_n} tokens, {p_n / p_ms * 1000 if p_ms else 0:.1f} tokens/s")
-    print(
-        f"decoding: {d_n} tokens, {decode:.1f} tokens/s (ratio to the {BAR_DECODE:g} tokens/s bar: "
-        f"{decode / BAR_DECODE:.2f})"
+    proc = subprocess.Popen(command, cwd=checkout, env=env, stdout=subprocess.DEVNULL)
+    if proc.wait() != 0:
+        raise SystemExit(f"{' '.join(command)} failed with exit code {proc.returncode}")
+    wall = time.monotonic() - t0
+    # this run's own log (a checkout from before logs were per run wrote the shared llama_server.log)
+    log_path = server_log_path(proc.pid)
+    if not log_path.exists():
+        log_path = cache_dir() / "llama_server.log"
+    stats = orjson.loads((out / "raw.stats.json").read_bytes())
+    summary = orjson.loads((out / "summary.json").read_bytes())
+    log = parse_log(log_path.read_text(errors="replace"))
+    return Figures(
+        wall=wall,
+        send=stats["send_s"],
+        kept=summary["kept"],
+        rejected=sum(summary["rejected"].values()),
+        prompt_tokens=stats["tokens_in"],
+        evaluated=int(log["evaluated"]),
+        prompt_ms=log["prompt_ms"],
+        decoded=int(log["decoded"]),
+        decode_ms=log["decode_ms"],
+        cache_hits=int(log["cache_hits"]),
+        reused=int(log["reused"]),
+        threads=str(log["threads"]),
+        load=load,
     )
-    print(
-        f"as a user sees it: {len(tasks)} requests in {wall:.1f} s, {completion / wall:.1f} completion tokens/s"
-    )
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--limit", type=int, default=12)
+    ap.add_argument("--against", type=Path, default=None, help="another checkout to run first, for a ratio")
+    ap.add_argument("--threads", default=None, help="--threads for this checkout (default: zaoshu's choice)")
+    ap.add_argument("--threads-before", default=None, help="--threads for the --against checkout")
+    args = ap.parse_args()
+    extra = ["--threads", args.threads] if args.threads else []
+    before = None
+    if args.against is not None:
+        extra_before = ["--threads", args.threads_before] if args.threads_before else []
+        before = run_once(args.against.resolve(), args.limit, extra_before)
+        before.show(f"before ({args.against})")
+    now = run_once(ROOT, args.limit, extra)
+    now.show("this checkout")
+    print(f"generation speed-up against the {BAR_SEND_S:g} s bar: {BAR_SEND_S / now.send:.2f}x (>= 2 passes)")
+    if before is not None:
+        print(
+            f"back to back: generation {before.send / now.send:.2f}x faster, wall {before.wall / now.wall:.2f}x; "
+            f"kept {before.kept} -> {now.kept}"
+        )
 
 
 if __name__ == "__main__":
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--recipe", default=str(ROOT / "prompts" / "wishes.yaml"))
-    ap.add_argument("--n", type=int, default=8)
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--threads", type=int, default=1)
-    ap.add_argument("--max-tokens", type=int, default=None, help="override the recipe's max_tokens")
-    ap.add_argument("--model-path", default=None)
-    asyncio.run(main(ap.parse_args()))
+    main()

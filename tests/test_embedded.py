@@ -140,8 +140,10 @@ async def test_a_file_that_is_not_a_gguf_stops_the_server_with_its_log(tmp_path)
     with pytest.raises(ZaoshuError) as err:
         async with llama_server(bad, ServerOptions(startup_timeout=120, log_path=log)):
             pytest.fail("a server came up for a file that is not a model")
-    assert "exited with code" in str(err.value)
-    assert str(log) in str(err.value)
+    message = str(err.value)
+    assert f"llama.cpp could not load the model {bad}" in message
+    assert "invalid magic characters" in message  # llama.cpp's own words, not a connection error
+    assert "cannot connect" not in message and str(log) in message
 
 
 # ---- the same errors through `zaoshu run --provider embedded`: a clear message and a non-zero exit
@@ -200,3 +202,34 @@ def test_run_without_the_server_says_so_before_joining_the_model(tmp_path, monke
     assert 'pip install -e ".[local]"' in result.output
     assert not (tmp_path / "cache").exists()  # the parts were not joined
     assert not (tmp_path / "out" / "raw.jsonl").exists()
+
+
+def test_the_local_extra_pins_the_verified_llama_cpp_and_the_readme_builds_it_portably():
+    """A range let a fresh machine build another release; a native build crashed on AVX-512/AMX CPUs."""
+    root = Path(__file__).resolve().parent.parent
+    pyproject = (root / "pyproject.toml").read_text()
+    assert f'"llama-cpp-python[server]=={embedded.LLAMA_CPP_VERSION}",' in pyproject.split("local = [", 1)[1]
+    first = (root / "README.md").read_text().split("```bash\n", 1)[1].splitlines()[0]
+    assert first.startswith('CMAKE_ARGS="-DGGML_NATIVE=OFF" pip install ')
+    assert "zaoshu run prompts/wishes.yaml --provider embedded --limit 12 -o out" in first
+    ci = (root / ".ci" / "run").read_text()
+    assert 'CMAKE_ARGS="-DGGML_NATIVE=OFF" python3 -m pip install -q -e ".[local]"' in ci
+    assert f"llama-cpp-python=={embedded.LLAMA_CPP_VERSION}" in ci
+
+
+def test_each_run_has_its_own_server_log_and_only_the_newest_are_kept(tmp_path, monkeypatch):
+    """Two runs at once must never show each other's log in a crash message; old logs must not pile up."""
+    import os
+    import time
+
+    monkeypatch.setenv("ZAOSHU_CACHE_DIR", str(tmp_path))
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    for i in range(embedded.LOGS_KEPT + 3):
+        (logs / f"llama_server-{1000 + i}.log").write_text("old run\n")
+        os.utime(logs / f"llama_server-{1000 + i}.log", (time.time() - 100 + i, time.time() - 100 + i))
+    path = embedded.server_log_path()
+    assert path == logs / f"llama_server-{os.getpid()}.log"
+    left = sorted(p.name for p in logs.iterdir())
+    assert len(left) == embedded.LOGS_KEPT - 1  # with this run's, LOGS_KEPT
+    assert "llama_server-1000.log" not in left and f"llama_server-{1000 + embedded.LOGS_KEPT + 2}.log" in left

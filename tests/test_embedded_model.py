@@ -1,18 +1,20 @@
 """`zaoshu run --provider embedded` with the real model: llama.cpp serving the packaged Qwen2.5-Coder-1.5B.
 
 Runs only where the `local` extra is installed (llama-cpp-python[server] and the 22 model parts, or an
-already joined model in the cache); 2 tasks with short replies keep it to well under a minute on 2 cores.
+already joined model in the cache); a tiny recipe, 2 tasks and short replies keep it to well under a minute
+on 2 cores. CI sets ZAOSHU_REQUIRE_EMBEDDED=1: there a missing local extra fails the test instead of
+skipping it, so the embedded path can never again go untested unnoticed.
 """
 
 from __future__ import annotations
 
 import importlib.util
+import os
 from pathlib import Path
 
 import orjson
 import psutil
 import pytest
-import yaml
 from typer.testing import CliRunner
 
 from zaoshu.cli import app
@@ -34,11 +36,30 @@ def _why_not() -> str | None:
     return None
 
 
+REQUIRED = os.environ.get("ZAOSHU_REQUIRE_EMBEDDED") == "1"
+
 pytestmark = [
     pytest.mark.embedded,
     pytest.mark.slow,
-    pytest.mark.skipif(_why_not() is not None, reason=_why_not() or ""),
+    pytest.mark.skipif(not REQUIRED and _why_not() is not None, reason=_why_not() or ""),
 ]
+
+# Two short wishes: a short prompt and few tokens, since llama.cpp reads and writes a few dozen tokens/s here.
+TINY_RECIPE = """\
+name: tiny
+system: 你是一个送祝福的助手
+generation_system: 你是一个送祝福大师
+axes:
+  recipient: [妈妈, 老师]
+styles:
+  正常:
+    max_chars: 20
+    user_templates: ["祝{{ recipient }}新年快乐"]
+prompt: 写一句给{{ recipient }}的新年祝福，少于{{ max_chars }}字，只写祝福本身：
+model:
+  temperature: 0.7
+  max_tokens: 32
+"""
 
 
 def llama_servers() -> list[psutil.Process]:
@@ -50,11 +71,9 @@ def llama_servers() -> list[psutil.Process]:
 
 
 def test_run_with_the_embedded_model(tmp_path):
-    # The wishes recipe with short replies, so a rambling reply costs seconds, not minutes.
-    recipe = yaml.safe_load((ROOT / "prompts" / "wishes.yaml").read_text(encoding="utf-8"))
-    recipe["model"]["max_tokens"] = 40
-    path = tmp_path / "wishes.yaml"
-    path.write_text(yaml.safe_dump(recipe, allow_unicode=True), encoding="utf-8")
+    assert _why_not() is None, _why_not()  # only reached without the local extra when CI requires it
+    path = tmp_path / "tiny.yaml"
+    path.write_text(TINY_RECIPE, encoding="utf-8")
     out = tmp_path / "out"
 
     args = ["run", str(path), "-o", str(out), "--provider", "embedded", "--limit", "2", "--quiet"]

@@ -39,7 +39,10 @@ ModelPath = Annotated[
     Path | None,
     typer.Option(help="embedded: a GGUF file to serve instead of the packaged Qwen2.5-Coder-1.5B."),
 ]
-Threads = Annotated[int, typer.Option(help="embedded: llama.cpp threads (1 is fastest on 2 busy cores).")]
+Threads = Annotated[
+    int | None,
+    typer.Option(help="embedded: llama.cpp threads [the cores not busy now; more than are free is slower]."),
+]
 DryRun = Annotated[bool, typer.Option("--dry-run", help="Print what would be sent; send nothing.")]
 Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar (the summary is still printed).")]
 AllowOutsideFiles = Annotated[
@@ -83,7 +86,7 @@ GENERATE = Flags(
         "limit": (Limit, None),
         "prices": (Prices, None),
         "model_path": (ModelPath, None),
-        "threads": (Threads, 1),
+        "threads": (Threads, None),
         "dry_run": (DryRun, False),
         "quiet": (Quiet, False),
     },

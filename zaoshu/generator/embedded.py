@@ -20,6 +20,8 @@ import hashlib
 import importlib
 import importlib.util
 import os
+import re
+import shlex
 import signal
 import socket
 import subprocess
@@ -38,7 +40,15 @@ from zaoshu.generator.providers import Endpoint, Provider, register_provider
 if TYPE_CHECKING:
     from zaoshu.generator.engine import GenerateOptions
 
-INSTALL_HINT = 'pip install -e ".[local]"'
+# The llama-cpp-python release this code was verified with; pyproject's `local` extra pins the same one.
+LLAMA_CPP_VERSION = "0.3.36"
+# A portable build: without GGML_NATIVE=OFF, llama.cpp compiles for the building CPU (-march=native), and
+# pip's cache hands that wheel to any later install, whatever its CPU. --no-cache-dir skips a cached one.
+PORTABLE_REINSTALL = (
+    'CMAKE_ARGS="-DGGML_NATIVE=OFF" pip install --force-reinstall --no-cache-dir '
+    f'"llama-cpp-python[server]=={LLAMA_CPP_VERSION}"'
+)
+INSTALL_HINT = 'CMAKE_ARGS="-DGGML_NATIVE=OFF" pip install -e ".[local]"'
 
 
 @dataclass(frozen=True, slots=True)
@@ -216,15 +226,46 @@ def _die_with_parent() -> Callable[[], None] | None:
 
 @dataclass(slots=True)
 class ServerOptions:
-    """How llama.cpp serves the model. One thread by default: on 2 busy cores 2 threads ran 20-50x slower."""
+    """How llama.cpp serves the model. `threads` None: as many as the cores that are free right now."""
 
-    threads: int = 1
+    threads: int | None = None
     n_ctx: int = 2048
     startup_timeout: float = 180.0
-    log_path: Path | None = None  # the server's own output; default: a file beside the model
+    log_path: Path | None = None  # the server's own output; default: server_log_path()
+
+
+def usable_cores() -> int:
+    """The cores this process may run on (a container or `taskset` can give fewer than the machine has)."""
+    if hasattr(os, "sched_getaffinity"):
+        return max(1, len(os.sched_getaffinity(0)))
+    return max(1, os.cpu_count() or 1)
+
+
+def choose_threads(requested: int | None) -> tuple[int, str | None]:
+    """llama.cpp's thread count and a warning to print, if any.
+
+    Unset: the cores not already busy (cores minus the 1-minute load, at least 1). llama.cpp's threads spin
+    while they wait for each other, so one thread more than the free cores runs many times slower, not faster.
+    More threads than cores is clamped with a warning; fewer than one is an error."""
+    cores = usable_cores()
+    if requested is None:
+        load = os.getloadavg()[0] if hasattr(os, "getloadavg") else 0.0
+        return max(1, min(cores, int(cores - load + 0.5))), None
+    if requested < 1:
+        raise ZaoshuError(
+            f"--threads {requested}: llama.cpp needs at least 1 thread; leave --threads out to use the "
+            f"cores that are free (this machine has {cores})"
+        )
+    if requested > cores:
+        return cores, (
+            f"--threads {requested} is more than the {cores} cores this process can use; using {cores} "
+            "(more threads than cores make llama.cpp slower, not faster)"
+        )
+    return requested, None
 
 
 def server_command(model: Path, port: int, options: ServerOptions) -> list[str]:
+    threads = str(options.threads or 1)
     return [
         sys.executable,
         "-m",
@@ -238,18 +279,117 @@ def server_command(model: Path, port: int, options: ServerOptions) -> list[str]:
         "--port",
         str(port),
         "--n_threads",
-        str(options.threads),
+        threads,
         "--n_threads_batch",
-        str(options.threads),
+        threads,
         "--n_ctx",
         str(options.n_ctx),
     ]
+
+
+LOGS_KEPT = 10
+
+
+def server_log_path(pid: int | None = None) -> Path:
+    """This run's server log, `<cache>/logs/llama_server-<pid>.log`: one per run, so two runs at once never
+    mix their logs; only the newest few are kept."""
+    logs = cache_dir() / "logs"
+    with contextlib.suppress(OSError):
+        old = sorted(logs.glob("llama_server-*.log"), key=lambda p: p.stat().st_mtime)
+        for stale in old[: max(0, len(old) - LOGS_KEPT + 1)]:
+            stale.unlink(missing_ok=True)
+    return logs / f"llama_server-{pid or os.getpid()}.log"
 
 
 def _tail(path: Path, lines: int = 15) -> str:
     with contextlib.suppress(OSError):
         return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
     return ""
+
+
+def how_it_ended(returncode: int) -> str:
+    """`killed by SIGSEGV (exit code -11)` or `exited with code 1`: a signal is named, not left as a number."""
+    if returncode < 0:
+        try:
+            name = signal.Signals(-returncode).name
+        except ValueError:
+            name = f"signal {-returncode}"
+        return f"was killed by {name} (exit code {returncode})"
+    return f"exited with code {returncode}"
+
+
+# What llama.cpp writes when it cannot read a file as a model (bad magic, truncated, unknown architecture).
+_LOAD_ERROR = re.compile(
+    r"error loading model|failed to load model|invalid magic|gguf_init|unknown model arch", re.I
+)
+# The features a `-march=native` build enables on a recent Xeon; a portable build has none of them.
+_NATIVE_FEATURES = re.compile(r"\b(AMX_INT8|AMX_BF16|AVX512[A-Z_]*) = 1")
+
+
+def what_to_try(log_text: str) -> str:
+    """The ways out of a llama.cpp crash, the likeliest first."""
+    native = sorted(set(_NATIVE_FEATURES.findall(log_text)))
+    why = (
+        f"this llama-cpp-python was built for this machine's CPU ({', '.join(native)}: a native build, "
+        "whose AVX-512/AMX kernels crash on some CPUs)"
+        if native
+        else "a crash inside llama.cpp is most often a build for another CPU"
+    )
+    return (
+        f"What to try: {why}, so rebuild it portably: {PORTABLE_REINSTALL}; or serve another GGUF with "
+        "--model-path; or use a hosted provider (e.g. --provider deepseek with DEEPSEEK_API_KEY set)."
+    )
+
+
+@dataclass(slots=True)
+class LlamaServer:
+    """The running server: its base URL, and what went wrong with it when a request fails."""
+
+    base_url: str
+    model: Path
+    proc: subprocess.Popen[bytes]
+    log_path: Path
+
+    def ended(self, wait: float = 0.0) -> int | None:
+        """The exit code, waiting up to `wait` s: a crash closes the socket a moment before it is reaped."""
+        deadline = time.monotonic() + wait
+        while (code := self.proc.poll()) is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        return code
+
+    def crash_message(self, when: str) -> str:
+        log = ""
+        with contextlib.suppress(OSError):
+            log = self.log_path.read_text(errors="replace")
+        code = self.proc.returncode if self.proc.returncode is not None else 0
+        found = [ln.strip() for ln in log.splitlines() if _LOAD_ERROR.search(ln)]
+        if code > 0 and (lines := [ln for ln in found if not ln.startswith("raise ")]):  # not the source
+            return (
+                f"llama.cpp could not load the model {self.model}: {' / '.join(dict.fromkeys(lines))}. "
+                "Is it a GGUF file of a model llama.cpp supports? Its log: "
+                f"{self.log_path}"
+            )
+        return (
+            f"the llama.cpp server crashed: it {how_it_ended(code)} {when} (model {self.model}). "
+            f"Its log ({self.log_path}) ends with:\n{_tail(self.log_path)}\n{what_to_try(log)}"
+        )
+
+    def diagnose(self, error: Exception) -> str | None:
+        """Why a failed request means the run cannot go on: the process died, or it stopped answering."""
+        from zaoshu.generator.clients import ConnectionFailed, RequestTimeout, Unreachable
+
+        if not isinstance(error, Unreachable | ConnectionFailed | RequestTimeout):
+            return None
+        if self.ended(wait=5.0) is not None:
+            return self.crash_message("during the run")
+        if isinstance(error, RequestTimeout):
+            return (
+                f"the llama.cpp server (pid {self.proc.pid}) stopped answering: {error}, and it is still "
+                f"running, so it hangs or is far too slow on this machine. Its log ({self.log_path}) ends "
+                f"with:\n{_tail(self.log_path)}\nWhat to try: a longer --timeout, fewer --threads if the "
+                "cores are busy, a smaller model with --model-path, or a hosted provider."
+            )
+        return None
 
 
 def stop(proc: subprocess.Popen[bytes], grace: float = 3.0) -> None:
@@ -268,35 +408,35 @@ def stop(proc: subprocess.Popen[bytes], grace: float = 3.0) -> None:
 
 
 @contextlib.asynccontextmanager
-async def llama_server(model: Path, options: ServerOptions | None = None) -> AsyncIterator[str]:
-    """Serve `model` with llama-cpp-python on a free loopback port; yields the OpenAI base URL (…/v1)."""
+async def llama_server(model: Path, options: ServerOptions | None = None) -> AsyncIterator[LlamaServer]:
+    """Serve `model` with llama-cpp-python on a free loopback port until the block ends."""
     import asyncio
 
     options = options or ServerOptions()
     check_server_installed()
     port = free_port()
-    base_url = f"http://127.0.0.1:{port}/v1"
-    log_path = options.log_path or cache_dir() / "llama_server.log"
+    log_path = options.log_path or server_log_path()
     log_path.parent.mkdir(parents=True, exist_ok=True)
+    command = server_command(model, port, options)
     with open(log_path, "wb") as log:
+        log.write(f"zaoshu: {options.threads or 1} threads; {shlex.join(command)}\n".encode())
+        log.flush()
         proc = subprocess.Popen(
-            server_command(model, port, options),
+            command,
             stdin=subprocess.DEVNULL,
             stdout=log,
             stderr=subprocess.STDOUT,
             preexec_fn=_die_with_parent(),  # only a prctl call (safe before exec)
         )
+    server = LlamaServer(f"http://127.0.0.1:{port}/v1", model, proc, log_path)
     try:
         deadline = time.monotonic() + options.startup_timeout
         async with httpx.AsyncClient(timeout=2.0, trust_env=False) as client:
             while True:
                 if proc.poll() is not None:
-                    raise ZaoshuError(
-                        f"the llama.cpp server exited with code {proc.returncode} before it was ready "
-                        f"(model {model}); its log ({log_path}) ends with:\n{_tail(log_path)}"
-                    )
+                    raise ZaoshuError(server.crash_message("before it was ready"))
                 with contextlib.suppress(httpx.HTTPError):
-                    if (await client.get(f"{base_url}/models")).status_code == 200:
+                    if (await client.get(f"{server.base_url}/models")).status_code == 200:
                         break
                 if time.monotonic() > deadline:
                     raise ZaoshuError(
@@ -304,7 +444,7 @@ async def llama_server(model: Path, options: ServerOptions | None = None) -> Asy
                         f"its log ({log_path}) ends with:\n{_tail(log_path)}"
                     )
                 await asyncio.sleep(0.25)
-        yield base_url
+        yield server
     finally:
         stop(proc)
 
@@ -335,6 +475,7 @@ class Embedded(Provider):
     def check(self, options: GenerateOptions) -> None:
         """Before planning: llama.cpp's server is installed and the GGUF is there (the packaged one joined and
         verified). The cheap checks come first: joining and hashing the packaged 1.1 GB is the slow one."""
+        choose_threads(options.threads)  # --threads 0 is an error before anything starts
         if options.model_path is not None:
             resolve_model(options.model_path)  # the user's GGUF: only checked to exist
         check_server_installed()
@@ -344,9 +485,13 @@ class Embedded(Provider):
     @contextlib.asynccontextmanager
     async def open(self, options: GenerateOptions) -> AsyncIterator[Endpoint]:
         path = resolve_model(options.model_path)
-        server = ServerOptions(threads=options.threads, n_ctx=options.n_ctx)
-        async with llama_server(path, server) as base_url:
-            yield Endpoint(provider=self.name, base_url=base_url, model=model_name(path))
+        threads, warning = choose_threads(options.threads)
+        if warning:
+            print(f"warning: {warning}", file=sys.stderr)
+        async with llama_server(path, ServerOptions(threads=threads, n_ctx=options.n_ctx)) as server:
+            yield Endpoint(
+                provider=self.name, base_url=server.base_url, model=model_name(path), diagnose=server.diagnose
+            )
 
 
 register_provider("embedded", Embedded)

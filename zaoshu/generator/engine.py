@@ -105,7 +105,7 @@ class GenerateOptions(BaseModel):
     # The embedded provider (llama.cpp on this machine): a GGUF instead of the packaged model, its threads
     # and context size. Other providers ignore them.
     model_path: Path | None = None
-    threads: int = Field(1, ge=1)
+    threads: int | None = None  # None: the free cores; checked (and clamped) by the embedded provider
     n_ctx: int = Field(2048, ge=256)
 
     @field_validator("base_url")
@@ -248,6 +248,7 @@ class _Run:
         self.done_ids: set[str] = set()
         self.auth_error: AuthFailed | None = None
         self.unreachable: Unreachable | None = None
+        self.server_down: str | None = None  # why the run's own server (embedded) cannot answer any more
         self.answers = 0  # HTTP answers of any kind: once one came, the endpoint is reachable
         self.refused = 0
         self.crash: BaseException | None = None
@@ -365,14 +366,16 @@ class _Run:
             self.stats.window_min = min(self.stats.window_min, gate.window.size)
             raise
         except Unreachable as e:
+            self._check_server(e)
             self.refused += 1
             if not self.answers and self.refused >= 3:  # a wrong URL or a server not running
                 self.unreachable = e
                 self.request_stop(hard=True)
                 raise Stopped from None
             raise
-        except (RequestTimeout, ConnectionFailed):
+        except (RequestTimeout, ConnectionFailed) as e:
             self._bill(self._prompt_tokens(task), 0)  # the provider may have run it
+            self._check_server(e)
             raise
         except RequestFailed as e:  # an HTTP answer: 4xx/5xx, or a 200 without a usable reply
             self.answers += 1
@@ -387,6 +390,17 @@ class _Run:
         gate.on_success(sent)
         self._bill(reply.usage["prompt_tokens"], reply.usage["completion_tokens"])
         return reply, time.monotonic() - sent
+
+    def _check_server(self, error: Exception) -> None:
+        """A server this run started that crashed or hangs stops the run with its own diagnosis: retrying
+        a dead process only turns the crash into "cannot connect"."""
+        if self.endpoint.diagnose is None:
+            return
+        why = self.endpoint.diagnose(error)
+        if why is not None:
+            self.server_down = self.server_down or why
+            self.request_stop(hard=True)
+            raise Stopped from None
 
     def _prompt_tokens(self, task: Task) -> int:
         return sum(estimate_tokens(m["content"]) for m in task.request)
@@ -652,6 +666,12 @@ async def agenerate(
     write_bytes_atomic(stats_path, stats.to_json())
     if run.crash is not None:
         raise run.crash
+    if run.server_down is not None:
+        raise ZaoshuError(
+            f"provider {endpoint.provider!r}: {run.server_down}\nThis run wrote {stats.done} "
+            f"record{'' if stats.done == 1 else 's'} to {out} before that; they are kept, and rerunning the "
+            "same command resumes after them."
+        )
     if run.unreachable is not None:
         raise ZaoshuError(
             f"provider {endpoint.provider!r}: {run.unreachable}; is the server running and the base URL "

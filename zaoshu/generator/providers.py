@@ -129,6 +129,9 @@ class Endpoint:
     key_env: str | None = None  # named in error messages ("the key in $DEEPSEEK_API_KEY was refused")
     transport: str = "openai"  # "openai" (OpenAI-compatible HTTP) or "zhipuai" (the zhipuai SDK)
     headers: dict[str, str] = field(default_factory=dict)
+    # A server this run started itself (embedded) can say why a request failed: given the failure, the
+    # reason to stop the whole run (it crashed, it hangs), or None to retry as usual.
+    diagnose: Callable[[Exception], str | None] | None = field(default=None, compare=False)
 
     def secrets(self) -> list[str]:
         """What must never be printed: the key and any credentials inside the base URL."""
