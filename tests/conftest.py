@@ -10,6 +10,12 @@ ROOT = Path(__file__).resolve().parent.parent
 PROMPTS = ROOT / "prompts"
 
 
+@pytest.fixture(autouse=True)
+def _own_response_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each test its own response cache: replies cached by one test must not answer another's requests."""
+    monkeypatch.setenv("ZAOSHU_RESPONSE_CACHE", str(tmp_path / "responses.sqlite3"))
+
+
 @pytest.fixture
 def wishes_recipe_path() -> Path:
     return PROMPTS / "wishes.yaml"

@@ -241,7 +241,8 @@ def test_zhipuai_provider_through_the_sdk(server, tmp_path, monkeypatch):
     assert all(b["temperature"] == 0.3 and b["max_tokens"] == 77 for b in server.requests())
 
     configure(server, api_key="zhipu.other")
-    with pytest.raises(ZaoshuError, match="ZHIPUAI_API_KEY"):
+    with pytest.raises(ZaoshuError, match="ZHIPUAI_API_KEY"):  # not from the cache: it must ask the server
+        options = options.model_copy(update={"cache": False})
         generate(write_recipe(tmp_path, n_a=2, n_b=2), tmp_path / "raw2.jsonl", options)
 
 

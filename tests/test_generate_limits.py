@@ -8,7 +8,7 @@ import time
 import pytest
 from tenacity import RetryCallState
 
-from zaoshu.generator.clients import BadRequest, RateLimited, ServerError
+from zaoshu.generator.clients import BadRequest, RateLimited, ServerError, parse_limits
 from zaoshu.generator.limits import AdaptiveRate, AdaptiveWindow, Gate, RetryPolicy
 
 
@@ -40,17 +40,60 @@ async def test_window_limits_inflight_and_wakes_waiters():
     assert waiter.done() and w.inflight == 2
 
 
-def test_rate_ignores_a_stray_429_but_learns_from_a_cluster():
+def test_rate_ignores_a_stray_429_but_cuts_to_what_was_admitted():
     r = AdaptiveRate()
-    now = time.monotonic()
-    for _ in range(200):
-        r.record_success(now)
-    assert not r.on_congestion(now - 1)  # one 429 among 200 answers: not a limit
-    assert r.r_max is None
+    t0 = time.monotonic() - 2.0
+    r.t_first = t0
+    for i in range(200):  # 100 a second admitted over the last two seconds
+        r.record_success(t0 + i / 100)
+    now = t0 + 2.0
+    assert not r.on_congestion(now - 0.5, now)  # one 429 among 200 answers: not a limit
+    assert r.base is None
     for _ in range(20):
-        r.on_congestion(now - 1)
-    assert r.r_max == 200 and r.cuts == 1  # the admitted rate of the last second
-    assert r.current(time.monotonic()) == pytest.approx(200 * r.beta, rel=0.05)
+        r.on_congestion(now - 0.5, now)
+    assert r.cuts == 1 and r.base == pytest.approx(100, rel=0.1)  # the admitted rate, not a fraction of it
+    # 429s for requests sent before the cut belong to the event already handled.
+    assert not r.on_congestion(now - 0.1, now + 0.01) and r.cuts == 1
+
+
+def test_rate_probes_up_between_429s_and_falls_back_at_one():
+    r = AdaptiveRate()
+    r.base, r.t_cut = 50.0, 0.0
+    assert r.current(r.hold) == 50.0  # flat right after the event
+    assert r.current(2.0) > 50 * 1.2 and r.current(4.5) >= 50 * 1.8  # a doubled cap is reached in seconds
+    r.t_first = 0.0
+    for i in range(60):
+        r.record_success(3.6 + i / 60)
+    r.on_congestion(4.5, 4.6)  # a lone 429 at the top of the probe: what was admitted becomes the base
+    assert 55 <= r.base <= 65 and r.current(4.7) == r.base
+    # Three times the base without a 429: that becomes the base, and the probe goes on from it.
+    base = r.base
+    assert r.current(30.0) == pytest.approx(3 * base) and r.base == pytest.approx(3 * base)
+    assert r.current(30.0 + r.hold + 1) > r.base
+
+
+def test_announced_limit_paces_from_the_start_and_caps_the_probe():
+    r = AdaptiveRate()
+    r.announce(100.0)
+    assert r.base == 100.0 and r.current(time.monotonic() + 60) == 100.0
+    gate = Gate(8, max_tokens=50)
+    gate.on_success(time.monotonic(), {"prompt_tokens": 150, "completion_tokens": 10}, (None, 60_000.0))
+    assert gate.pacer.base == pytest.approx(1000 / 200)  # 1,000 tokens/s at 150 + 50 tokens a request
+    gate.on_rate_limited(time.monotonic(), 0.01, (120.0, None))
+    assert gate.pacer.base == pytest.approx(2.0)  # the lower of the two limits
+
+
+def test_parse_limits_reads_openai_headers():
+    assert parse_limits({}) is None
+    headers = {"x-ratelimit-limit-requests": "6000", "x-ratelimit-reset-requests": "6m0s"}
+    assert parse_limits(headers) is None  # a window over a minute is a daily quota, not a pace
+    headers = {
+        "x-ratelimit-limit-requests": "6000",
+        "x-ratelimit-reset-requests": "20ms",
+        "x-ratelimit-limit-tokens": "150000",
+        "x-ratelimit-reset-tokens": "1.5s",
+    }
+    assert parse_limits(headers) == (6000.0, 150000.0)
 
 
 async def test_gate_cooldown_honours_retry_after():
@@ -69,6 +112,12 @@ def test_retry_wait_is_at_least_retry_after():
     assert policy.first_wait(state) >= 3.0
     state.set_exception((ServerError, ServerError("oops", status=500), None))
     assert policy.first_wait(state) < 0.1
+    # A 429 that says when to come back (a cap the pacer handles) waits that long, not a whole backoff.
+    policy = RetryPolicy(5, initial=0.5, maximum=30.0, jitter=0.5)
+    state.set_exception((RateLimited, RateLimited("cap", status=429, retry_after=0.01), None))
+    assert policy.first_wait(state) < 0.11
+    state.set_exception((RateLimited, RateLimited("no hint", status=429), None))
+    assert policy.first_wait(state) >= 0.5
 
 
 async def test_policy_retries_retryable_errors_only():
@@ -102,3 +151,25 @@ async def test_policy_retries_retryable_errors_only():
     with pytest.raises(ServerError):
         await policy.call(always)
     assert len(calls) == 4
+
+
+async def test_a_caps_429s_get_more_attempts_than_other_errors():
+    policy = RetryPolicy(3, initial=0.001, maximum=0.01, jitter=0.001)
+    calls = []
+
+    async def capped() -> str:
+        calls.append(1)
+        if len(calls) < 8:  # a storm of 429s that say when to come back: the task is not lost
+            raise RateLimited("cap", status=429, retry_after=0.001)
+        return "ok"
+
+    assert await policy.call(capped) == "ok" and len(calls) == 8
+    calls.clear()
+
+    async def unexplained() -> str:
+        calls.append(1)
+        raise RateLimited("no hint", status=429)
+
+    with pytest.raises(RateLimited):
+        await policy.call(unexplained)
+    assert len(calls) == 3

@@ -39,6 +39,7 @@ def _root(
 
 # Registering modules: importing them adds their commands to `app`.
 from zaoshu.cli import (  # noqa: E402,F401
+    cache_cmd,
     clean_cmd,
     eval_cmd,
     formats_cmd,

@@ -43,6 +43,21 @@ Threads = Annotated[
     int | None,
     typer.Option(help="embedded: llama.cpp threads [the cores not busy now; more than are free is slower]."),
 ]
+NoCache = Annotated[
+    bool,
+    typer.Option(
+        "--no-cache", help="Send every request: do not take replies from the response cache nor store them."
+    ),
+]
+Batch = Annotated[
+    bool,
+    typer.Option(
+        "--batch",
+        help="Send through the provider's batch API (openai, qwen, zhipu: about half the price, within 24 h); "
+        "rerun the same command to resume or collect.",
+    ),
+]
+NoWait = Annotated[bool, typer.Option("--no-wait", help="--batch: submit and exit; a later run collects.")]
 DryRun = Annotated[bool, typer.Option("--dry-run", help="Print what would be sent; send nothing.")]
 Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar (the summary is still printed).")]
 AllowOutsideFiles = Annotated[
@@ -58,6 +73,8 @@ AllowOutsideFiles = Annotated[
 def generate_options(**given: Any) -> GenerateOptions:
     """GenerateOptions from the parsed flags; flags left unset fall back to the provider's defaults."""
     given = {k: v for k, v in given.items() if not (k in ("concurrency", "timeout") and v is None)}
+    if "no_cache" in given:
+        given["cache"] = not given.pop("no_cache")
     try:
         return GenerateOptions(**given, command=shlex.join(["zaoshu", *sys.argv[1:]]))
     except ValidationError as e:
@@ -87,6 +104,9 @@ GENERATE = Flags(
         "prices": (Prices, None),
         "model_path": (ModelPath, None),
         "threads": (Threads, None),
+        "no_cache": (NoCache, False),
+        "batch": (Batch, False),
+        "no_wait": (NoWait, False),
         "dry_run": (DryRun, False),
         "quiet": (Quiet, False),
     },

@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import email.utils
+import re
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -43,6 +44,7 @@ class RequestFailed(Exception):
         self.status = status
         self.retry_after = retry_after
         self.usage = usage
+        self.limits: tuple[float | None, float | None] | None = None  # see parse_limits
 
 
 class RateLimited(RequestFailed):
@@ -100,6 +102,7 @@ class Reply:
     finish_reason: str | None
     usage: dict[str, int]
     model: str | None
+    limits: tuple[float | None, float | None] | None = None  # see parse_limits
 
 
 def redact(text: str, endpoint: Endpoint | None) -> str:
@@ -127,6 +130,42 @@ def parse_retry_after(headers: Any) -> float | None:
     except ValueError:
         parsed = email.utils.parsedate_to_datetime(value) if value else None
         return max(0.0, parsed.timestamp() - time.time()) if parsed else None
+
+
+def parse_limits(headers: Any) -> tuple[float | None, float | None] | None:
+    """(requests, tokens) per minute from OpenAI's `x-ratelimit-limit-*` headers, or None without them.
+
+    A limit whose window is longer than a minute (`x-ratelimit-reset-*` past 60 s: some providers count
+    requests per day there) is no pacing limit and is left out."""
+    if "x-ratelimit-limit-requests" not in headers and "x-ratelimit-limit-tokens" not in headers:
+        return None
+    out: list[float | None] = []
+    for kind in ("requests", "tokens"):
+        try:
+            limit = float(headers.get(f"x-ratelimit-limit-{kind}") or 0)
+        except ValueError:
+            limit = 0.0
+        reset = _duration(headers.get(f"x-ratelimit-reset-{kind}"))
+        out.append(limit if limit > 0 and (reset is None or reset <= 60) else None)
+    return (out[0], out[1]) if out != [None, None] else None
+
+
+_DURATION = re.compile(r"(?:(\d+(?:\.\d+)?)h)?(?:(\d+(?:\.\d+)?)m(?!s))?(?:(\d+(?:\.\d+)?)s)?(?:(\d+)ms)?$")
+
+
+def _duration(value: str | None) -> float | None:
+    """OpenAI's reset durations ("1s", "6m0s", "20ms", "1h2m3.5s") or plain seconds, in seconds."""
+    if not value:
+        return None
+    try:
+        return float(value)
+    except ValueError:
+        pass
+    m = _DURATION.match(value.strip())
+    if not m or not any(m.groups()):
+        return None
+    h, mi, sec, ms = (float(g) if g else 0.0 for g in m.groups())
+    return h * 3600 + mi * 60 + sec + ms / 1000
 
 
 def _error_message(status: int, raw: bytes) -> str:
@@ -213,9 +252,12 @@ class OpenAICompatClient:
             async with self.session.post(self.url, data=body) as resp:
                 raw = await resp.read()
                 status = resp.status
+                limits = parse_limits(resp.headers)
                 if status != 200:
                     message = redact(_error_message(status, raw), self.endpoint)
-                    raise status_error(status, message, parse_retry_after(resp.headers))
+                    error = status_error(status, message, parse_retry_after(resp.headers))
+                    error.limits = limits
+                    raise error
         except asyncio.TimeoutError:
             raise RequestTimeout(f"no answer within {self.timeout:g} s") from None
         except aiohttp.ClientPayloadError as e:
@@ -228,7 +270,9 @@ class OpenAICompatClient:
             data = orjson.loads(raw)
         except orjson.JSONDecodeError:
             raise BadReply(f"malformed body: not JSON ({len(raw)} bytes)") from None
-        return parse_reply(data, self.endpoint)
+        reply = parse_reply(data, self.endpoint)
+        reply.limits = limits
+        return reply
 
 
 class ZhipuAIClient:

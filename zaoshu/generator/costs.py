@@ -24,9 +24,16 @@ class Price:
     input: float  # per 1M tokens
     output: float
     currency: str
+    batch_input: float | None = None  # through the provider's batch API; half the online price if unset
+    batch_output: float | None = None
 
     def cost(self, tokens_in: int, tokens_out: int) -> float:
         return (tokens_in * self.input + tokens_out * self.output) / 1e6
+
+    def batch_cost(self, tokens_in: int, tokens_out: int) -> float:
+        i = self.input / 2 if self.batch_input is None else self.batch_input
+        o = self.output / 2 if self.batch_output is None else self.batch_output
+        return (tokens_in * i + tokens_out * o) / 1e6
 
     def format(self, amount: float) -> str:
         return f"{SYMBOLS.get(self.currency, self.currency + ' ')}{amount:.4f}"
@@ -40,12 +47,18 @@ def _parse(data: Any, source: str) -> dict[str, Price]:
     out = {}
     for name, entry in data["models"].items():
         try:
+            batch_in, batch_out = entry.get("batch_input"), entry.get("batch_output")
             out[str(name)] = Price(
-                float(entry["input"]), float(entry["output"]), str(entry.get("currency", "USD"))
+                float(entry["input"]),
+                float(entry["output"]),
+                str(entry.get("currency", "USD")),
+                None if batch_in is None else float(batch_in),
+                None if batch_out is None else float(batch_out),
             )
         except (TypeError, KeyError, ValueError):
             raise ZaoshuError(
-                f"models.{name}: expected {{input: <per 1M tokens>, output: <per 1M tokens>, currency: CNY|USD}}",
+                f"models.{name}: expected {{input: <per 1M tokens>, output: <per 1M tokens>, currency: CNY|USD"
+                ", batch_input/batch_output: <optional, per 1M tokens through a batch API>}",
                 path=source,
             ) from None
     return out

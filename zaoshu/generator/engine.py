@@ -35,6 +35,8 @@ from rich.text import Text
 
 from zaoshu.errors import AuthError, ZaoshuError
 from zaoshu.files import atomic_write, check_writable, guard_outputs, write_bytes_atomic
+from zaoshu.generator.batch import batch_spec, run_batches
+from zaoshu.generator.cache import RunCache, open_run_cache, serve_hits
 from zaoshu.generator.clients import (
     AuthFailed,
     BadReply,
@@ -98,6 +100,11 @@ class GenerateOptions(BaseModel):
     dry_run: bool = False
     quiet: bool = False
     prices: Path | None = None
+    cache: bool = True  # replies already made for the same request are taken from the response cache
+    cache_path: Path | None = None  # the cache's SQLite file [the user's cache dir]
+    batch: bool = False  # through the provider's batch API (half price, within a day); see generator/batch.py
+    no_wait: bool = False  # --batch: submit and return; a later run collects
+    batch_poll: float = Field(30.0, gt=0)  # seconds between polls of a batch
     grace: float = Field(10.0, ge=0)  # seconds to wait for in-flight requests after Ctrl-C
     handle_signals: bool = True
     command: str | None = None  # the command line, to print how to resume
@@ -155,6 +162,9 @@ class GenerateStats:
     failures: str = ""
     started_at: str = field(default_factory=utc_now)
     window_min: int = 0  # the smallest concurrency the 429 logic went down to
+    cache_hits: int = 0  # records written from the response cache (counted in `done`, not sent)
+    cache_saved: float | None = None  # what those replies cost when they were made
+    cost_online: float | None = None  # --batch: what the same replies would have cost online
 
     def to_json(self) -> bytes:
         return orjson.dumps(asdict(self)) + b"\n"
@@ -231,6 +241,7 @@ class _Run:
         sink: AppendSink,
         fail_sink: AppendSink,
         fingerprints: dict[str, str],
+        cache: RunCache | None = None,
     ) -> None:
         self.tasks = tasks
         self.fingerprints = fingerprints
@@ -241,7 +252,10 @@ class _Run:
         self.stats = stats
         self.sink = sink
         self.fail_sink = fail_sink
-        self.gate = Gate(options.concurrency, rpm=options.rpm, tpm=options.tpm)
+        self.cache = cache
+        self.gate = Gate(
+            options.concurrency, rpm=options.rpm, tpm=options.tpm, max_tokens=params.get("max_tokens")
+        )
         self.policy = RetryPolicy(
             options.max_attempts, initial=options.backoff, maximum=options.backoff_max, jitter=options.backoff
         )
@@ -344,6 +358,8 @@ class _Run:
             FINGERPRINT: self.fingerprints[task.id],
         }
         self.sink.write(task.to_record(reply.content, meta))
+        if self.cache is not None:
+            self.cache.store(task, reply.content, meta)
         if self.track_done:  # only needed to prune an earlier failures file
             self.done_ids.add(task.id)
         self.stats.done += 1
@@ -362,7 +378,7 @@ class _Run:
         except RateLimited as e:
             self.answers += 1
             self.stats.rate_limited += 1
-            gate.on_rate_limited(sent, e.retry_after)
+            gate.on_rate_limited(sent, e.retry_after, e.limits)
             self.stats.window_min = min(self.stats.window_min, gate.window.size)
             raise
         except Unreachable as e:
@@ -387,7 +403,7 @@ class _Run:
         finally:
             gate.leave()
         self.answers += 1
-        gate.on_success(sent)
+        gate.on_success(sent, reply.usage, reply.limits)
         self._bill(reply.usage["prompt_tokens"], reply.usage["completion_tokens"])
         return reply, time.monotonic() - sent
 
@@ -461,7 +477,8 @@ class _Progress:
         return (
             f"{(s.done + s.failed) / elapsed:.1f} req/s · tokens {s.tokens_in:,}/{s.tokens_out:,} · "
             f"retries {s.retries} · 429 {s.rate_limited} · failed {s.failed} · ~{cost} · "
-            f"window {self.run.gate.window.size}"
+            + (f"cached {s.cache_hits} · " if s.cache_hits else "")
+            + f"window {self.run.gate.window.size}"
         )
 
     def update(self) -> None:
@@ -586,6 +603,8 @@ async def agenerate(
     defaults = getattr(provider, "option_defaults", {})
     if unset := {k: v for k, v in defaults.items() if k not in options.model_fields_set}:
         options = options.model_copy(update=unset)
+    if options.batch:
+        batch_spec(options.provider)  # a provider without a batch API is an error before anything else
     if not options.dry_run:
         provider.check(options)  # a missing key is an error before planning, let alone sending
     if tasks is None:
@@ -622,12 +641,113 @@ async def agenerate(
     if options.dry_run:
         _dry_run(provider, todo, options, params, stats)
         return stats
-    if not todo:  # before opening the provider: a finished run starts no local server and sends nothing
-        stats.model = str(provider.describe(options).get("model") or "")
-        _compact_failures(failures_path, done_before)
-        console.print(f"nothing to do: all {stats.tasks} tasks are already in {out}", markup=False)
-        write_bytes_atomic(stats_path, stats.to_json())
-        return stats
+    run_cache = open_run_cache(options, provider.describe(options), params) if todo else None
+    try:
+        if run_cache is not None:
+            todo = _serve_cached(run_cache, todo, out, options, stats, fingerprints)
+        if not todo:  # before opening the provider: a finished run starts no local server and sends nothing
+            stats.model = str(provider.describe(options).get("model") or "")
+            _compact_failures(failures_path, done_before | set(run_cache.served if run_cache else ()))
+            saved = f", which saved {run_cache.saved_text}" if run_cache and run_cache.saved_text else ""
+            what = (
+                f"all {stats.tasks} tasks are in {out} ({stats.cache_hits} from the response cache{saved})"
+                if stats.cache_hits
+                else f"all {stats.tasks} tasks are already in {out}"
+            )
+            console.print(f"nothing to do: {what}", markup=False)
+            write_bytes_atomic(stats_path, stats.to_json())
+            return stats
+        if options.batch:
+            return await _send_batch(
+                provider, todo, out, options, params, stats, done_before, fingerprints, t0
+            )
+        return await _send(
+            provider, todo, out, options, params, stats, done_before, run_cache, fingerprints, check_reply, t0
+        )
+    finally:
+        if run_cache is not None:
+            run_cache.close()
+
+
+async def _send_batch(
+    provider: Provider,
+    tasks: collections.deque[Task],
+    out: Path,
+    options: GenerateOptions,
+    params: dict[str, Any],
+    stats: GenerateStats,
+    done: set[str],
+    fingerprints: dict[str, str],
+    t0: float,
+) -> GenerateStats:
+    """`--batch`: the tasks go through the provider's batch API (generator/batch.py) instead of online."""
+    console = _console()
+    failures_path, stats_path = side_paths(out)
+    price = price_for(load_prices(options.prices), str(provider.describe(options).get("model") or ""))
+    if price is not None:
+        stats.cost, stats.cost_online, stats.currency = 0.0, 0.0, price.currency
+    repair_tail(failures_path)
+    await run_batches(provider, list(tasks), out, options, params, stats, done, price, console, fingerprints)
+    _compact_failures(failures_path, done)
+    stats.wall_s = round(time.monotonic() - t0, 3)
+    stats.req_s = round((stats.done + stats.failed) / max(stats.wall_s, 1e-9), 2)
+    if stats.cost is not None:
+        stats.cost, stats.cost_online = round(stats.cost, 6), round(stats.cost_online or 0.0, 6)
+    write_bytes_atomic(stats_path, stats.to_json())
+    if not options.no_wait:
+        cost = (
+            f"cost {price.format(stats.cost or 0.0)} at the batch price "
+            f"(online it would have cost {price.format(stats.cost_online or 0.0)})"
+            if price
+            else "cost n/a (model not in the price table)"
+        )
+        console.print(
+            f"{stats.done} records -> {stats.output}; {stats.failed} failed"
+            + (f" -> {stats.failures}" if stats.failed else "")
+            + f"; tokens {stats.tokens_in:,} in / {stats.tokens_out:,} out; {cost}; {stats.wall_s:.1f} s",
+            markup=False,
+        )
+    return stats
+
+
+def _serve_cached(
+    run_cache: RunCache,
+    tasks: collections.deque[Task],
+    out: Path,
+    options: GenerateOptions,
+    stats: GenerateStats,
+    fingerprints: dict[str, str],
+) -> collections.deque[Task]:
+    """Write the cached replies to `out` and return the tasks still to send."""
+    left, metas = serve_hits(run_cache, tasks, out, fingerprints)
+    if metas:
+        stats.cache_hits = stats.done = len(metas)
+        price = price_for(load_prices(options.prices), str(metas[0].get("model") or ""))
+        if price is not None:
+            usage = [m.get("usage") or {} for m in metas]
+            saved = sum(price.cost(u.get("prompt_tokens", 0), u.get("completion_tokens", 0)) for u in usage)
+            stats.cache_saved = round(saved, 6)
+            stats.cost, stats.currency = 0.0, price.currency
+            run_cache.saved_text = price.format(saved)
+    return collections.deque(left)
+
+
+async def _send(
+    provider: Provider,
+    todo: collections.deque[Task],
+    out: Path,
+    options: GenerateOptions,
+    params: dict[str, Any],
+    stats: GenerateStats,
+    done_before: set[str],
+    run_cache: RunCache | None,
+    fingerprints: dict[str, str],
+    check_reply: Callable[[Any], None] | None,
+    t0: float,
+) -> GenerateStats:
+    """Open the provider and send `todo` (the part of `agenerate` that talks to the network)."""
+    console = _console()
+    failures_path, stats_path = side_paths(out)
     async with provider.open(options) as endpoint:
         stats.model = endpoint.model
         repair_tail(failures_path)  # a kill may have torn its last line; this run appends after it
@@ -636,7 +756,9 @@ async def agenerate(
                 AppendSink(out, fsync_every=1024) as sink,
                 AppendSink(failures_path, fsync_every=1024) as fail_sink,
             ):
-                run = _Run(todo, endpoint, client, options, params, stats, sink, fail_sink, fingerprints)
+                run = _Run(
+                    todo, endpoint, client, options, params, stats, sink, fail_sink, fingerprints, run_cache
+                )
                 run.check_reply = check_reply
                 run.failures_existed = failures_path.stat().st_size > 0
                 del todo
@@ -658,7 +780,9 @@ async def agenerate(
                     stats.send_s = round(time.monotonic() - t_send, 3)
                     for sig in installed:
                         loop.remove_signal_handler(sig)
-            _compact_failures(failures_path, done_before | run.done_ids)
+            _compact_failures(
+                failures_path, done_before | run.done_ids | set(run_cache.served if run_cache else ())
+            )
     stats.wall_s = round(time.monotonic() - t0, 3)
     stats.req_s = round((stats.done + stats.failed) / max(stats.wall_s, 1e-9), 2)
     if stats.cost is not None:
@@ -703,10 +827,20 @@ def _summary(console: Console, stats: GenerateStats, run: _Run) -> None:
         f"{stats.done} records -> {stats.output}; {stats.failed} failed"
         + (f" -> {stats.failures}" if stats.failed else "")
         + f"; {stats.skipped_resume} already done; {stats.retries} retries, {stats.rate_limited} answered 429; "
-        f"tokens {stats.tokens_in:,} in / {stats.tokens_out:,} out; est. cost {cost}; "
+        f"tokens {stats.tokens_in:,} in / {stats.tokens_out:,} out; est. cost {cost}"
+        + (
+            f" ({stats.cache_hits} from the cache, which saved {_saved(run, stats)})"
+            if stats.cache_hits
+            else ""
+        )
+        + "; "
         f"{stats.wall_s:.1f} s, {stats.req_s:.1f} req/s",
         markup=False,
     )
+
+
+def _saved(run: _Run, stats: GenerateStats) -> str:
+    return run.price.format(stats.cache_saved or 0.0) if run.price else "n/a"
 
 
 def generate(

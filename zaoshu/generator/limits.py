@@ -4,8 +4,9 @@
   (once per congestion event: only a request *sent after* the last cut can cut again), on success it grows
   back along a CUBIC curve that flattens near the size where the 429 came, so a run against a limit it was
   not told settles just under it instead of storming it.
-- `AdaptiveRate`: from the first 429 on, sends are paced at a rate learned from what the server admitted
-  (CUBIC on the rate), which is what settles a run near an rpm cap with few 429s.
+- `AdaptiveRate`: from the first cluster of 429s on, sends are paced at the rate the server admitted (which,
+  over a cap, is the cap), probing above it only while no 429 comes; a server that announces its limits
+  (`x-ratelimit-limit-requests`/`-tokens`) is paced at them from its first answer instead.
 - `Gate`: what a request passes before it is sent: the stop flag, the window, the pacer, a shared cool-down
   (`Retry-After` of any 429 pauses every worker, not only the one that got it) and the `--rpm`/`--tpm`
   limiters (aiolimiter leaky buckets holding about one second of burst for rpm, ten for tpm).
@@ -23,7 +24,8 @@ from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
 from aiolimiter import AsyncLimiter
-from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt
+from tenacity import AsyncRetrying, RetryCallState, retry_if_exception
+from tenacity.stop import stop_base
 from tenacity.wait import wait_base, wait_exponential_jitter
 
 T = TypeVar("T")
@@ -78,6 +80,11 @@ class AdaptiveWindow:
                 self.inflight += 1
                 fut.set_result(None)
 
+    def restore(self) -> None:
+        """Back to the full window (when something else, the pacer, limits the sends)."""
+        self.value = self.w_max = self.max
+        self._wake()
+
     def on_congestion(self, sent_at: float, floor: float = 1.0) -> bool:
         """A 429 for a request sent at `sent_at` (monotonic). Returns True if the window was cut.
 
@@ -111,84 +118,139 @@ class AdaptiveWindow:
 
 
 class AdaptiveRate:
-    """Send pacing learned from 429s: off until the first cluster of them, then paced near what was admitted.
+    """Send pacing learned from 429s (or told by `x-ratelimit-*` headers): off until the first cluster of
+    429s, then paced at what the server *admitted*, probing upwards only while no 429 comes.
 
-    At a congestion event the rate the server *admitted* over the last second (successes, counted in
-    0.1 s buckets) is the best guess of its limit `r_max`: pace at `beta` of it, climb back along a
-    concave cubic that reaches `r_max` after `K` seconds, then probe above it slowly (linear at first) so
-    that a server with a burst allowance is not overrun by the time its bucket runs dry. A 429 while
-    probing means the limit held: cut back under the same `r_max`. A concurrency window alone cannot do
-    this when replies are quick: 20 requests/s at 50 ms is one request in flight, below its resolution.
+    Why "admitted": a server capping requests (a token bucket) admits exactly its cap whatever is sent above
+    it, so the successes of the last second measure the cap itself, not a fraction of the send rate; pacing
+    there loses nothing and cutting there never undershoots, which is what kept a multiplicative cut from
+    settling (it could land at half the cap and stay). The measurement only counts answers since the last
+    cut, over at least half a second, so a cut is never based on answers to sends made at an older rate.
+
+    Between 429s the rate probes above the base, flat for `hold` seconds and then along
+    `1 + a*u + b*u**2`: at the cap a 429 comes back within a second and resets the probe to the base, so the
+    steady state sends a percent or so over the cap (about one 429 a second); when the cap rises the 429s
+    stop and the probe reaches twice the old rate within about five seconds. Stray 429s (under `cut_share`
+    of the answers) reset the probe but do not cut.
     """
 
     def __init__(
-        self, *, beta: float = 0.9, k: float = 2.0, probe: float = 0.02, min_share: float = 0.03
+        self,
+        *,
+        cut_share: float = 0.02,
+        min_rejected: int = 3,
+        settle: float = 0.5,
+        hold: float = 0.5,
+        margin: float = 0.01,
+        a: float = 0.03,
+        b: float = 0.1,
     ) -> None:
-        self.beta = beta
-        self.k = k  # seconds to climb back to r_max
-        self.c = (1 - beta) / k**3  # rate = r_max * (1 + c * (t - K)^3) while climbing
-        self.probe = probe  # then r_max * (1 + probe * u + probe**2 / 4 * u^3), u = seconds past K
-        self.min_share = min_share
-        self.r_max: float | None = None
+        self.cut_share = cut_share
+        self.min_rejected = min_rejected
+        self.settle = settle  # seconds of answers a cut needs (since the start or the last cut)
+        self.hold = hold
+        self.margin = margin  # the base sits this much under what was admitted: the probe finds the rest
+        self.a, self.b = a, b
+        self.base: float | None = None  # requests/s once learned
+        self.ceiling: float | None = None  # announced by the server: never probe above it
+        self.started = False
+        self.t_first = -math.inf  # the first answer admitted: measurements start there
         self.t_cut = -math.inf
+        self.t_429 = -math.inf
         self.next_at = 0.0
+        self.debt = 0.25
         self.cuts = 0
         self._lock = asyncio.Lock()
-        self._ok = [0] * 16  # successes per 0.1 s slot (a ring of 1.6 s)
-        self._rejected = [0] * 16  # 429s per slot
-        self._slots = [-1] * 16
+        self._ok = [0] * 32  # successes per 0.1 s slot (a ring of 3.2 s)
+        self._rejected = [0] * 32  # 429s per slot
+        self._slots = [-1] * 32
+
+    @property
+    def r_max(self) -> float | None:
+        return self.base
 
     def _slot(self, now: float) -> int:
         slot = int(now * 10)
-        i = slot & 15
+        i = slot & 31
         if self._slots[i] != slot:
             self._slots[i] = slot
             self._ok[i] = self._rejected[i] = 0
         return i
 
     def record_success(self, now: float) -> None:
+        if not self.started:
+            # Measure from the first answer, not the first send: on a slow server the first answers
+            # come late, and a rate measured from the sends would pass that latency for a low cap.
+            self.started = True
+            self.t_first = now
         self._ok[self._slot(now)] += 1
 
-    def last_second(self, now: float) -> tuple[int, int]:
-        """(successes, 429s) over the last second."""
-        slot = int(now * 10)
+    def window(self, now: float, span: float = 1.0) -> tuple[int, int, float]:
+        """(successes, 429s, seconds) over the last `span` seconds, not before the first send or the last
+        cut; whole 0.1 s slots, the current one included, so the seconds are exact."""
+        lo = max(self.t_cut, self.t_first, now - span)
+        first, cur = math.ceil(lo * 10 - 1e-9), int(now * 10)
         ok = rejected = 0
         for i, s in enumerate(self._slots):
-            if slot - 10 < s <= slot:
+            if first <= s <= cur:
                 ok += self._ok[i]
                 rejected += self._rejected[i]
-        return ok, rejected
+        return ok, rejected, now - first / 10
 
     def current(self, now: float) -> float | None:
-        if self.r_max is None:
+        if self.base is None:
             return None
-        u = now - self.t_cut - self.k
+        u = now - max(self.t_429, self.t_cut) - self.hold
         if u <= 0:
-            return self.r_max * (1 + self.c * u**3)
-        return self.r_max * (1 + self.probe * u + self.probe**2 / 4 * u**3)
+            rate = self.base
+        else:
+            factor = 1 + self.a * u + self.b * u * u
+            if factor >= 3.0:
+                # Three times the base and still no 429: the base was far too low (learned in a stall, or
+                # the cap rose a lot). Take this rate as the base and probe on from it, gently at first,
+                # so an overshoot into the real cap stays bounded.
+                self.base *= 3.0
+                self.t_429, factor = now - self.hold, 3.0
+            rate = self.base * factor if factor < 3.0 else self.base
+        return min(rate, self.ceiling) if self.ceiling else rate
 
-    def on_congestion(self, sent_at: float) -> bool:
-        now = time.monotonic()
+    def announce(self, rate: float) -> None:
+        """The server said its limit (requests/s): pace there from now on, without probing above."""
+        if rate > 0 and rate != self.ceiling:
+            self.ceiling = rate
+            if self.base is None or self.base > rate or self.cuts == 0:
+                self.base = rate
+
+    def on_congestion(self, sent_at: float, now: float | None = None) -> bool:
+        """A 429 for a request sent at `sent_at`. Returns True when the rate was cut to the admitted one."""
+        now = time.monotonic() if now is None else now
         self._rejected[self._slot(now)] += 1
         if sent_at < self.t_cut:  # sent before the last cut: part of the event already handled
             return False
-        ok, rejected = self.last_second(now)
-        probing = self.r_max is not None and now - self.t_cut > self.k
-        # Outside a probe, a stray 429 (an overloaded replica, a fault) is not a limit: act on a cluster,
-        # at least `min_share` of the last second's answers, at most once a second, so random 429s do not
-        # ratchet the rate down.
-        if not probing and (
-            now - self.t_cut < 1.0 or rejected < 2 or rejected < self.min_share * (ok + rejected)
-        ):
+        ok, rejected, span = self.window(now)
+        admitted = ok / span if span > 0 else 0.0
+        if span < self.settle or rejected < self.min_rejected or rejected <= self.cut_share * (ok + rejected):
+            if self.base is not None and span >= self.settle and ok >= self.min_rejected:
+                # A lone 429 ends a probe: what the server admitted meanwhile (a little under it) is the new
+                # base, so the probe neither falls back to a base learned under a lower cap nor keeps one
+                # that noise put above the cap (that one would 429 a percent or two for ever).
+                # A lone 429 may also come of a stall of this process (late sends going out at once), so
+                # it lowers the base by a few percent at most; a base over the cap meets more of them.
+                measured = min(admitted, self.current(now) or admitted) * (1 - self.margin)
+                self.base = max(measured, self.base * 0.97)
+            self.t_429 = now  # the probe restarts from the base
             return False
-        current = self.current(now)
-        measured = float(ok) if ok else current
-        if measured is None:  # nothing admitted yet (the first replies are still on their way)
-            return False
-        if probing:
-            self.r_max = min(measured, self.r_max)  # type: ignore[type-var]
-        else:
-            self.r_max = min(measured, current) if current is not None else measured
+        self.t_429 = now
+        if ok < 10:
+            return False  # too few admitted yet to measure (the first replies are still on their way)
+        # The cut measures over up to two seconds, so a stall of this process (a loaded machine) followed
+        # by a burst of late sends does not pass for a lower cap; and one cut takes off at most 30 %.
+        ok, _, span = self.window(now, 2.0)
+        admitted = ok / span
+        if self.base is not None:
+            admitted = max(admitted, self.base * 0.7)
+        admitted *= 1 - self.margin
+        self.base = min(admitted, self.ceiling) if self.ceiling else admitted
         self.t_cut = now
         self.cuts += 1
         return True
@@ -196,20 +258,31 @@ class AdaptiveRate:
     async def pace(self) -> None:
         """Space sends 1/rate apart. Waiters queue on a lock and only its holder sleeps, so each gap uses
         the rate of *now*: slots reserved ahead at an old rate would keep a cut from taking effect."""
-        if self.r_max is None:
+        if self.base is None:
             return
         async with self._lock:
-            wait = self.next_at - time.monotonic()
+            now = time.monotonic()
+            # A sleep overshoots (timer slack, a busy loop): up to `debt` seconds of sends that are late
+            # go out at once, so the achieved rate is the nominal one and not 1 / (gap + overshoot).
+            self.next_at = max(self.next_at, now - self.debt)
+            wait = self.next_at - now
             if wait > 0:
                 await asyncio.sleep(wait)
-            now = time.monotonic()
-            self.next_at = max(now, self.next_at) + 1 / max(self.current(now) or 0.0, 0.1)
+                now = time.monotonic()
+            self.next_at += 1 / max(self.current(now) or 0.0, 0.1)
 
 
 class Gate:
     """Everything a request waits for before it is sent; also what it reports afterwards."""
 
-    def __init__(self, concurrency: int, *, rpm: float | None = None, tpm: float | None = None) -> None:
+    def __init__(
+        self,
+        concurrency: int,
+        *,
+        rpm: float | None = None,
+        tpm: float | None = None,
+        max_tokens: int | None = None,
+    ) -> None:
         self.window = AdaptiveWindow(concurrency)
         self.pacer = AdaptiveRate()
         self.latency = 0.0  # moving average of successful requests' latency (s)
@@ -217,6 +290,9 @@ class Gate:
         self.stopping = False
         self.rpm = _limiter(rpm, 1.0) if rpm else None
         self.tpm = _limiter(tpm, 10.0) if tpm else None
+        self.max_tokens = max_tokens  # what a provider charges a request's reply against its token limit
+        self.charge = 0.0  # moving average of the tokens a request is charged (prompt + max_tokens)
+        self.announced: tuple[float | None, float | None] | None = None
 
     async def enter(self, tokens: int = 0) -> float:
         """Wait for a slot, the cool-down and the limiters; return the send time. Raises Stopped."""
@@ -231,7 +307,7 @@ class Gate:
                 if wait <= 0:
                     break
                 await asyncio.sleep(wait)
-            if self.pacer.r_max is not None:
+            if self.pacer.base is not None:
                 await self.pacer.pace()
             if self.rpm is not None:
                 await self.rpm.acquire()
@@ -247,19 +323,54 @@ class Gate:
     def leave(self) -> None:
         self.window.release()
 
-    def on_rate_limited(self, sent_at: float, retry_after: float | None) -> None:
+    def on_rate_limited(
+        self,
+        sent_at: float,
+        retry_after: float | None,
+        limits: tuple[float | None, float | None] | None = None,
+    ) -> None:
+        now = time.monotonic()
         if retry_after:
-            self.cooldown_until = max(self.cooldown_until, time.monotonic() + min(retry_after, 120.0))
-        self.pacer.on_congestion(sent_at)
-        rate = self.pacer.current(time.monotonic())
-        floor = rate * self.latency * 1.5 if rate and self.latency else 1.0
-        self.window.on_congestion(sent_at, floor)
+            self.cooldown_until = max(self.cooldown_until, now + min(retry_after, 120.0))
+        if limits is not None:
+            self._announce(limits)
+        paced = self.pacer.base is not None
+        self.pacer.on_congestion(sent_at, now)
+        if paced:
+            return
+        if self.pacer.base is not None:
+            # The pacer just took over: the rate, not the concurrency, is what the server limits, and the
+            # window that the first storm of 429s (quick answers, many cuts) shrank would only cap the rate.
+            self.window.restore()
+        else:
+            # Not below half: the 429s of a cap come back at once, many rounds of cuts before the first
+            # success would leave a window too small to measure the cap with.
+            self.window.on_congestion(sent_at, self.window.max / 2)
 
-    def on_success(self, sent_at: float) -> None:
+    def on_success(
+        self,
+        sent_at: float,
+        usage: dict[str, int] | None = None,
+        limits: tuple[float | None, float | None] | None = None,
+    ) -> None:
         now = time.monotonic()
         self.latency += 0.1 * (now - sent_at - self.latency)
         self.pacer.record_success(now)
         self.window.on_success()
+        if limits is not None:
+            if usage:
+                charge = usage["prompt_tokens"] + (self.max_tokens or usage["completion_tokens"])
+                self.charge += (charge - self.charge) * (0.05 if self.charge else 1.0)
+            self._announce(limits)
+
+    def _announce(self, limits: tuple[float | None, float | None]) -> None:
+        """Requests and tokens per minute the server says it allows -> the pacer's ceiling (requests/s)."""
+        rpm, tpm = limits
+        rates = [rpm / 60] if rpm else []
+        if tpm and self.charge > 0:
+            rates.append(tpm / 60 / self.charge)
+        if rates:
+            self.pacer.announce(min(rates))
 
 
 def _limiter(per_minute: float, burst_s: float) -> AsyncLimiter:
@@ -270,20 +381,50 @@ def _limiter(per_minute: float, burst_s: float) -> AsyncLimiter:
 
 
 class _WaitRetryAfter(wait_base):
-    """Exponential backoff with jitter, but never shorter than the server's Retry-After."""
+    """Exponential backoff with jitter, but never shorter than the server's Retry-After.
+
+    A 429 that says when to come back (a rate cap) backs off from a tenth of the usual first wait: the
+    pacer already spaces sends, and a whole backoff on each such 429 would leave the last tasks of a run
+    waiting long after the others are done. A 429 without Retry-After gets the usual curve."""
 
     def __init__(self, initial: float, maximum: float, jitter: float) -> None:
         self.backoff = wait_exponential_jitter(multiplier=initial, max=maximum, jitter=jitter)
+        self.short = wait_exponential_jitter(multiplier=initial / 10, max=maximum, jitter=jitter / 10)
+
+    def for_error(self, exc: BaseException | None, retry_state: RetryCallState) -> float:
+        retry_after = getattr(exc, "retry_after", None)
+        if retry_after is None:
+            return self.backoff(retry_state)
+        retry_after = min(retry_after, 120.0)
+        curve = self.short if getattr(exc, "reason", None) == "rate_limited" else self.backoff
+        return max(curve(retry_state), retry_after)
 
     def __call__(self, retry_state: RetryCallState) -> float:
-        wait = self.backoff(retry_state)
         exc = retry_state.outcome.exception() if retry_state.outcome else None
-        retry_after = getattr(exc, "retry_after", None)
-        return max(wait, min(retry_after, 120.0)) if retry_after else wait
+        return self.for_error(exc, retry_state)
 
 
 def is_retryable(exc: BaseException) -> bool:
     return bool(getattr(exc, "retryable", False))
+
+
+def _capped(exc: BaseException | None) -> bool:
+    """A 429 that says when to come back: a rate cap, which the pacer is handling."""
+    return getattr(exc, "reason", None) == "rate_limited" and getattr(exc, "retry_after", None) is not None
+
+
+class _StopAfter(stop_base):
+    """Stop after `attempts`; a task whose last answer was a cap's 429 gets four times as many, since its
+    short waits would otherwise use up its attempts in the first seconds of a storm of 429s (a busy
+    machine, a cap that just dropped) and lose it, while the run as a whole is paced at the cap."""
+
+    def __init__(self, attempts: int) -> None:
+        self.attempts = attempts
+
+    def __call__(self, retry_state: RetryCallState) -> bool:
+        exc = retry_state.outcome.exception() if retry_state.outcome else None
+        limit = self.attempts * 4 if _capped(exc) else self.attempts
+        return retry_state.attempt_number >= limit
 
 
 class RetryPolicy:
@@ -303,7 +444,7 @@ class RetryPolicy:
 
     def retrying(self, attempts: int | None = None) -> AsyncRetrying:
         return AsyncRetrying(
-            stop=stop_after_attempt(attempts or self.max_attempts),
+            stop=_StopAfter(attempts or self.max_attempts),
             wait=self.later_wait if attempts else self.first_wait,
             retry=retry_if_exception(is_retryable),
             reraise=True,
@@ -316,9 +457,7 @@ class RetryPolicy:
             if not is_retryable(e) or self.max_attempts <= 1:
                 raise
             first = e
-        retry_after = getattr(first, "retry_after", None)
-        wait = self.first_wait.backoff(RetryCallState(None, None, (), {}))  # attempt 1's backoff
-        await asyncio.sleep(max(wait, min(retry_after, 120.0)) if retry_after else wait)
+        await asyncio.sleep(self.first_wait.for_error(first, RetryCallState(None, None, (), {})))
         async for state in self.retrying(self.max_attempts - 1):
             with state:
                 result = await attempt()

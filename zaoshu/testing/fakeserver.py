@@ -1,7 +1,8 @@
 """An OpenAI-compatible chat server for tests and benchmarks, run in its own process.
 
 It plays a provider with the faults real ones have: latency, 429 + Retry-After (random, or an enforced
-requests-per-minute cap the client is not told), 500s, hangs past the client's timeout, malformed bodies,
+cap: requests and/or tokens per minute, token buckets holding one second of burst, told to the client in
+``x-ratelimit-*`` headers or not, and a schedule that changes the cap mid-run), 500s, hangs past the client's timeout, malformed bodies,
 empty choices, ``finish_reason: content_filter``, connection resets, 400s, 404 for an unknown model and 401
 for a wrong key. Which fault a request gets is chosen by a hash of (prompt, how many times the server has
 seen that prompt), so a run is reproducible and a retry can succeed.
@@ -14,8 +15,10 @@ Chinese wish for ``对象称谓是：X，祝福场景是：Y``, sometimes with t
 Run: ``python -m zaoshu.testing.fakeserver --port 0 --latency 0.2 --rpm 6000`` (prints ``READY <url>``),
 or from Python: ``with FakeServer(latency=0.05, faults={"server_error": 0.1}) as srv: srv.base_url``.
 Endpoints: ``POST …/chat/completions`` (any prefix: ``/v1``, zhipuai's ``/api/paas/v4``), ``GET /v1/models``,
-``GET /stats`` (counters, by second), ``GET /requests`` (bodies, when ``record`` is on), ``POST /config``
-(change settings live), ``POST /reset`` (zero counters and the per-prompt attempt memory).
+``GET /stats`` (counters; by second: requests and 429s, 200s and tokens charged), ``GET /requests`` (bodies, when ``record`` is on), ``POST /config``
+(change settings live), ``POST /reset`` (zero counters and the per-prompt attempt memory); the batch API:
+``POST …/files`` (purpose ``batch``), ``GET …/files/{id}/content``, ``POST/GET …/batches``,
+``GET …/batches/{id}``, ``POST …/batches/{id}/cancel``, with a fast completion window.
 """
 
 from __future__ import annotations
@@ -53,8 +56,12 @@ FAULTS = (
 @dataclass
 class Settings:
     latency: float = 0.0  # seconds before a normal answer
-    rpm: float | None = None  # enforced cap (token bucket, burst = one second's worth); not announced
+    rpm: float | None = None  # enforced cap (token bucket, burst = one second's worth)
     burst: float | None = None  # bucket size; default rpm/60
+    tpm: float | None = None  # enforced tokens/minute (prompt tokens + max_tokens, charged on admission)
+    announce: bool = False  # send x-ratelimit-{limit,remaining,reset}-{requests,tokens} as OpenAI does
+    # [[seconds after the first request, rpm], ...]: the request cap changes at those times (None: no cap)
+    schedule: list[list[float | None]] | None = None
     faults: dict[str, float] = field(default_factory=dict)  # fault name -> share of requests
     retry_after: float = 0.05  # seconds announced by a random 429 (retry-after-ms + Retry-After)
     hang_s: float = 30.0
@@ -70,6 +77,51 @@ class Settings:
     models: list[str] | None = None  # when set, other models get 404
     record: bool = False  # keep request bodies for GET /requests
     seed: int = 0
+    # Batch API (/files, /batches): a batch completes `batch_window` seconds after it is created; a share
+    # `batch_fail` of its lines answer an error; the first `batch_expire` batches expire with half their
+    # lines done; `batch_malformed` output lines are torn JSON; uploads and downloads take `batch_delay`
+    # and `download_delay` seconds (to kill a client in the middle of one).
+    batch_window: float = 0.5
+    batch_fail: float = 0.0
+    batch_expire: int = 0
+    batch_malformed: int = 0
+    batch_delay: float = 0.0
+    download_delay: float = 0.0
+
+
+class Bucket:
+    """A token bucket refilled at `per_minute / 60` a second, holding `capacity` (one second's worth)."""
+
+    def __init__(self, per_minute: float, capacity: float | None = None) -> None:
+        self.per_minute = per_minute
+        self.capacity = capacity or max(1.0, per_minute / 60)
+        self.level = self.capacity
+        self.refilled = time.monotonic()
+
+    def set_rate(self, per_minute: float) -> None:
+        """A new cap (a schedule step): the bucket keeps its level, clipped to the new size."""
+        self._refill(time.monotonic())
+        self.per_minute = per_minute
+        self.capacity = max(1.0, per_minute / 60)
+        self.level = min(self.level, self.capacity)
+
+    def _refill(self, now: float) -> None:
+        self.level = min(self.capacity, self.level + (now - self.refilled) * self.per_minute / 60)
+        self.refilled = now
+
+    def wait(self, cost: float = 1.0) -> float:
+        """0 when `cost` fits now (then it is taken), else the seconds until it would."""
+        self._refill(time.monotonic())
+        cost = min(cost, self.capacity)
+        if self.level >= cost:
+            self.level -= cost
+            return 0.0
+        return (cost - self.level) / (self.per_minute / 60)
+
+    def reset_s(self) -> float:
+        """Seconds until the bucket is full again."""
+        self._refill(time.monotonic())
+        return (self.capacity - self.level) / (self.per_minute / 60)
 
 
 class State:
@@ -81,23 +133,35 @@ class State:
         self.seen: dict[bytes, int] = defaultdict(int)
         self.counts: dict[str, int] = defaultdict(int)
         self.by_second: dict[int, list[int]] = defaultdict(lambda: [0, 0])  # second -> [requests, 429s]
+        self.admitted: dict[int, list[int]] = defaultdict(lambda: [0, 0])  # second -> [200s, tokens charged]
         self.bodies: list[Any] = []
         self.t0: float | None = None
-        rate = (self.settings.rpm or 0) / 60
-        self.capacity = self.settings.burst or max(1.0, rate)
-        self.tokens = self.capacity
-        self.refilled = time.monotonic()
+        self.files: dict[str, bytes] = {}
+        self.batches: dict[str, dict[str, Any]] = {}
+        s = self.settings
+        self.requests = Bucket(s.rpm, s.burst) if s.rpm else None
+        self.tokens = Bucket(s.tpm) if s.tpm else None
+        self.steps = sorted(s.schedule or [], key=lambda step: step[0] or 0.0)
 
-    def take_token(self) -> float:
-        """0 when the cap admits a request now, else the seconds until it would."""
-        rate = self.settings.rpm / 60  # type: ignore[operator]
-        now = time.monotonic()
-        self.tokens = min(self.capacity, self.tokens + (now - self.refilled) * rate)
-        self.refilled = now
-        if self.tokens >= 1:
-            self.tokens -= 1
-            return 0.0
-        return (1 - self.tokens) / rate
+    def follow_schedule(self, elapsed: float) -> None:
+        while self.steps and (self.steps[0][0] or 0.0) <= elapsed:
+            rpm = self.steps.pop(0)[1]
+            if not rpm:
+                self.requests = None
+            elif self.requests is None:
+                self.requests = Bucket(rpm)
+            else:
+                self.requests.set_rate(rpm)
+
+    def limit_headers(self) -> dict[str, str]:
+        """OpenAI's x-ratelimit-* headers for the caps in force."""
+        headers = {}
+        for kind, bucket in (("requests", self.requests), ("tokens", self.tokens)):
+            if bucket is not None:
+                headers[f"x-ratelimit-limit-{kind}"] = str(round(bucket.per_minute))
+                headers[f"x-ratelimit-remaining-{kind}"] = str(int(bucket.level))
+                headers[f"x-ratelimit-reset-{kind}"] = f"{bucket.reset_s():.3f}s"
+        return headers
 
 
 def _unit(*parts: object) -> float:
@@ -259,15 +323,21 @@ def make_app(settings: Settings):  # -> web.Application (aiohttp imported lazily
         if s.models is not None and model not in s.models:
             state.counts["404"] += 1
             return error(404, f"The model `{model}` does not exist", "model_not_found")
-        if s.rpm:
-            wait = state.take_token()
+        if state.steps:
+            state.follow_schedule(now - state.t0)
+        charge = 0
+        if state.tokens is not None:  # what OpenAI charges on admission: the prompt and max_tokens
+            charge = sum(len(m.get("content") or "") for m in messages) + int(body.get("max_tokens") or 0)
+        limits = state.limit_headers if s.announce else None
+        for kind, cap, amount in (("requests", state.requests, 1), ("tokens", state.tokens, charge)):
+            wait = cap.wait(amount) if cap is not None else 0.0
             if wait > 0:
                 state.counts["429"] += 1
                 state.counts["429_cap"] += 1
+                state.counts[f"429_{kind}"] += 1
                 bucket[1] += 1
-                return error(
-                    429, "Rate limit reached for requests", "rate_limit_exceeded", retry_headers(wait)
-                )
+                headers = {**retry_headers(wait), **(limits() if limits else {})}
+                return error(429, f"Rate limit reached for {kind}", "rate_limit_exceeded", headers)
         nth = state.seen[prompt.encode()] = state.seen[prompt.encode()] + 1
         fault = choose_fault(s.faults, prompt, nth, s.seed) if s.faults else None
         if fault:
@@ -324,7 +394,139 @@ def make_app(settings: Settings):  # -> web.Application (aiohttp imported lazily
         if fault == "malformed":
             out = out[: len(out) // 2]
         state.counts["200"] += 1
-        return web.Response(body=out, headers=json_headers)
+        admitted = state.admitted[second]
+        admitted[0] += 1
+        admitted[1] += charge
+        return web.Response(body=out, headers={**json_headers, **limits()} if limits else json_headers)
+
+    def completion(body: dict[str, Any]) -> dict[str, Any]:
+        """A chat completion for a batch line (the same replies as /chat/completions, without faults)."""
+        s = state.settings
+        messages = body["messages"]
+        text = (wish if s.reply == "wishes" else echo)(messages[-1]["content"], s.seed)
+        p_tokens = sum(len(m.get("content") or "") for m in messages)
+        return {
+            "id": f"chatcmpl-b{len(state.files)}",
+            "object": "chat.completion",
+            "created": int(time.time()),
+            "model": body.get("model", ""),
+            "choices": [
+                {"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}
+            ],
+            "usage": {
+                "prompt_tokens": p_tokens,
+                "completion_tokens": len(text),
+                "total_tokens": p_tokens + len(text),
+            },
+        }
+
+    def finish_batch(batch: dict[str, Any]) -> None:
+        """Run a batch whose window has passed: output and error files, or expiry with half done."""
+        s = state.settings
+        lines = state.files[batch["input_file_id"]].splitlines()
+        expire = int(batch["id"].split("_")[-1]) <= s.batch_expire
+        if expire:
+            lines = lines[: len(lines) // 2]
+        out, errors = [], []
+        for i, raw in enumerate(lines):
+            line = orjson.loads(raw)
+            cid = line["custom_id"]
+            if _unit(s.seed, cid, "batch") < s.batch_fail:
+                err = {"code": "server_error", "message": "The model failed on this request."}
+                errors.append({"id": f"req-{i}", "custom_id": cid, "response": None, "error": err})
+                continue
+            resp = {"status_code": 200, "request_id": f"req-{i}", "body": completion(line["body"])}
+            out.append(orjson.dumps({"id": f"req-{i}", "custom_id": cid, "response": resp, "error": None}))
+        for i in range(min(s.batch_malformed, len(out))):
+            out[i] = out[i][: len(out[i]) // 2]
+        counts = {"total": len(state.files[batch["input_file_id"]].splitlines())}
+        counts.update(completed=len(out), failed=len(errors))
+        batch["request_counts"] = counts
+        if out:
+            batch["output_file_id"] = new_file(b"\n".join(out) + b"\n")
+        if errors:
+            batch["error_file_id"] = new_file(b"\n".join(map(orjson.dumps, errors)) + b"\n")
+        batch["status"] = "expired" if expire else "completed"
+
+    def new_file(data: bytes) -> str:
+        fid = f"file-{len(state.files) + 1}"
+        state.files[fid] = data
+        return fid
+
+    async def upload(request: web.Request) -> web.Response:
+        state.counts["uploads_started"] += 1
+        if state.settings.batch_delay:
+            await asyncio.sleep(state.settings.batch_delay)
+        form = await request.post()
+        field = form.get("file")
+        if form.get("purpose") != "batch" or field is None or not hasattr(field, "file"):
+            return error(400, "expected multipart with purpose=batch and a file", "invalid_request_error")
+        data = field.file.read()
+        state.counts["files"] += 1
+        fid = new_file(data)
+        payload = {"id": fid, "object": "file", "bytes": len(data), "purpose": "batch"}
+        return web.Response(body=orjson.dumps(payload), headers=json_headers)
+
+    async def file_content(request: web.Request) -> web.Response:
+        state.counts["downloads_started"] += 1
+        if state.settings.download_delay:
+            await asyncio.sleep(state.settings.download_delay)
+        data = state.files.get(request.match_info["fid"])
+        if data is None:
+            return error(404, "no such file", "not_found")
+        return web.Response(body=data, content_type="application/octet-stream")
+
+    def batch_view(batch: dict[str, Any]) -> dict[str, Any]:
+        if (
+            batch["status"] == "in_progress"
+            and time.time() - batch["created_at"] >= state.settings.batch_window
+        ):
+            finish_batch(batch)
+        return batch
+
+    async def create_batch(request: web.Request) -> web.Response:
+        body = orjson.loads(await request.read())
+        if body.get("input_file_id") not in state.files:
+            return error(400, "input_file_id not found", "invalid_request_error")
+        state.counts["batches"] += 1
+        bid = f"batch_{len(state.batches) + 1}"
+        batch = {
+            "id": bid,
+            "object": "batch",
+            "endpoint": body.get("endpoint"),
+            "input_file_id": body["input_file_id"],
+            "completion_window": body.get("completion_window", "24h"),
+            "status": "in_progress",
+            "created_at": time.time(),
+            "output_file_id": None,
+            "error_file_id": None,
+            "metadata": body.get("metadata"),
+            "request_counts": {
+                "total": len(state.files[body["input_file_id"]].splitlines()),
+                "completed": 0,
+                "failed": 0,
+            },
+        }
+        state.batches[bid] = batch
+        return web.Response(body=orjson.dumps(batch), headers=json_headers)
+
+    async def get_batch(request: web.Request) -> web.Response:
+        batch = state.batches.get(request.match_info["bid"])
+        if batch is None:
+            return error(404, "no such batch", "not_found")
+        return web.Response(body=orjson.dumps(batch_view(batch)), headers=json_headers)
+
+    async def list_batches(request: web.Request) -> web.Response:
+        data = [batch_view(b) for b in reversed(state.batches.values())]
+        return web.Response(body=orjson.dumps({"object": "list", "data": data}), headers=json_headers)
+
+    async def cancel_batch(request: web.Request) -> web.Response:
+        batch = state.batches.get(request.match_info["bid"])
+        if batch is None:
+            return error(404, "no such batch", "not_found")
+        if batch["status"] == "in_progress":
+            batch["status"] = "cancelled"
+        return web.Response(body=orjson.dumps(batch), headers=json_headers)
 
     async def models(request: web.Request) -> web.Response:
         names = state.settings.models or ["fake-model"]
@@ -333,7 +535,9 @@ def make_app(settings: Settings):  # -> web.Application (aiohttp imported lazily
 
     async def stats(request: web.Request) -> web.Response:
         by_second = {str(k): v for k, v in sorted(state.by_second.items())}
-        payload = {**state.counts, "by_second": by_second, "settings": asdict(state.settings)}
+        admitted = {str(k): v for k, v in sorted(state.admitted.items())}
+        payload = {**state.counts, "by_second": by_second, "admitted": admitted}
+        payload["settings"] = asdict(state.settings)
         payload["settings"]["api_key"] = None
         return web.Response(body=orjson.dumps(payload), headers=json_headers)
 
@@ -342,11 +546,13 @@ def make_app(settings: Settings):  # -> web.Application (aiohttp imported lazily
 
     async def config(request: web.Request) -> web.Response:
         changes = orjson.loads(await request.read())
+        keep = changes.pop("keep_state", False)
         for key, value in changes.items():
             if not hasattr(state.settings, key):
                 return error(400, f"unknown setting {key!r}", "invalid_request_error")
             setattr(state.settings, key, value)
-        state.reset()
+        if not keep:
+            state.reset()
         return web.Response(body=b"{}", headers=json_headers)
 
     async def reset(request: web.Request) -> web.Response:
@@ -356,6 +562,12 @@ def make_app(settings: Settings):  # -> web.Application (aiohttp imported lazily
     app = web.Application(client_max_size=64 * 1024**2)
     app.router.add_post(r"/{prefix:.*}chat/completions", chat)
     app.router.add_get(r"/{prefix:.*}models", models)
+    app.router.add_post(r"/{prefix:.*}files", upload)
+    app.router.add_get(r"/{prefix:.*}files/{fid}/content", file_content)
+    app.router.add_post(r"/{prefix:.*}batches", create_batch)
+    app.router.add_get(r"/{prefix:.*}batches", list_batches)
+    app.router.add_get(r"/{prefix:.*}batches/{bid}", get_batch)
+    app.router.add_post(r"/{prefix:.*}batches/{bid}/cancel", cancel_batch)
     app.router.add_get("/stats", stats)
     app.router.add_get("/requests", bodies)
     app.router.add_post("/config", config)
@@ -448,7 +660,8 @@ class FakeServer:
         return self._call("/requests")
 
     def configure(self, **changes: Any) -> None:
-        """Change settings (and reset counters): e.g. ``configure(faults={}, rpm=None)``."""
+        """Change settings (and reset counters and batches unless ``keep_state=True``): e.g.
+        ``configure(faults={}, rpm=None)``."""
         self._call("/config", changes)
 
     def reset(self) -> None:

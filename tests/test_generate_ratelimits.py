@@ -1,0 +1,67 @@
+"""The limiter end to end against loopback caps (small sizes of the benchmark's scenarios): a request cap
+not announced, a token cap, a cap announced in x-ratelimit-* headers, and a cap that drops and comes back."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from generate_helpers import local_options, write_recipe
+
+from zaoshu.generator.engine import generate
+from zaoshu.generator.plan import plan
+from zaoshu.recipes import load_recipe
+from zaoshu.testing import FakeServer
+
+RATE = 50  # requests/s the caps allow (3,000 a minute)
+
+
+def run(tmp_path: Path, n_b: int, **settings) -> tuple[object, dict]:
+    recipe = write_recipe(tmp_path, n_a=50, n_b=n_b)
+    with FakeServer(latency=0.05, **settings) as srv:
+        options = local_options(srv.base_url, concurrency=64, timeout=10, backoff=0.2, backoff_max=2.0)
+        stats = generate(recipe, tmp_path / "raw.jsonl", options)
+        return stats, srv.stats()
+
+
+def per_second(server: dict, key: str = "admitted", col: int = 0) -> list[int]:
+    rows = {int(k): v[col] for k, v in server[key].items()}
+    return [rows.get(s, 0) for s in range(max(rows) + 1)]
+
+
+def test_unannounced_request_cap_settles_at_it(tmp_path):
+    stats, srv = run(tmp_path, 6, rpm=RATE * 60)
+    assert stats.done == 300 and stats.failed == 0
+    admitted = per_second(srv)[2:-1]  # past the first round trip's burst, before the last partial second
+    assert sum(admitted) >= 0.85 * RATE * len(admitted), admitted  # (small runs on a busy machine)
+    requests, rejected = per_second(srv, "by_second"), per_second(srv, "by_second", 1)
+    assert sum(rejected[2:]) <= 0.08 * sum(requests[2:]), rejected
+
+
+def test_token_cap_settles_at_it(tmp_path):
+    task = plan(load_recipe(write_recipe(tmp_path, n_a=50, n_b=6))).tasks[0]
+    charge = sum(len(m["content"]) for m in task.request) + 77  # the prompt and max_tokens
+    stats, srv = run(tmp_path, 6, tpm=charge * RATE * 60)
+    assert stats.done == 300 and stats.failed == 0 and srv["429_tokens"] > 0
+    tokens = per_second(srv, col=1)[2:-1]
+    assert sum(tokens) >= 0.85 * charge * RATE * len(tokens), tokens
+
+
+def test_announced_cap_is_used_from_the_first_answers(tmp_path):
+    stats, srv = run(tmp_path, 6, rpm=RATE * 60, announce=True)
+    assert stats.done == 300 and stats.failed == 0
+    # Only the first round trip (64 sent before any answer) can meet the cap; the pacer is told the rest.
+    assert sum(per_second(srv, "by_second", 1)[1:]) <= 2, srv["by_second"]
+    admitted = per_second(srv)[1:-1]
+    assert sum(admitted) >= 0.9 * RATE * len(admitted), admitted
+
+
+@pytest.mark.parametrize("drop_at", [3])
+def test_cap_drop_and_return(tmp_path, drop_at):
+    back_at = drop_at + 3
+    stats, srv = run(tmp_path, 10, rpm=RATE * 60, schedule=[[drop_at, RATE * 30], [back_at, RATE * 60]])
+    assert stats.done == 500 and stats.failed == 0
+    admitted = per_second(srv)
+    # Under the lower cap the server admits its cap at once; after it comes back, within five seconds.
+    assert any(a >= 0.9 * RATE / 2 for a in admitted[drop_at : drop_at + 2]), admitted
+    assert any(a >= 0.9 * RATE for a in admitted[back_at : back_at + 5]), admitted
