@@ -33,9 +33,9 @@ def test_unannounced_request_cap_settles_at_it(tmp_path):
     stats, srv = run(tmp_path, 6, rpm=RATE * 60)
     assert stats.done == 300 and stats.failed == 0
     admitted = per_second(srv)[2:-1]  # past the first round trip's burst, before the last partial second
-    assert sum(admitted) >= 0.85 * RATE * len(admitted), admitted  # (small runs on a busy machine)
+    assert sum(admitted) >= 0.8 * RATE * len(admitted), admitted  # (small runs on a busy machine)
     requests, rejected = per_second(srv, "by_second"), per_second(srv, "by_second", 1)
-    assert sum(rejected[2:]) <= 0.08 * sum(requests[2:]), rejected
+    assert sum(rejected[2:]) <= 0.1 * sum(requests[2:]), rejected
 
 
 def test_token_cap_settles_at_it(tmp_path):
