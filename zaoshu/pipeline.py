@@ -21,19 +21,18 @@ from __future__ import annotations
 import shlex
 import time
 from collections import Counter
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import orjson
-
 from zaoshu.cleaners import CleanOptions, CleanStats, clean, load_config
 from zaoshu.cleaners.io import expand_inputs
-from zaoshu.files import check_writable, guard_outputs, write_bytes_atomic
+from zaoshu.files import check_writable, guard_outputs
 from zaoshu.generator.engine import GenerateOptions, GenerateStats, generate, side_paths
 from zaoshu.recipes import Recipe, load_recipe
 from zaoshu.records import iter_lines, utc_now
 from zaoshu.review import default_review
+from zaoshu.stats import Stats
 
 
 @dataclass(frozen=True)
@@ -72,7 +71,7 @@ class RunPaths:
 
 
 @dataclass
-class RunSummary:
+class RunSummary(Stats):
     """What `zaoshu run` did; written to DIR/summary.json and printed."""
 
     recipe: str
@@ -100,9 +99,6 @@ class RunSummary:
     @property
     def rejected_total(self) -> int:
         return sum(self.rejected.values())
-
-    def to_json(self) -> bytes:
-        return orjson.dumps(asdict(self), option=orjson.OPT_INDENT_2) + b"\n"
 
 
 def count_records(path: Path) -> int:
@@ -179,17 +175,16 @@ def run(
 
     # 2. clean: the whole raw file, every time (a rerun's clean.jsonl covers all that was generated)
     if not generated.interrupted and not dry_run and summary.generated:
-        t1 = time.monotonic()
-        cleaned: CleanStats = clean(
-            [paths.raw],
-            paths.clean,
-            recipe=recipe,
-            rejects=paths.rejects,
-            report_dir=paths.report,
-            options=clean_options,
-            review=default_review(paths.clean),  # a person's decisions made in `zaoshu ui`
-        )
-        summary.clean_s = round(time.monotonic() - t1, 3)
+        with summary.timer("clean_s"):
+            cleaned: CleanStats = clean(
+                [paths.raw],
+                paths.clean,
+                recipe=recipe,
+                rejects=paths.rejects,
+                report_dir=paths.report,
+                options=clean_options,
+                review=default_review(paths.clean),  # a person's decisions made in `zaoshu ui`
+            )
         summary.kept = cleaned.kept
         summary.rejected = dict(Counter(cleaned.rejected).most_common())
         if judge_options is not None and cleaned.kept and not judge_options.dry_run:
@@ -204,7 +199,7 @@ def run(
     # 3. report: the run's own summary beside the cleaning report
     summary.wall_s = round(time.monotonic() - t0, 3)
     if not dry_run:
-        write_bytes_atomic(paths.summary, summary.to_json())
+        summary.write(paths.summary)
     return summary
 
 

@@ -4,16 +4,16 @@ from __future__ import annotations
 
 import resource
 import time
-from dataclasses import asdict, dataclass, field
-from typing import Any
+from dataclasses import dataclass, field
 
 import polars as pl
 
 from zaoshu.cleaners.io import RowState
+from zaoshu.stats import Stats
 
 
 @dataclass
-class CleanStats:
+class CleanStats(Stats):
     read: int = 0
     kept: int = 0
     normalized: int = 0
@@ -54,6 +54,3 @@ class CleanStats:
             + (f"; review: {self.reviewed['accepted']} accepted, {self.reviewed['rejected']} rejected"
                if self.reviewed else "")
         )  # fmt: skip
-
-    def to_dict(self) -> dict[str, Any]:
-        return {k: v for k, v in asdict(self).items() if not k.startswith("_")}

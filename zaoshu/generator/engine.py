@@ -11,7 +11,7 @@ Ctrl-C / SIGTERM stop sending, wait up to `grace` seconds for what is in flight,
 done ids are skipped, failures are retried, a torn last line (of either file) is cut. When a run ends
 (finished, interrupted or stopped) the failures file is compacted: one line per id, the latest failure, and
 none for an id that is done by now; only between a kill and the next run can it list an id twice or one
-already done. `<stem>.stats.json` holds a one-line summary (the same numbers as the returned `GenerateStats`).
+already done. `<stem>.stats.json` holds the same numbers as the returned `GenerateStats` (a `zaoshu.stats.Stats`).
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ import signal
 import time
 import urllib.parse
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -76,6 +76,7 @@ from zaoshu.records import (
     request_fingerprint,
     utc_now,
 )
+from zaoshu.stats import Stats
 
 
 class GenerateOptions(BaseModel):
@@ -135,8 +136,8 @@ class GenerateOptions(BaseModel):
 
 
 @dataclass
-class GenerateStats:
-    """What a run did; also written as one JSON line to `<stem>.stats.json`."""
+class GenerateStats(Stats):
+    """What a run did; also written to `<stem>.stats.json`."""
 
     tasks: int = 0  # planned
     skipped_resume: int = 0  # already in the output
@@ -165,9 +166,6 @@ class GenerateStats:
     cache_hits: int = 0  # records written from the response cache (counted in `done`, not sent)
     cache_saved: float | None = None  # what those replies cost when they were made
     cost_online: float | None = None  # --batch: what the same replies would have cost online
-
-    def to_json(self) -> bytes:
-        return orjson.dumps(asdict(self)) + b"\n"
 
 
 def side_paths(out: Path) -> tuple[Path, Path]:

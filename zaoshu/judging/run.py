@@ -19,14 +19,14 @@ from __future__ import annotations
 import asyncio
 import math
 import random
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import orjson
 
 from zaoshu.errors import RecordError, ZaoshuError
-from zaoshu.files import atomic_write, guard_outputs, write_bytes_atomic
+from zaoshu.files import atomic_write, guard_outputs
 from zaoshu.generator.clients import BadReply
 from zaoshu.generator.engine import GenerateOptions, agenerate
 from zaoshu.generator.resume import FINGERPRINT
@@ -40,6 +40,7 @@ from zaoshu.records import (
     parse_line,
     read_records,
 )
+from zaoshu.stats import Stats
 
 REASON = "judge_low"
 
@@ -99,7 +100,7 @@ def restore(record: dict[str, Any]) -> dict[str, Any]:
 
 
 @dataclass
-class JudgeStats:
+class JudgeStats(Stats):
     read: int = 0
     judged: int = 0  # records with a verdict (this run and earlier ones)
     new: int = 0  # judged by this run
@@ -123,9 +124,6 @@ class JudgeStats:
     provider: str = ""
     model: str = ""
     paths: dict[str, str] = field(default_factory=dict)
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 def judge_paths(out: Path) -> dict[str, Path]:
@@ -275,7 +273,7 @@ async def ajudge(
     else:
         stats.failed = len(tasks) - len(judged)
     write_report(judged, stats, paths["report"], paths["html"])
-    write_bytes_atomic(paths["stats"], orjson.dumps(stats.to_dict(), option=orjson.OPT_INDENT_2) + b"\n")
+    stats.write(paths["stats"])
     return stats
 
 
