@@ -24,7 +24,7 @@ from zaoshu.records import read_records, write_records
 __version__ = "0.1.0"
 
 _LAZY = {
-    "GenerateOptions": "zaoshu.generator.engine",
+    "GenerateOptions": "zaoshu.generator.options",
     "GenerateStats": "zaoshu.generator.engine",
     "generate": "zaoshu.generator.engine",
     "register_provider": "zaoshu.generator.providers",

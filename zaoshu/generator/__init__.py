@@ -8,7 +8,7 @@ from typing import Any
 from zaoshu.generator.plan import Plan, Task, plan
 
 _LAZY = {
-    "GenerateOptions": "zaoshu.generator.engine",
+    "GenerateOptions": "zaoshu.generator.options",
     "GenerateStats": "zaoshu.generator.engine",
     "agenerate": "zaoshu.generator.engine",
     "generate": "zaoshu.generator.engine",

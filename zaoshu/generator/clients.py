@@ -18,7 +18,7 @@ import email.utils
 import re
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol, Self
 
 import aiohttp
 import orjson
@@ -103,6 +103,17 @@ class Reply:
     usage: dict[str, int]
     model: str | None
     limits: tuple[float | None, float | None] | None = None  # see parse_limits
+
+
+class ChatClient(Protocol):
+    """What the engine sends through, whatever the transport: opened and closed as an async context
+    manager (its connections or thread pool live that long), `complete` one chat request at a time."""
+
+    async def __aenter__(self) -> Self: ...
+
+    async def __aexit__(self, *exc: object) -> None: ...
+
+    async def complete(self, messages: list[dict[str, Any]], params: dict[str, Any]) -> Reply: ...
 
 
 def redact(text: str, endpoint: Endpoint | None) -> str:
@@ -329,7 +340,7 @@ class ZhipuAIClient:
         return await loop.run_in_executor(self.pool, self._call, messages, params)
 
 
-def make_client(endpoint: Endpoint, *, concurrency: int, timeout: float) -> Any:
+def make_client(endpoint: Endpoint, *, concurrency: int, timeout: float) -> ChatClient:
     if endpoint.transport == "zhipuai":
         return ZhipuAIClient(endpoint, concurrency=concurrency, timeout=timeout)
     return OpenAICompatClient(endpoint, concurrency=concurrency, timeout=timeout)

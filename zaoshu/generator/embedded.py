@@ -30,15 +30,13 @@ import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import Any, ClassVar
 
 import httpx
 
 from zaoshu.errors import ZaoshuError
+from zaoshu.generator.options import GenerateOptions
 from zaoshu.generator.providers import Endpoint, Provider, register_provider
-
-if TYPE_CHECKING:
-    from zaoshu.generator.engine import GenerateOptions
 
 # The llama-cpp-python release this code was verified with; pyproject's `local` extra pins the same one.
 LLAMA_CPP_VERSION = "0.3.36"

@@ -21,14 +21,12 @@ import collections
 import contextlib
 import signal
 import time
-import urllib.parse
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import orjson
-from pydantic import BaseModel, ConfigDict, Field, field_validator
 from rich.console import Console
 from rich.markup import escape
 from rich.text import Text
@@ -40,6 +38,7 @@ from zaoshu.generator.cache import RunCache, open_run_cache, serve_hits
 from zaoshu.generator.clients import (
     AuthFailed,
     BadReply,
+    ChatClient,
     ConnectionFailed,
     ContentFiltered,
     RateLimited,
@@ -50,6 +49,7 @@ from zaoshu.generator.clients import (
 )
 from zaoshu.generator.costs import estimate_tokens, load_prices, price_for
 from zaoshu.generator.limits import Gate, RetryPolicy, Stopped
+from zaoshu.generator.options import GenerateOptions as GenerateOptions
 from zaoshu.generator.plan import Plan, Task, plan
 from zaoshu.generator.providers import (
     Endpoint,
@@ -77,62 +77,6 @@ from zaoshu.records import (
     utc_now,
 )
 from zaoshu.stats import Stats
-
-
-class GenerateOptions(BaseModel):
-    """Everything `zaoshu generate` takes besides the recipe and the output path."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    provider: str = "deepseek"
-    model: str | None = None
-    base_url: str | None = None
-    key_env: str | None = None  # read the key from this variable instead of the profile's
-    concurrency: int = Field(64, ge=1, le=4096)
-    rpm: float | None = Field(None, gt=0)
-    tpm: float | None = Field(None, gt=0)
-    max_attempts: int = Field(8, ge=1)
-    timeout: float = Field(120.0, gt=0)
-    backoff: float = Field(0.5, ge=0)  # first retry wait (s); doubles each attempt, plus jitter
-    backoff_max: float = Field(30.0, ge=0)
-    rounds: int | None = Field(None, ge=1)
-    seed: int | None = None
-    limit: int | None = Field(None, ge=1)
-    dry_run: bool = False
-    quiet: bool = False
-    prices: Path | None = None
-    cache: bool = True  # replies already made for the same request are taken from the response cache
-    cache_path: Path | None = None  # the cache's SQLite file [the user's cache dir]
-    batch: bool = False  # through the provider's batch API (half price, within a day); see generator/batch.py
-    no_wait: bool = False  # --batch: submit and return; a later run collects
-    batch_poll: float = Field(30.0, gt=0)  # seconds between polls of a batch
-    grace: float = Field(10.0, ge=0)  # seconds to wait for in-flight requests after Ctrl-C
-    handle_signals: bool = True
-    command: str | None = None  # the command line, to print how to resume
-    show: int = Field(3, ge=0)  # requests printed by --dry-run
-    # The embedded provider (llama.cpp on this machine): a GGUF instead of the packaged model, its threads
-    # and context size. Other providers ignore them.
-    model_path: Path | None = None
-    threads: int | None = None  # None: the free cores; checked (and clamped) by the embedded provider
-    n_ctx: int = Field(2048, ge=256)
-
-    @field_validator("base_url")
-    @classmethod
-    def _check_base_url(cls, value: str | None) -> str | None:
-        """A URL the client cannot send to is refused now, not after minutes of retries of requests never
-        sent. The message masks credentials: it may be printed."""
-        if value is None:
-            return None
-        try:
-            parts = urllib.parse.urlsplit(value)
-            parts.port  # noqa: B018 - raises ValueError on a port that is not a number
-        except ValueError:
-            raise ValueError(f"{safe_url(value)!r} is not a URL") from None
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise ValueError(
-                f"{safe_url(value)!r} is not an http(s) URL; write it whole, e.g. http://127.0.0.1:8000/v1"
-            )
-        return value
 
 
 @dataclass
@@ -232,7 +176,7 @@ class _Run:
         self,
         tasks: collections.deque[Task],
         endpoint: Endpoint,
-        client: Any,
+        client: ChatClient,
         options: GenerateOptions,
         params: dict[str, Any],
         stats: GenerateStats,
