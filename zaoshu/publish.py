@@ -57,7 +57,7 @@ class Published:
 def require_extra(*modules: str) -> None:
     """Raise a ZaoshuError naming the install command when a module of the publish extra is missing.
 
-    pyarrow and huggingface_hub are imported lazily, deep in the work; without this a bare install fails
+    pyarrow, datasets and huggingface_hub are imported lazily, deep in the work; without this a bare install fails
     with a ModuleNotFoundError traceback halfway through.
     """
     missing = [m for m in modules if importlib.util.find_spec(m) is None]
@@ -120,56 +120,68 @@ def _axis_columns(splits: dict[str, list[Record]]) -> dict[str, str]:
     return out
 
 
-def _table(records: list[Record], axes: dict[str, str], with_loss: bool, with_meta: bool) -> Any:
-    import pyarrow as pa
+def _features(axes: dict[str, str], with_loss: bool, with_meta: bool) -> Any:
+    """The columns' types, declared so an all-null axis or meta column is still a string column."""
+    from datasets import Features, Value
 
-    fields = [pa.field("role", pa.string()), pa.field("content", pa.string())]
+    turn = {"role": Value("string"), "content": Value("string")}
     if with_loss:
-        fields.append(pa.field("loss", pa.bool_()))
-    messages_type = pa.list_(pa.struct(fields))
-    columns: dict[str, Any] = {
-        "id": pa.array([r.get("id") for r in records], pa.string()),
-        "recipe": pa.array([r.get("recipe") for r in records], pa.string()),
-    }
-    for axis, column in axes.items():
-        values = [(r.get("axes") or {}).get(axis) for r in records]
-        columns[column] = pa.array(
-            [v if v is None or isinstance(v, str) else orjson.dumps(v).decode() for v in values], pa.string()
-        )
-    columns["messages"] = pa.array(
-        [[{k: m.get(k) for k in ("role", "content", "loss")} for m in r["messages"]] for r in records]
-        if with_loss
-        else [[{"role": m["role"], "content": m["content"]} for m in r["messages"]] for r in records],
-        messages_type,
-    )
+        turn["loss"] = Value("bool")
+    columns: dict[str, Any] = {"id": Value("string"), "recipe": Value("string")}
+    columns |= {column: Value("string") for column in axes.values()}
+    columns["messages"] = [turn]
     if with_meta:
-        columns["meta"] = pa.array(
-            [orjson.dumps(r["meta"]).decode() if r.get("meta") else None for r in records], pa.string()
-        )
-    return pa.table(columns)
+        columns["meta"] = Value("string")
+    return Features(columns)
+
+
+def _row(record: Record, axes: dict[str, str], with_loss: bool, with_meta: bool) -> dict[str, Any]:
+    """One record as a row: axis values (a number or list becomes its JSON text) and meta as JSON text."""
+    keys = ("role", "content", "loss") if with_loss else ("role", "content")
+    given = record.get("axes") or {}
+    row: dict[str, Any] = {"id": record.get("id"), "recipe": record.get("recipe")}
+    for axis, column in axes.items():
+        v = given.get(axis)
+        row[column] = v if v is None or isinstance(v, str) else orjson.dumps(v).decode()
+    row["messages"] = [{k: m.get(k) for k in keys} for m in record["messages"]]
+    if with_meta:
+        row["meta"] = orjson.dumps(record["meta"]).decode() if record.get("meta") else None
+    return row
 
 
 def write_parquet(
     splits: dict[str, list[Record]], folder: Path, *, with_meta: bool = True
 ) -> tuple[list[Path], list[dict[str, str]]]:
-    """data/{split}-0000i-of-0000n.parquet per split; returns the files and the column descriptions."""
-    import pyarrow.parquet as pq
+    """data/{split}-0000i-of-0000n.parquet per split, written by `datasets` (the library the Hub's
+    loader reads them with); returns the files and the column descriptions."""
+    from datasets import Dataset
+    from datasets.utils import logging as ds_logging
 
     axes = _axis_columns(splits)
     with_loss = any("loss" in m for rs in splits.values() for r in rs for m in r["messages"])
     with_meta = with_meta and any(r.get("meta") for rs in splits.values() for r in rs)
+    features = _features(axes, with_loss, with_meta)
     (folder / "data").mkdir(parents=True, exist_ok=True)
     files: list[Path] = []
-    for split, records in splits.items():
-        approx = sum(len(orjson.dumps(r["messages"])) for r in records[:1000]) / max(
-            1, min(len(records), 1000)
-        )
-        shards = max(1, math.ceil(approx * len(records) / SHARD_BYTES))
-        per = math.ceil(len(records) / shards)
-        for i in range(shards):
-            path = folder / "data" / f"{split}-{i:05d}-of-{shards:05d}.parquet"
-            pq.write_table(_table(records[i * per : (i + 1) * per], axes, with_loss, with_meta), path)
-            files.append(path)
+    bars = ds_logging.is_progress_bar_enabled()
+    ds_logging.disable_progress_bar()  # the command prints its own summary; a bar per shard is noise
+    try:
+        for split, records in splits.items():
+            table = Dataset.from_list(
+                [_row(r, axes, with_loss, with_meta) for r in records], features=features
+            )
+            approx = sum(len(orjson.dumps(r["messages"])) for r in records[:1000]) / max(
+                1, min(len(records), 1000)
+            )
+            # never more shards than records: an empty parquet file would be a shard of nothing
+            shards = max(1, min(len(records), math.ceil(approx * len(records) / SHARD_BYTES)))
+            for i in range(shards):
+                path = folder / "data" / f"{split}-{i:05d}-of-{shards:05d}.parquet"
+                table.shard(shards, i, contiguous=True).to_parquet(path)
+                files.append(path)
+    finally:
+        if bars:
+            ds_logging.enable_progress_bar()
     columns = [
         {"name": "id", "type": "string", "about": "stable id (a hash of the task, or of the conversation)"},
         {"name": "recipe", "type": "string", "about": "the recipe that made the record"},
@@ -476,7 +488,8 @@ def build(
     with_meta: bool = True,
 ) -> Published:
     """Write the dataset folder (data/*.parquet + README.md) for `input` into `folder`."""
-    require_extra("pyarrow", "huggingface_hub")  # the card's header is huggingface_hub's DatasetCardData
+    # the shards are written by datasets, the card's header is huggingface_hub's DatasetCardData
+    require_extra("pyarrow", "datasets", "huggingface_hub")
     for option, given in (("--recipe", recipe), ("--stats", stats), ("--report", report)):
         if given is not None and not Path(given).is_file():
             raise ZaoshuError(f"{option}: file not found", path=given)
@@ -587,7 +600,7 @@ def publish(
     """Build the dataset folder and upload it; `out` or `dry_run` stop before the upload (no token needed)."""
     check_repo(repo)
     uploads = out is None and not dry_run
-    require_extra("pyarrow", "huggingface_hub")
+    require_extra("pyarrow", "datasets", "huggingface_hub")
     token = hf_token() if uploads else None  # before any work
     if out is not None:
         given = [card_options.get(k) for k in ("recipe", "stats", "report")]
