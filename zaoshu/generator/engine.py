@@ -32,7 +32,7 @@ from rich.markup import escape
 from rich.text import Text
 
 from zaoshu.errors import AuthError, ZaoshuError
-from zaoshu.files import atomic_write, check_writable, guard_outputs, write_bytes_atomic
+from zaoshu.files import atomic_write, check_writable, guard_outputs
 from zaoshu.generator.batch import batch_spec, run_batches
 from zaoshu.generator.cache import RunCache, open_run_cache, serve_hits
 from zaoshu.generator.clients import (
@@ -597,7 +597,7 @@ async def agenerate(
                 else f"all {stats.tasks} tasks are already in {out}"
             )
             console.print(f"nothing to do: {what}", markup=False)
-            write_bytes_atomic(stats_path, stats.to_json())
+            stats.write(stats_path)
             return stats
         if options.batch:
             return await _send_batch(
@@ -635,7 +635,7 @@ async def _send_batch(
     stats.req_s = round((stats.done + stats.failed) / max(stats.wall_s, 1e-9), 2)
     if stats.cost is not None:
         stats.cost, stats.cost_online = round(stats.cost, 6), round(stats.cost_online or 0.0, 6)
-    write_bytes_atomic(stats_path, stats.to_json())
+    stats.write(stats_path)
     if not options.no_wait:
         cost = (
             f"cost {price.format(stats.cost or 0.0)} at the batch price "
@@ -729,7 +729,7 @@ async def _send(
     stats.req_s = round((stats.done + stats.failed) / max(stats.wall_s, 1e-9), 2)
     if stats.cost is not None:
         stats.cost = round(stats.cost, 6)
-    write_bytes_atomic(stats_path, stats.to_json())
+    stats.write(stats_path)
     if run.crash is not None:
         raise run.crash
     if run.server_down is not None:
