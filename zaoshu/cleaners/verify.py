@@ -9,7 +9,7 @@ edit between the two dedup keys (rapidfuzz `Levenshtein.opcodes`)
   a different name): a word was swapped, not typos made;
 - ``number``: replaces a numeral by another, or adds or drops one beside another (18岁→20岁, 三十→四十,
   第1年→第10年);
-- ``negation``: adds, drops or swaps for another a negation (不, 没, 别, 无, 未, 非, 莫, 勿);
+- ``negation``: adds, drops or swaps a negation (不, 没, 别, 无, 未, 非, 莫, 勿);
 - ``kin``: swaps one kinship or address character for another (外公→外婆, 表哥→表姐, 老师→老板), or one
   common surname for another (王老师→李老师).
 
@@ -244,12 +244,15 @@ class Verifier:
 def _veto(a: str, b: str) -> int:
     """The first veto (its code) the edit from key a to key b triggers, or PASS."""
     ops = Levenshtein.opcodes(a, b).as_list()
+    # two random typos side by side look like a two-character block too: a short block is a swapped
+    # word only where both sides name someone or something (a surname, a known word)
     for i1, i2, j1, j2 in _regions(ops):
-        if i2 - i1 >= 2 and j2 - j1 >= 2 and not set(a[i1:i2]) & set(b[j1:j2]):
-            # two random typos side by side look like a two-character block too: a short block is a
-            # swapped word only where both sides name someone or something (a surname, a known word)
-            if (i2 - i1 >= 3 and j2 - j1 >= 3) or (_names(a, i1, i2) and _names(b, j1, j2)):
-                return 1
+        if (i2 - i1 < 2 or j2 - j1 < 2) or (a[i1:i2] == b[j1:j2]):
+            continue
+        if (_names(a, i1, i2) and _names(b, j1, j2)) or (
+            i2 - i1 >= 3 and j2 - j1 >= 3 and not set(a[i1:i2]) & set(b[j1:j2])
+        ):
+            return 1
     for tag, i1, i2, j1, j2 in ops:
         if tag == "equal":
             continue
@@ -258,10 +261,10 @@ def _veto(a: str, b: str) -> int:
             tag != "replace" and (_numeral_run(a, i1, i2) or _numeral_run(b, j1, j2))
         ):
             return 2
-        # a negation added, dropped or swapped for another; one replaced by an ordinary character is
-        # a typo (别 is also 别人, 特别)
+        # a negation added, dropped or swapped for another; 别 replaced by or for an ordinary character
+        # is a typo as often as not (别人, 特别)
         na, nb = sa & NEGATION, sb & NEGATION
-        if na != nb and (tag != "replace" or (na and nb)):
+        if na != nb and (tag != "replace" or (na and nb) or (na | nb) - {"别"}):
             return 3
         if tag == "replace" and (
             (sa & KIN and sb & KIN)
