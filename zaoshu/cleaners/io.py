@@ -87,7 +87,10 @@ def read_columns(files: list[Path], *, skip_bad_lines: bool = False) -> pl.DataF
                 columns[name].append(value)
             for name, value in row_axes.items():
                 if name != "style":
-                    axes.setdefault(f"ax_{name}", [None] * n).append(_text(value))
+                    column = axes.get(f"ax_{name}")
+                    if column is None:  # not setdefault: its default list would be built every row
+                        column = axes[f"ax_{name}"] = [None] * n
+                    column.append(_text(value))
             n += 1
             for column in axes.values():
                 if len(column) < n:

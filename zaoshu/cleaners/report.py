@@ -166,7 +166,8 @@ def build(
     near: dict[str, Any],
     samples: int,
 ) -> dict[str, Any]:
-    kept = frame.filter(pl.col("reason").is_null())
+    # only the columns read below: a filter of the whole frame copies every text column
+    kept = frame.select("style", "n_chars", "key", "reason").filter(pl.col("reason").is_null())
     axes = [c[3:] for c in frame.columns if c.startswith("ax_")]
     if recipe is not None:
         axes = [a for a in recipe.values if a in axes] + [a for a in axes if a not in recipe.values]
@@ -213,9 +214,8 @@ def build(
         }
     by_reason = dict(sorted(stats.rejected.items(), key=lambda kv: -kv[1]))
     sample_rows: dict[str, list[dict[str, Any]]] = {}
-    rejected = frame.filter(pl.col("reason").is_not_null())
     for reason in by_reason:
-        part = rejected.filter(pl.col("reason") == reason).head(samples)
+        part = frame[(frame["reason"] == reason).arg_true().head(samples)]
         sample_rows[reason] = [
             {
                 "id": r["id"],
@@ -284,7 +284,7 @@ def write_report(report_dir: Path, frame: pl.DataFrame, data: dict[str, Any], re
     write_bytes_atomic(
         report_dir / "report.json", orjson.dumps(data, option=orjson.OPT_INDENT_2 | orjson.OPT_NON_STR_KEYS)
     )
-    kept = frame.filter(pl.col("reason").is_null())
+    kept = frame.select("style", "n_chars", "reason").filter(pl.col("reason").is_null())
     hists = []
     for style, info in data["length"].items():
         n = kept.filter(pl.col("style") == style)["n_chars"].to_numpy()

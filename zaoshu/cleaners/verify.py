@@ -4,8 +4,9 @@ Edit similarity alone cannot tell "祝姐姐生日快乐…" from "祝妹妹生�
 different wish. Without the recipe's axes, the edit script itself says it: a pair is refused when the
 edit between the two dedup keys (rapidfuzz `Levenshtein.opcodes`)
 
-- ``block``: replaces a block of two or more characters on both sides that share no character (姐姐→妹妹,
-  生日→春节, a different name): a word was swapped, not a typo made;
+- ``block``: replaces a block of characters on both sides that share no character, three or more on
+  each side, or two where both sides start with a surname or overlap a known word (姐姐→妹妹, 生日→春节,
+  a different name): a word was swapped, not typos made;
 - ``number``: replaces a numeral by another, or adds or drops one beside another (18岁→20岁, 三十→四十,
   第1年→第10年);
 - ``negation``: adds, drops or swaps a negation (不, 没, 别, 无, 未, 非, 莫, 勿);
@@ -242,17 +243,28 @@ class Verifier:
 
 def _veto(a: str, b: str) -> int:
     """The first veto (its code) the edit from key a to key b triggers, or PASS."""
-    for tag, i1, i2, j1, j2 in Levenshtein.opcodes(a, b).as_list():
+    ops = Levenshtein.opcodes(a, b).as_list()
+    # two random typos side by side look like a two-character block too: a short block is a swapped
+    # word only where both sides name someone or something (a surname, a known word)
+    for i1, i2, j1, j2 in _regions(ops):
+        if (i2 - i1 < 2 or j2 - j1 < 2) or (a[i1:i2] == b[j1:j2]):
+            continue
+        if (_names(a, i1, i2) and _names(b, j1, j2)) or (
+            i2 - i1 >= 3 and j2 - j1 >= 3 and not set(a[i1:i2]) & set(b[j1:j2])
+        ):
+            return 1
+    for tag, i1, i2, j1, j2 in ops:
         if tag == "equal":
             continue
         sa, sb = set(a[i1:i2]), set(b[j1:j2])
-        if tag == "replace" and i2 - i1 >= 2 and j2 - j1 >= 2 and not sa & sb:
-            return 1
         if (sa & NUMERALS and sb & NUMERALS) or (
             tag != "replace" and (_numeral_run(a, i1, i2) or _numeral_run(b, j1, j2))
         ):
             return 2
-        if sa & NEGATION != sb & NEGATION:
+        # a negation added, dropped or swapped for another; 别 replaced by or for an ordinary character
+        # is a typo as often as not (别人, 特别)
+        na, nb = sa & NEGATION, sb & NEGATION
+        if na != nb and (tag != "replace" or (na and nb) or (na | nb) - {"别"}):
             return 3
         if tag == "replace" and (
             (sa & KIN and sb & KIN)
@@ -261,6 +273,34 @@ def _veto(a: str, b: str) -> int:
         ):
             return 4
     return PASS
+
+
+def _regions(ops: list) -> list[tuple[int, int, int, int]]:
+    """The changed regions of an edit script: runs of non-equal operations merged (a name swapped for a
+    longer one is a replace beside an insert)."""
+    out: list[tuple[int, int, int, int]] = []
+    cur: tuple[int, int, int, int] | None = None
+    for tag, i1, i2, j1, j2 in ops:
+        if tag == "equal":
+            if cur is not None:
+                out.append(cur)
+            cur = None
+        else:
+            cur = (i1, i2, j1, j2) if cur is None else (cur[0], i2, cur[2], j2)
+    if cur is not None:
+        out.append(cur)
+    return out
+
+
+def _names(text: str, lo: int, hi: int) -> bool:
+    """Whether text[lo:hi] starts with a surname or overlaps a word of `WORDS`."""
+    if text[lo] in SURNAMES:
+        return True
+    for size in (2, 3):
+        for start in range(max(lo - size + 1, 0), hi):
+            if text[start : start + size] in WORDS:
+                return True
+    return False
 
 
 def _word_swap(a: str, i1: int, i2: int, b: str, j1: int, j2: int) -> bool:
