@@ -144,3 +144,21 @@ def test_more_threads_than_cores_is_clamped_with_a_warning(tmp_path, standin, mo
     assert len(raw_records(tmp_path)) == 3
     log = next((tmp_path / "cache" / "logs").glob("llama_server-*.log")).read_text()
     assert f"standin: n_threads {len(os.sched_getaffinity(0))}" in log
+
+
+def test_the_free_cores_are_read_from_the_cpu_now_not_the_load_average():
+    """A process spinning on one core counts as busy while it runs (and not a minute after it ended)."""
+    import subprocess
+
+    from zaoshu.generator.embedded import busy_cores, choose_threads, usable_cores
+
+    spinner = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    try:
+        psutil.Process(spinner.pid).cpu_percent(0.5)  # let it start spinning
+        busy = busy_cores()
+        threads, warning = choose_threads(None)
+    finally:
+        spinner.kill()
+        spinner.wait()
+    assert busy >= 0.7
+    assert warning is None and 1 <= threads <= max(1, usable_cores() - 1)

@@ -239,16 +239,37 @@ def usable_cores() -> int:
     return max(1, os.cpu_count() or 1)
 
 
+def _cpu_times() -> tuple[int, int]:
+    """(all, idle) jiffies of the whole machine since boot, from the first line of /proc/stat."""
+    with open("/proc/stat") as f:
+        values = [int(v) for v in f.readline().split()[1:9]]
+    return sum(values), values[3] + values[4]  # idle + iowait
+
+
+def busy_cores(seconds: float = 0.3) -> float:
+    """How many cores other work keeps busy now: CPU time over a short look, not the 1-minute load average,
+    which still counts a build that just finished (the README's first command builds llama.cpp, then runs)."""
+    try:
+        total0, idle0 = _cpu_times()
+        time.sleep(seconds)
+        total1, idle1 = _cpu_times()
+    except (OSError, ValueError, IndexError):  # no /proc (macOS): the load average is the next best
+        return os.getloadavg()[0] if hasattr(os, "getloadavg") else 0.0
+    if total1 <= total0:
+        return 0.0
+    return (os.cpu_count() or 1) * (1 - (idle1 - idle0) / (total1 - total0))
+
+
 def choose_threads(requested: int | None) -> tuple[int, str | None]:
     """llama.cpp's thread count and a warning to print, if any.
 
-    Unset: the cores not already busy (cores minus the 1-minute load, at least 1). llama.cpp's threads spin
-    while they wait for each other, so one thread more than the free cores runs many times slower, not faster.
-    More threads than cores is clamped with a warning; fewer than one is an error."""
+    Unset: the cores not busy right now (at least 1). llama.cpp's threads spin while they wait for each
+    other, so one thread more than the free cores runs many times slower, not faster. More threads than
+    cores is clamped with a warning; fewer than one is an error."""
     cores = usable_cores()
     if requested is None:
-        load = os.getloadavg()[0] if hasattr(os, "getloadavg") else 0.0
-        return max(1, min(cores, int(cores - load + 0.5))), None
+        busy = busy_cores()
+        return max(1, min(cores, int(cores - busy + 0.5))), None
     if requested < 1:
         raise ZaoshuError(
             f"--threads {requested}: llama.cpp needs at least 1 thread; leave --threads out to use the "
