@@ -97,6 +97,9 @@ def test_folder_input_in_sorted_order_and_output_inside_it_refused(tmp_path: Pat
     assert sorted(p.name for p in folder.iterdir()) == ["a.jsonl", "b.jsonl"]
 
 
+PREVIOUS = '{"id": "an earlier run\'s output"}\n'
+
+
 @pytest.mark.parametrize(
     ("line", "expected"),
     [
@@ -114,11 +117,11 @@ def test_bad_lines_are_errors_naming_file_and_line(
     good = json.dumps(record("祝你生日快乐，天天开心！"), ensure_ascii=False).encode()
     src.write_bytes(good + b"\n\n" + line + b"\n" + good + b"\n")
     out = tmp_path / "clean.jsonl"
-    out.write_text("previous good output\n")
+    out.write_text(PREVIOUS)
     with pytest.raises(RecordError) as e:
         clean([src], out, recipe=recipe)
     assert f"{src}:3:" in str(e.value) and expected in str(e.value)
-    assert out.read_text() == "previous good output\n"  # never replaced by a half-written file
+    assert out.read_text() == PREVIOUS  # never replaced by a half-written file
     assert not list(tmp_path.glob("*.tmp"))
 
     stats = clean([src], out, recipe=recipe, options=CleanOptions(skip_bad_lines=True))

@@ -160,6 +160,30 @@ def test_an_output_that_is_an_input_is_refused_and_the_input_kept(place: Path) -
     assert not Path("sp/clean.jsonl").exists()
 
 
+def test_data_commands_replace_only_data_files(place: Path) -> None:
+    """`-o notes.txt` of clean, convert, merge or split leaves notes.txt alone; an earlier output is replaced."""
+    Path("notes.txt").write_text("a\nb\nc")
+    Path("out").mkdir()
+    Path("out/train.jsonl").write_text("my notes\n")
+    for args in (
+        ["clean", "in.jsonl", "-o", "notes.txt"],
+        ["convert", "in.jsonl", "-o", "notes.txt", "--to", "openai"],
+        ["merge", "in.jsonl", "in2.jsonl", "-o", "notes.txt"],
+        ["split", "in.jsonl", "-o", "out"],
+    ):
+        result = invoke(*args)
+        assert result.exit_code == 2 and "not a JSON Lines or JSON data file" in result.output, (
+            args,
+            result.output,
+        )
+    assert Path("notes.txt").read_text() == "a\nb\nc"
+    assert Path("out/train.jsonl").read_text() == "my notes\n"
+    assert not Path("out/test.jsonl").exists()
+    for _ in range(2):  # a second run replaces what the first wrote
+        result = invoke("convert", "in.jsonl", "-o", "conv.json", "--to", "xtuner")
+        assert result.exit_code == 0, result.output
+
+
 def test_generate_appends_to_a_torn_record_file_but_not_to_another_file(place: Path) -> None:
     torn = place / "torn.jsonl"
     write_records(torn, 2)

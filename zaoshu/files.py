@@ -92,6 +92,28 @@ def _make_folder(folder: Path, named: PathLike) -> None:
         raise ZaoshuError(f"cannot create the folder {folder}: {e.strerror}", path=named) from None
 
 
+def check_replaceable(files: Iterable[PathLike | None]) -> None:
+    """Refuse to replace an existing file that is not JSON Lines or JSON data (`-o notes.txt`, `-o run.py`).
+
+    A data command (clean, convert, merge, split, judge) may replace what an earlier run of it wrote, which is
+    always JSON objects a line or a JSON array; anything else at that path is somebody's file, kept as it is.
+    """
+    for raw in files:
+        if raw is None:
+            continue
+        path = Path(raw)
+        if not path.is_file() or path.stat().st_size == 0:
+            continue
+        with open(path, "rb") as f:
+            head = f.read(4096).lstrip(b"\xef\xbb\xbf \t\r\n")
+        if head and head[:1] not in (b"{", b"["):
+            raise ZaoshuError(
+                "exists and is not a JSON Lines or JSON data file; zaoshu replaces only data files it could "
+                "have written: move it away or choose another output path",
+                path=raw,
+            )
+
+
 def check_writable(files: Iterable[PathLike | None] = (), dirs: Iterable[PathLike | None] = ()) -> None:
     """Prove, before a command reads its inputs, that each output can be written: a read-only place, a parent
     that is a file or an output that is a folder is a clear error now, not a traceback after the work.

@@ -24,7 +24,7 @@ from zaoshu.cleaners.minhash import codepoints
 from zaoshu.cleaners.normalize import dedup_keys, key_expr, normalize_frame
 from zaoshu.cleaners.rules import RULES, RuleContext, apply_rules
 from zaoshu.cleaners.stats import CleanStats
-from zaoshu.files import atomic_write, check_writable, guard_outputs
+from zaoshu.files import atomic_write, check_replaceable, check_writable, guard_outputs
 from zaoshu.recipes import Recipe
 
 DEDUP_REASONS = ("duplicate", "near_duplicate")
@@ -148,6 +148,7 @@ def clean(
     inputs_read = [*inputs, *options.against, *recipe_files, review]
     dups = out.with_name(out.stem + ".dups.jsonl")
     guard_outputs([out, rejects, dups], inputs_read, output_dirs=[report_dir])
+    check_replaceable([out, rejects, dups])
     check_writable([out, rejects, dups], [report_dir])
     config = options.apply(load_config(recipe))
     stats = CleanStats(out=str(out), rejects=str(rejects), report=str(report_dir))

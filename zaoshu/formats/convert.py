@@ -18,7 +18,7 @@ from typing import IO, Any
 import orjson
 
 from zaoshu.errors import RecordError
-from zaoshu.files import atomic_write, check_writable, guard_outputs
+from zaoshu.files import atomic_write, check_replaceable, check_writable, guard_outputs
 from zaoshu.formats.io import Rows
 from zaoshu.formats.pieces import pieces
 from zaoshu.formats.registry import FORMATS, detect_rows, get_format
@@ -177,6 +177,7 @@ def write(records: Iterable[Record], path: str | Path, fmt: str) -> Written:
 def convert(src: str | Path, dst: str | Path, to: str, from_: str | None = None) -> Written:
     """Convert a file to format `to` (source format auto-detected unless `from_`)."""
     guard_outputs([dst], [src])
+    check_replaceable([dst])
     check_writable([dst])
     get_format(to)
     name = from_ or detect_rows(Rows.peek(src))

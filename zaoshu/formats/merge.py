@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from zaoshu.errors import RecordError, ZaoshuError
-from zaoshu.files import atomic_write, check_writable, guard_outputs
+from zaoshu.files import atomic_write, check_replaceable, check_writable, guard_outputs
 from zaoshu.formats.convert import Output, Written, array_output, translate
 from zaoshu.formats.io import Rows
 from zaoshu.formats.pieces import pieces
@@ -88,6 +88,7 @@ def merge(
     get_format(to)
     files = expand(inputs)
     guard_outputs([output], [*inputs, *files])  # merging into an input would drop it and overwrite it
+    check_replaceable([output])
     check_writable([output])
     if not files:
         raise ZaoshuError("nothing to merge: no input files")

@@ -17,7 +17,7 @@ import numpy as np
 import orjson
 
 from zaoshu.errors import RecordError, ZaoshuError
-from zaoshu.files import atomic_write, check_writable, guard_outputs
+from zaoshu.files import atomic_write, check_replaceable, check_writable, guard_outputs
 from zaoshu.formats.convert import Piece, records
 from zaoshu.formats.io import Rows
 from zaoshu.formats.pieces import pieces
@@ -115,6 +115,7 @@ def split(
     if not 0 < test < 1:
         raise ZaoshuError(f"--test must be a fraction between 0 and 1, got {test}")
     guard_outputs([Path(out_dir) / "train.jsonl", Path(out_dir) / "test.jsonl"], [input])
+    check_replaceable([Path(out_dir) / "train.jsonl", Path(out_dir) / "test.jsonl"])
     check_writable(dirs=[out_dir])
     fmt = from_ or detect_rows(Rows.peek(input))
     get_format(fmt)
