@@ -35,6 +35,7 @@ from typing import Any, ClassVar
 import httpx
 
 from zaoshu.errors import ZaoshuError
+from zaoshu.generator.cache import cache_dir  # joined models live beside the response cache
 from zaoshu.generator.options import GenerateOptions
 from zaoshu.generator.providers import Endpoint, Provider, register_provider
 
@@ -81,16 +82,6 @@ PACKAGED_MODEL = PackagedModel(
 )
 
 _CHUNK = 8 * 1024 * 1024
-
-
-def cache_dir() -> Path:
-    """Where joined models live: $ZAOSHU_CACHE_DIR, else the platform's user cache dir (~/.cache/zaoshu)."""
-    env = os.environ.get("ZAOSHU_CACHE_DIR")
-    if env:
-        return Path(env).expanduser()
-    from platformdirs import user_cache_dir
-
-    return Path(user_cache_dir("zaoshu", appauthor=False))
 
 
 def part_paths(model: PackagedModel) -> list[Path]:
