@@ -112,8 +112,13 @@ def card_header(readme: Path) -> dict:
 
 
 def test_published_folder_loads_back_with_datasets(tmp_path, split_dir, monkeypatch):
-    monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    # huggingface_hub and datasets read HF_*_OFFLINE once, at import: set their constants for this test
+    # alone, so its offline mode does not outlive it and change later tests.
+    hub = pytest.importorskip("huggingface_hub.constants")
+    config = pytest.importorskip("datasets.config")
+    monkeypatch.setattr(hub, "HF_HUB_OFFLINE", True)
+    monkeypatch.setattr(config, "HF_HUB_OFFLINE", True)
+    monkeypatch.setattr(config, "HF_DATASETS_OFFLINE", True)
     out = tmp_path / "hub"
     result = publish(split_dir, "alice/wishes-zh", out=out)
     assert sorted(name for name, _ in result.files) == [
