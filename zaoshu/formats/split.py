@@ -18,7 +18,7 @@ import orjson
 
 from zaoshu.errors import RecordError, ZaoshuError
 from zaoshu.files import atomic_write, check_replaceable, check_writable, guard_outputs
-from zaoshu.formats.convert import Piece, records
+from zaoshu.formats.convert import Output, Piece, records
 from zaoshu.formats.io import Rows
 from zaoshu.formats.pieces import pieces
 from zaoshu.formats.registry import detect_rows, get_format
@@ -52,7 +52,7 @@ def scan(rows: Rows, fmt: str, axis: str | None) -> Piece:
     """Each row checked as `fmt` and kept as a line, with its value of `axis` (as text) in `keys`."""
     piece = Piece()
     for position, line, _, record in records(rows, fmt, with_id=False, array_lines=True):
-        piece.add(line)  # type: ignore[arg-type]
+        piece.lines.append(line)  # type: ignore[arg-type]
         if axis:
             try:
                 piece.keys.append(stratum(record, axis))
@@ -123,14 +123,12 @@ def split(
     if out_dir.exists() and not out_dir.is_dir():
         raise ZaoshuError("output must be a folder (train.jsonl and test.jsonl go inside)", path=out_dir)
     result = Split(out_dir / "train.jsonl", out_dir / "test.jsonl", fmt)
-    data = bytearray()  # every row's line, one after the other
-    ends: list[int] = []
+    lines: list[bytes] = []
     values: list[str] = []
     for piece in pieces(input, functools.partial(scan, fmt=fmt, axis=stratify)):
-        ends += [len(data) + end for end in piece.ends]
-        data += piece.data
+        lines += piece.lines
         values += piece.keys
-    n = len(ends)
+    n = len(lines)
     if n < 2:
         raise RecordError(f"need at least 2 records to split, found {n}", path=input)
     codes = None
@@ -142,10 +140,10 @@ def split(
         in_train = np.bincount(codes[train], minlength=len(names))
         in_test = np.bincount(codes[tests], minlength=len(names))
         result.strata = {name: (int(a), int(b)) for name, a, b in zip(names, in_train, in_test, strict=True)}
-    whole = Piece(data=data, ends=ends)
     for path, order in ((result.train, train), (result.test, tests)):
         with atomic_write(path) as f:
+            out = Output(f, array=False)
             for start in range(0, len(order), 4096):
-                f.write(whole.rows(order[start : start + 4096].tolist()))
+                out.write(list(map(lines.__getitem__, order[start : start + 4096].tolist())))
     result.n_train, result.n_test = len(train), len(tests)
     return result
