@@ -133,15 +133,16 @@ def split(
     """Write `out_dir/train.jsonl` and `out_dir/test.jsonl`; rows keep the input's format and bytes."""
     if not 0 < test < 1:
         raise ZaoshuError(f"--test must be a fraction between 0 and 1, got {test}")
-    guard_outputs([Path(out_dir) / "train.jsonl", Path(out_dir) / "test.jsonl"], [input])
-    check_replaceable([Path(out_dir) / "train.jsonl", Path(out_dir) / "test.jsonl"])
+    out_dir = Path(out_dir)
+    outputs = [out_dir / "train.jsonl", out_dir / "test.jsonl"]
+    guard_outputs(outputs, [input])
+    check_replaceable(outputs)
     check_writable(dirs=[out_dir])
     fmt = from_ or detect_rows(Rows.peek(input))
     get_format(fmt)
-    out_dir = Path(out_dir)
     if out_dir.exists() and not out_dir.is_dir():
         raise ZaoshuError("output must be a folder (train.jsonl and test.jsonl go inside)", path=out_dir)
-    result = Split(out_dir / "train.jsonl", out_dir / "test.jsonl", fmt)
+    result = Split(*outputs, fmt)
     whole = Found()
     for found in pieces(input, functools.partial(scan, fmt=fmt, axis=stratify)):
         whole.starts += found.starts
