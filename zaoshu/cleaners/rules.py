@@ -114,10 +114,9 @@ def _detail(cond: pl.Expr, detail: pl.Expr | str) -> tuple[pl.Expr, pl.Expr]:
     return cond.fill_null(False), (pl.lit(detail) if isinstance(detail, str) else detail).cast(pl.Utf8)
 
 
-def _style_map(ctx: RuleContext, pick: Callable[[str], int | None]) -> pl.Expr:
+def _by_style(values: dict[str, int | None]) -> pl.Expr:
     """A per-row value looked up by the row's style (null for styles without one)."""
-    mapping = {name: pick(name) for name in ctx.limits}
-    mapping = {k: v for k, v in mapping.items() if v is not None}
+    mapping = {k: v for k, v in values.items() if v is not None}
     if not mapping:
         return pl.lit(None, dtype=pl.Int64)
     return pl.col("style").replace_strict(mapping, default=None, return_dtype=pl.Int64)
@@ -212,7 +211,7 @@ def _copied(ctx: RuleContext) -> Built:
 @rule("too_short")
 def _too_short(ctx: RuleContext) -> Built:
     """Fewer characters than the style's min_chars (clean.styles / recipe styles / clean.min_chars)."""
-    lo = _style_map(ctx, lambda s: ctx.limits[s][0]).fill_null(ctx.config.min_chars)
+    lo = _by_style({s: lo for s, (lo, _, _) in ctx.limits.items()}).fill_null(ctx.config.min_chars)
     cond = pl.col("n_chars") < lo
     return [("too_short", *_detail(cond, pl.format("{} chars < {}", pl.col("n_chars"), lo)))]
 
@@ -220,8 +219,8 @@ def _too_short(ctx: RuleContext) -> Built:
 @rule("too_long")
 def _too_long(ctx: RuleContext) -> Built:
     """More characters than the style's max_chars plus clean.length_tolerance."""
-    hi = _style_map(ctx, lambda s: ctx.limits[s][1])
-    declared = _style_map(ctx, lambda s: ctx.limits[s][2])
+    hi = _by_style({s: hi for s, (_, hi, _) in ctx.limits.items()})
+    declared = _by_style({s: declared for s, (_, _, declared) in ctx.limits.items()})
     cond = (pl.col("n_chars") > hi).fill_null(False)
     detail = pl.format("{} chars > {} (max_chars {} + tolerance)", pl.col("n_chars"), hi, declared)
     return [("too_long", *_detail(cond, detail))]
@@ -256,12 +255,7 @@ def _emoji(ctx: RuleContext) -> Built:
     ranges = {name: rules.emoji for name, rules in ctx.config.styles.items() if rules.emoji is not None}
     if not ranges:
         return []
-    lo = pl.col("style").replace_strict(
-        {k: v[0] for k, v in ranges.items()}, default=None, return_dtype=pl.Int64
-    )
-    hi = pl.col("style").replace_strict(
-        {k: v[1] for k, v in ranges.items()}, default=None, return_dtype=pl.Int64
-    )
+    lo, hi = _by_style({k: v[0] for k, v in ranges.items()}), _by_style({k: v[1] for k, v in ranges.items()})
     cond = ((pl.col("n_emoji") < lo) | (pl.col("n_emoji") > hi)).fill_null(False)
     detail = pl.format("{} emoji; style {} wants {}-{}", pl.col("n_emoji"), pl.col("style"), lo, hi)
     return [("emoji_count", *_detail(cond, detail))]
