@@ -157,15 +157,20 @@ def _excluded(ctx: RuleContext) -> Built:
     return [("excluded_pair", any_cond, expr)]
 
 
+def _phrases(reason: str, column: str, phrases: list[str], say: str, *, any_case: bool = False) -> Built:
+    """Reject rows whose `column` holds one of `phrases`; the detail names the first one found."""
+    if not phrases:
+        return []
+    cond = pl.col(column).str.contains_any(phrases, ascii_case_insensitive=any_case)
+    found = pl.col(column).str.extract_many(phrases, ascii_case_insensitive=any_case).list.first()
+    return [(reason, *_detail(cond, pl.lit(say) + found))]
+
+
 @rule("meta_text")
 def _meta(ctx: RuleContext) -> Built:
     """Talk about the answer, refusals and meta text (当前祝福语如下, 作为一个AI, 抱歉, 字数, ###)."""
     phrases = [p for p in ctx.config.meta_phrases + ctx.config.extra_meta_phrases if p]
-    if not phrases:
-        return []
-    cond = pl.col("text").str.contains_any(phrases, ascii_case_insensitive=True)
-    found = pl.col("text").str.extract_many(phrases, ascii_case_insensitive=True).list.first()
-    return [("meta_text", *_detail(cond, pl.lit("contains ") + found))]
+    return _phrases("meta_text", "text", phrases, "contains ", any_case=True)
 
 
 def leak_phrases(ctx: RuleContext) -> list[str]:
@@ -187,12 +192,7 @@ def leak_phrases(ctx: RuleContext) -> list[str]:
 @rule("leaked_prompt")
 def _leaked(ctx: RuleContext) -> Built:
     """The reply repeats an instruction of the generation prompt (注意不要有标题混在其中...)."""
-    phrases = leak_phrases(ctx)
-    if not phrases:
-        return []
-    cond = pl.col("text").str.contains_any(phrases)
-    found = pl.col("text").str.extract_many(phrases).list.first()
-    return [("leaked_prompt", *_detail(cond, pl.lit("repeats the prompt: ") + found))]
+    return _phrases("leaked_prompt", "text", leak_phrases(ctx), "repeats the prompt: ")
 
 
 @rule("copied_example")
@@ -201,11 +201,7 @@ def _copied(ctx: RuleContext) -> Built:
     if ctx.recipe is None:
         return []
     keys = sorted({k for pool in ctx.recipe.examples.values() for k in map(dedup_key, pool) if len(k) >= 8})
-    if not keys:
-        return []
-    cond = pl.col("key").str.contains_any(keys)
-    found = pl.col("key").str.extract_many(keys).list.first()
-    return [("copied_example", *_detail(cond, pl.lit("copies the example ") + found))]
+    return _phrases("copied_example", "key", keys, "copies the example ")
 
 
 @rule("too_short")
