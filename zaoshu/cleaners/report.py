@@ -117,17 +117,10 @@ def build(
     sample_rows: dict[str, list[dict[str, Any]]] = {}
     for reason in by_reason:
         part = frame[(frame["reason"] == reason).arg_true().head(samples)]
-        sample_rows[reason] = [
-            {
-                "id": r["id"],
-                "style": r["style"],
-                "text": r["raw"] if r["raw"] is not None else r["text"],
-                "normalized": r["text"],
-                "detail": r["detail"],
-                "duplicate_of": r["duplicate_of"],
-            }
-            for r in part.iter_rows(named=True)
-        ]
+        text, normalized = pl.coalesce("raw", "text").alias("text"), pl.col("text").alias("normalized")
+        sample_rows[reason] = part.select(
+            "id", "style", text, normalized, "detail", "duplicate_of"
+        ).to_dicts()
     return {
         "counts": {
             "read": stats.read,
