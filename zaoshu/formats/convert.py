@@ -51,21 +51,23 @@ def array_output(path: str | Path, fmt: str) -> bool:
 
 
 class Output:
-    """Lines (no line ends) written as JSON Lines, or as one JSON array for `.json`."""
+    """Rows written as JSON Lines, or as one JSON array for `.json`."""
 
     def __init__(self, f: IO[bytes], array: bool) -> None:
         self.f, self.array, self.count = f, array, 0
         if array:
             f.write(b"[\n")
 
-    def write(self, lines: list[bytes]) -> None:
-        if not lines:
+    def write(self, data: bytes | bytearray, rows: int) -> None:
+        """`rows` rows, each ending in a LF. In an array they are separated by ",\n": orjson writes no raw
+        newline inside JSON text, so every LF is the end of a row."""
+        if not rows:
             return
         if self.array:
             self.f.write(b",\n" if self.count else b"")
-        self.f.write((b",\n" if self.array else b"\n").join(lines))
-        self.f.write(b"" if self.array else b"\n")
-        self.count += len(lines)
+            data = data[:-1].replace(b"\n", b",\n")
+        self.f.write(data)
+        self.count += rows
 
     def close(self) -> None:
         if self.array:
@@ -97,13 +99,27 @@ def records(
 
 @dataclass(slots=True)
 class Piece:
-    """What `translate` made of some rows: an output line each (no line end), and for merge each row's id
-    and content hash."""
+    """What `translate` made of some rows: their output lines one after the other in `data`, each ending
+    in a LF (row i ends at `ends[i]`), and for merge each row's id and content hash.
 
-    lines: list[bytes] = field(default_factory=list)
+    One growing buffer rather than a list of lines: the lines kept alive cost fresh memory and their own
+    pickling between processes (measured: 2 to 3 us a ~1 KB record, a quarter of a convert's cost)."""
+
+    data: bytearray = field(default_factory=bytearray)
+    ends: list[int] = field(default_factory=list)
     keys: list[Any] = field(default_factory=list)
     hashes: list[str | None] = field(default_factory=list)
     lost: Counter = field(default_factory=Counter)
+
+    def add(self, line: bytes) -> None:
+        self.data += line
+        self.data += b"\n"
+        self.ends.append(len(self.data))
+
+    def rows(self, keep: Iterable[int]) -> bytes:
+        """The lines of the rows `keep` (indices, in order), one after the other."""
+        view, ends = memoryview(self.data), self.ends
+        return b"".join(view[ends[i - 1] if i else 0 : ends[i]] for i in keep)
 
 
 def translate(
@@ -119,7 +135,7 @@ def translate(
     piece = Piece()
     for _, line, key, record in records(rows, src, with_id=with_id, text_ids=keys):
         # (a zaoshu line copied as it is loses nothing: the format keeps every field)
-        piece.lines.append(line if copy and key and line is not None else target.line(record, piece.lost))
+        piece.add(line if copy and key and line is not None else target.line(record, piece.lost))
         if keys:
             piece.keys.append(key)
             piece.hashes.append(content_id(record["messages"]) if by_content or key is None else None)
@@ -148,8 +164,8 @@ def write(records: Iterable[Record], path: str | Path, fmt: str) -> Written:
     with atomic_write(path) as f:
         out = Output(f, array_output(path, fmt))
         rows = iter(records)
-        while lines := [target.line(record, result.lost) for record in itertools.islice(rows, 4096)]:
-            out.write(lines)
+        while lines := [target.line(record, result.lost) + b"\n" for record in itertools.islice(rows, 4096)]:
+            out.write(b"".join(lines), len(lines))
         out.close()
         result.count = out.count
     return result
@@ -168,7 +184,7 @@ def convert(src: str | Path, dst: str | Path, to: str, from_: str | None = None)
     with atomic_write(dst) as f:
         out = Output(f, array_output(dst, to))
         for piece in pieces(src, work):
-            out.write(piece.lines)
+            out.write(piece.data, len(piece.ends))
             result.lost.update(piece.lost)
         if not out.count:
             raise RecordError("empty input: no records found", path=src)

@@ -108,11 +108,11 @@ def merge(
                 translate, src=count.fmt, dst=to, with_id=True, keys=True, by_content=by_content
             )
             for piece in pieces(path, work):
-                count.read += len(piece.lines)
+                count.read += len(piece.ends)
                 result.written.lost.update(piece.lost)
                 keep = seen.new_rows(piece.keys, piece.hashes)
                 count.kept += len(keep)
-                out.write(piece.lines if len(keep) == len(piece.lines) else [piece.lines[i] for i in keep])
+                out.write(piece.data if len(keep) == len(piece.ends) else piece.rows(keep), len(keep))
         if not any(c.read for c in result.files):
             raise RecordError("empty input: no records in any file", path=files[0])
         out.close()

@@ -20,7 +20,7 @@ import orjson
 
 from zaoshu.errors import RecordError, ZaoshuError
 from zaoshu.files import atomic_write, check_replaceable, check_writable, guard_outputs
-from zaoshu.formats.convert import Output, records
+from zaoshu.formats.convert import records
 from zaoshu.formats.io import Rows
 from zaoshu.formats.pieces import pieces
 from zaoshu.formats.registry import detect_rows, get_format
@@ -166,9 +166,8 @@ def split(
         text = mapped if whole.text is None else whole.text
         for path, order in ((result.train, train), (result.test, tests)):
             with atomic_write(path) as out:
-                lines = Output(out, array=False)
                 for chunk in np.array_split(order, range(4096, len(order), 4096)):
                     at = zip(starts[chunk].tolist(), lengths[chunk].tolist(), strict=True)
-                    lines.write([text[start : start + length] for start, length in at])
+                    out.write(b"\n".join([text[start : start + length] for start, length in at]) + b"\n")
     result.n_train, result.n_test = len(train), len(tests)
     return result
