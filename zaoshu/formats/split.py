@@ -65,13 +65,10 @@ def scan(rows: Rows, fmt: str, axis: str | None) -> Found:
     """Each row checked as `fmt`, where it is, and its value of `axis` (as text) in `keys`."""
     found = Found(text=bytearray() if rows.layout == "array" else None)
     for position, line, _, record in records(rows, fmt, with_id=False, array_lines=True):
-        assert line is not None
-        if found.text is None:
-            found.starts.append(rows.at)
-        else:
-            found.starts.append(len(found.text))
-            found.text += line
-        found.lengths.append(len(line))
+        found.starts.append(rows.at if found.text is None else len(found.text))
+        found.lengths.append(len(line))  # type: ignore[arg-type]
+        if found.text is not None:
+            found.text += line  # type: ignore[operator]
         if axis:
             try:
                 found.keys.append(stratum(record, axis))
