@@ -198,12 +198,15 @@ def key_expr(text: pl.Expr) -> pl.Expr:
     return text.str.normalize("NFKC").str.to_lowercase().str.replace_all(_KEY_DROP, "")
 
 
+#: the Unicode blocks that hold most emoji (a character class body)
+EMOJI_BLOCKS = r"\x{1F000}-\x{1FAFF}\x{2600}-\x{27BF}"
+
 # Text made only of these needs no NFKC or case folding for its key (CJK, lower ASCII, punctuation,
 # common emoji); other rows (full-width letters, upper case, compatibility characters) take the full path.
 _FOLD_FREE = (
     r"^[\x{00}-\x{40}\x{5B}-\x{7F}\x{4E00}-\x{9FFF}\x{3000}-\x{3029}\x{3030}-\x{3037}\x{303B}-\x{303F}\x{FF01}-\x{FF0F}"
-    r"\x{FF1A}-\x{FF20}\x{FF3B}-\x{FF40}\x{FF5B}-\x{FF65}\x{2010}-\x{2016}\x{2018}-\x{2027}\x{1F000}-\x{1FAFF}"
-    r"\x{2600}-\x{27BF}\x{FE0F}\x{200D}]*$"
+    r"\x{FF1A}-\x{FF20}\x{FF3B}-\x{FF40}\x{FF5B}-\x{FF65}\x{2010}-\x{2016}\x{2018}-\x{2027}"
+    rf"{EMOJI_BLOCKS}\x{{FE0F}}\x{{200D}}]*$"
 )
 
 

@@ -18,7 +18,7 @@ import regex
 
 from zaoshu.cleaners import semantic
 from zaoshu.cleaners.config import CleanConfig
-from zaoshu.cleaners.normalize import dedup_key
+from zaoshu.cleaners.normalize import EMOJI_BLOCKS, dedup_key
 from zaoshu.recipes import Recipe
 
 #: An emoji as a person sees it: a pictograph with its selectors, skin tones and ZWJ continuations.
@@ -29,7 +29,8 @@ EMOJI = (
 
 # Characters that can start an emoji; rows without any skip the full emoji pattern.
 _EMOJI_HINT = (
-    r"[\x{1F000}-\x{1FAFF}\x{2600}-\x{27BF}\x{2300}-\x{23FF}\x{2B00}-\x{2BFF}\x{2190}-\x{21FF}"
+    rf"[{EMOJI_BLOCKS}"
+    r"\x{2300}-\x{23FF}\x{2B00}-\x{2BFF}\x{2190}-\x{21FF}"
     r"\x{25A0}-\x{25FF}\x{2934}\x{2935}\x{3030}\x{303D}\x{3297}\x{3299}\x{A9}\x{AE}\x{203C}\x{2049}"
     r"\x{2122}\x{2139}\x{24C2}\x{E0020}-\x{E007F}]"
 )
