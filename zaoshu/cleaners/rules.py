@@ -143,16 +143,10 @@ def _excluded(ctx: RuleContext) -> Built:
     expr: pl.Expr = pl.lit(None, dtype=pl.Utf8)
     any_cond: pl.Expr = pl.lit(False)
     for i, spec in reversed(list(enumerate(ctx.recipe.exclude))):
-        conds = []
-        for axis, wanted in spec.items():
-            col = f"ax_{axis}"
-            values = [wanted] if isinstance(wanted, str) else list(wanted)
-            conds.append(pl.col(col).is_in(values) if axis != "style" else pl.col("style").is_in(values))
+        cols = {axis: "style" if axis == "style" else f"ax_{axis}" for axis in spec}
+        conds = [pl.col(cols[a]).is_in([w] if isinstance(w, str) else list(w)) for a, w in spec.items()]
         cond = pl.all_horizontal(conds).fill_null(False)
-        what = pl.concat_str(
-            [pl.lit(f"{axis}=") + pl.col(f"ax_{axis}" if axis != "style" else "style") for axis in spec],
-            separator=" ",
-        )
+        what = pl.concat_str([pl.lit(f"{a}=") + pl.col(col) for a, col in cols.items()], separator=" ")
         expr = pl.when(cond).then(what + pl.lit(f" (exclude[{i}])")).otherwise(expr)
         any_cond = any_cond | cond
     return [("excluded_pair", any_cond, expr)]
