@@ -188,7 +188,7 @@ def main() -> None:
         print()
         print(
             f"{'command':<44} {'seconds':>8} {'records/s':>11} {'vs orjson loop':>15} {'vs 100k/s':>10} "
-            f"{'CPU us/rec':>11} {'CPU vs loop':>12} {'in workers':>11}"
+            f"{'CPU us/rec':>11} {'CPU vs loop':>12} {'in workers':>11}  bar"
         )
 
         rows: list[tuple[str, float]] = []
@@ -199,7 +199,8 @@ def main() -> None:
             cpu, in_workers = LAST_CPU
             print(
                 f"{name:<44} {seconds:8.2f} {rate:11,.0f} {rate * base_s / n:14.2f}x {rate / BAR:9.2f}x "
-                f"{cpu / n * 1e6:11.1f} {base_cpu / cpu:11.2f}x {in_workers / n * 1e6:11.1f}"
+                f"{cpu / n * 1e6:11.1f} {base_cpu / cpu:11.2f}x {in_workers / n * 1e6:11.1f}  "
+                + ("PASS" if rate >= BAR else "FAIL")
             )
 
         for fmt, suffix in (

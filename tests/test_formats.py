@@ -409,8 +409,8 @@ def test_utf8_bom_and_crlf_are_accepted(tmp_path):
 @pytest.mark.parametrize(
     ("system", "loss"), [("你现在是一个送祝福大师", None), ("", None), ("你现在是一个送祝福大师", False)]
 )
-def test_one_exchange_records_write_like_the_general_turn_grouping(system, loss):
-    """xtuner and alpaca write the recipe's [system, user, assistant] directly; same rows as the general path."""
+def test_one_exchange_records_write_as_one_turn(system, loss):
+    """A recipe's [system, user, assistant] becomes one xtuner turn and one alpaca row, as the turn grouping says."""
     from collections import Counter
 
     from zaoshu.formats import alpaca, xtuner

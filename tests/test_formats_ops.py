@@ -232,9 +232,12 @@ def test_split_keeps_the_input_format_and_reads_json_arrays(tmp_path):
 
 
 def test_split_read_by_worker_processes_gives_the_same_files(tmp_path, monkeypatch):
-    lines = [orjson.dumps(record(i)) + (b"\r\n" if i % 5 == 0 else b"\n") for i in range(3000)]
+    lines = [
+        orjson.dumps(record(i)) + (b"\r\n" if i % 5 == 0 else b"\n\n" if i % 7 == 0 else b"\n")
+        for i in range(3000)
+    ]
     src = tmp_path / "r.jsonl"
-    src.write_bytes(b"".join(lines).rstrip(b"\n"))
+    src.write_bytes(b"\xef\xbb\xbf" + b"".join(lines).rstrip(b"\n"))  # a BOM, blank lines, no last LF
     split(src, tmp_path / "one", test=0.3, seed=4, stratify="style")
     monkeypatch.setattr(pieces, "PIECE", 4096)
     monkeypatch.setattr(pieces, "PARALLEL_FROM", 0)
@@ -242,6 +245,8 @@ def test_split_read_by_worker_processes_gives_the_same_files(tmp_path, monkeypat
     for name in ("train.jsonl", "test.jsonl"):
         assert (tmp_path / "one" / name).read_bytes() == (tmp_path / "many" / name).read_bytes()
     assert (tmp_path / "many" / "train.jsonl").read_bytes().count(b"\r") == 0
+    written = b"".join((tmp_path / "many" / name).read_bytes() for name in ("train.jsonl", "test.jsonl"))
+    assert sorted(written.splitlines()) == sorted(orjson.dumps(record(i)) for i in range(3000))
 
 
 def test_split_errors(tmp_path):

@@ -10,9 +10,6 @@ from __future__ import annotations
 
 import polars as pl
 
-#: change codes written to `meta.clean.changes`, in the order the steps run.
-STEPS = ("think", "first_line", "preamble", "quotes", "leading_punct", "whitespace")
-
 # Opening brackets and quotes are content ("「福」到了"); every other punctuation mark at the start is debris.
 _OPEN = r"“‘「『（(《【〈\[{\"'"
 _STRAY = rf"[[\p{{P}}~～]--[{_OPEN}]]"
@@ -34,29 +31,24 @@ _PREAMBLE_INLINE = (
     rf"[^：:\n]{{0,20}}(?:祝福语|祝福文案|文案)(?:如下|是)?[：:]\s*|[^：:\n]{{0,20}}如下[：:]\s*)?"
 )
 _ACK_ONLY = rf"^{_ACK}[！!。.，,~～：:\s]+"
-_QUOTES = (
-    r'^"([^"]+)"$',
-    r"^“([^“”]+)”$",
-    r"^「([^「」]+)」$",
-    r"^『([^『』]+)』$",
-    r"^'([^']+)'$",
-    r"^‘([^‘’]+)’$",
-)
+# A reply wrapped whole in one pair of quotes.
+_QUOTES = [rf"^{a}([^{a}{b}]+){b}$" for a, b in ('""', "“”", "「」", "『』", "''", "‘’")]
 _LEADING = rf"^(?:{_PARTICLE}{{0,2}}(?:{_STRAY}|\s)+)+"
 _SPACES = r"\s+"
 _CONTENT = r"[\p{L}\p{N}\p{So}]"
 
 
-def _steps() -> list[tuple[str, list[tuple[str, str]]]]:
-    """Each step as a list of (pattern, replacement) applied in order; `*` marks replace_all."""
-    return [
-        ("think", [(r"*\r\n?|\x{2028}|\x{2029}", "\n"), (_THINK, "")]),
-        ("first_line", [("strip", ""), (_NO_CONTENT_LINES, ""), (_PREAMBLE_LINES, ""), (_FIRST_LINE, "")]),
-        ("preamble", [(_PREAMBLE_INLINE, ""), (_ACK_ONLY, "")]),
-        ("quotes", [(p, "${1}") for p in _QUOTES]),
-        ("leading_punct", [(_LEADING, "")]),
-        ("whitespace", [("*" + _SPACES, " "), ("strip", "")]),
-    ]
+#: each step by its change code (written to `meta.clean.changes`), in the order the steps run: (pattern,
+#: replacement) pairs applied in order; `*` marks replace_all, "strip" strips
+_STEPS = {
+    "think": [(r"*\r\n?|\x{2028}|\x{2029}", "\n"), (_THINK, "")],
+    "first_line": [("strip", ""), (_NO_CONTENT_LINES, ""), (_PREAMBLE_LINES, ""), (_FIRST_LINE, "")],
+    "preamble": [(_PREAMBLE_INLINE, ""), (_ACK_ONLY, "")],
+    "quotes": [(p, "${1}") for p in _QUOTES],
+    "leading_punct": [(_LEADING, "")],
+    "whitespace": [("*" + _SPACES, " "), ("strip", "")],
+}
+STEPS = tuple(_STEPS)
 
 
 def _apply(expr: pl.Expr, ops: list[tuple[str, str]]) -> pl.Expr:
@@ -90,7 +82,7 @@ def _one_pass(frame: pl.DataFrame, src: str) -> pl.DataFrame:
     """
     lazy = frame.lazy()
     prev = src
-    for name, ops in _steps():
+    for name, ops in _STEPS.items():
         lazy = lazy.with_columns(_apply(pl.col(prev), ops).alias(f"_s_{name}"))
         lazy = lazy.with_columns((pl.col(f"_s_{name}") != pl.col(prev)).alias(f"_c_{name}"))
         prev = f"_s_{name}"
@@ -116,7 +108,7 @@ def normalize_frame(texts: pl.Series, *, max_passes: int = 5, _inner: bool = Fal
         empty = pl.Series("changes", [[]] * len(texts), dtype=pl.List(pl.Utf8))
         return pl.DataFrame({"text": texts, "changes": empty})
     idx = dirty.arg_true()
-    part = _normalize_all(texts.gather(idx), _inner=_inner)
+    part = _normalize_all(texts.gather(idx), max_passes=max_passes, _inner=_inner)
     text = texts.scatter(idx, part["text"]).rename("text")
     moved = part.select(pl.Series("i", idx), "changes")
     changes = (
@@ -128,8 +120,8 @@ def normalize_frame(texts: pl.Series, *, max_passes: int = 5, _inner: bool = Fal
     return pl.DataFrame({"text": text, "changes": changes})
 
 
-def _normalize_all(texts: pl.Series, *, max_passes: int = 5, _inner: bool = False) -> pl.DataFrame:
-    """Normalize a column of texts. Returns columns `text` (normalized) and `changes` (list of step codes).
+def _normalize_all(texts: pl.Series, *, max_passes: int, _inner: bool) -> pl.DataFrame:
+    """`normalize_frame` of rows that may change.
 
     Steps repeat on the rows that still change (a quote inside a preamble, a preamble inside quotes) until
     a pass changes nothing, which is what makes the result idempotent.
@@ -206,12 +198,15 @@ def key_expr(text: pl.Expr) -> pl.Expr:
     return text.str.normalize("NFKC").str.to_lowercase().str.replace_all(_KEY_DROP, "")
 
 
+#: the Unicode blocks that hold most emoji (a character class body)
+EMOJI_BLOCKS = r"\x{1F000}-\x{1FAFF}\x{2600}-\x{27BF}"
+
 # Text made only of these needs no NFKC or case folding for its key (CJK, lower ASCII, punctuation,
 # common emoji); other rows (full-width letters, upper case, compatibility characters) take the full path.
 _FOLD_FREE = (
     r"^[\x{00}-\x{40}\x{5B}-\x{7F}\x{4E00}-\x{9FFF}\x{3000}-\x{3029}\x{3030}-\x{3037}\x{303B}-\x{303F}\x{FF01}-\x{FF0F}"
-    r"\x{FF1A}-\x{FF20}\x{FF3B}-\x{FF40}\x{FF5B}-\x{FF65}\x{2010}-\x{2016}\x{2018}-\x{2027}\x{1F000}-\x{1FAFF}"
-    r"\x{2600}-\x{27BF}\x{FE0F}\x{200D}]*$"
+    r"\x{FF1A}-\x{FF20}\x{FF3B}-\x{FF40}\x{FF5B}-\x{FF65}\x{2010}-\x{2016}\x{2018}-\x{2027}"
+    rf"{EMOJI_BLOCKS}\x{{FE0F}}\x{{200D}}]*$"
 )
 
 

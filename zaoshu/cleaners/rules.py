@@ -18,7 +18,7 @@ import regex
 
 from zaoshu.cleaners import semantic
 from zaoshu.cleaners.config import CleanConfig
-from zaoshu.cleaners.normalize import dedup_key
+from zaoshu.cleaners.normalize import EMOJI_BLOCKS, dedup_key
 from zaoshu.recipes import Recipe
 
 #: An emoji as a person sees it: a pictograph with its selectors, skin tones and ZWJ continuations.
@@ -29,7 +29,8 @@ EMOJI = (
 
 # Characters that can start an emoji; rows without any skip the full emoji pattern.
 _EMOJI_HINT = (
-    r"[\x{1F000}-\x{1FAFF}\x{2600}-\x{27BF}\x{2300}-\x{23FF}\x{2B00}-\x{2BFF}\x{2190}-\x{21FF}"
+    rf"[{EMOJI_BLOCKS}"
+    r"\x{2300}-\x{23FF}\x{2B00}-\x{2BFF}\x{2190}-\x{21FF}"
     r"\x{25A0}-\x{25FF}\x{2934}\x{2935}\x{3030}\x{303D}\x{3297}\x{3299}\x{A9}\x{AE}\x{203C}\x{2049}"
     r"\x{2122}\x{2139}\x{24C2}\x{E0020}-\x{E007F}]"
 )
@@ -114,10 +115,9 @@ def _detail(cond: pl.Expr, detail: pl.Expr | str) -> tuple[pl.Expr, pl.Expr]:
     return cond.fill_null(False), (pl.lit(detail) if isinstance(detail, str) else detail).cast(pl.Utf8)
 
 
-def _style_map(ctx: RuleContext, pick: Callable[[str], int | None]) -> pl.Expr:
+def _by_style(values: dict[str, int | None]) -> pl.Expr:
     """A per-row value looked up by the row's style (null for styles without one)."""
-    mapping = {name: pick(name) for name in ctx.limits}
-    mapping = {k: v for k, v in mapping.items() if v is not None}
+    mapping = {k: v for k, v in values.items() if v is not None}
     if not mapping:
         return pl.lit(None, dtype=pl.Int64)
     return pl.col("style").replace_strict(mapping, default=None, return_dtype=pl.Int64)
@@ -143,30 +143,29 @@ def _excluded(ctx: RuleContext) -> Built:
     expr: pl.Expr = pl.lit(None, dtype=pl.Utf8)
     any_cond: pl.Expr = pl.lit(False)
     for i, spec in reversed(list(enumerate(ctx.recipe.exclude))):
-        conds = []
-        for axis, wanted in spec.items():
-            col = f"ax_{axis}"
-            values = [wanted] if isinstance(wanted, str) else list(wanted)
-            conds.append(pl.col(col).is_in(values) if axis != "style" else pl.col("style").is_in(values))
+        cols = {axis: "style" if axis == "style" else f"ax_{axis}" for axis in spec}
+        conds = [pl.col(cols[a]).is_in([w] if isinstance(w, str) else list(w)) for a, w in spec.items()]
         cond = pl.all_horizontal(conds).fill_null(False)
-        what = pl.concat_str(
-            [pl.lit(f"{axis}=") + pl.col(f"ax_{axis}" if axis != "style" else "style") for axis in spec],
-            separator=" ",
-        )
+        what = pl.concat_str([pl.lit(f"{a}=") + pl.col(col) for a, col in cols.items()], separator=" ")
         expr = pl.when(cond).then(what + pl.lit(f" (exclude[{i}])")).otherwise(expr)
         any_cond = any_cond | cond
     return [("excluded_pair", any_cond, expr)]
+
+
+def _phrases(reason: str, column: str, phrases: list[str], say: str, *, any_case: bool = False) -> Built:
+    """Reject rows whose `column` holds one of `phrases`; the detail names the first one found."""
+    if not phrases:
+        return []
+    cond = pl.col(column).str.contains_any(phrases, ascii_case_insensitive=any_case)
+    found = pl.col(column).str.extract_many(phrases, ascii_case_insensitive=any_case).list.first()
+    return [(reason, *_detail(cond, pl.lit(say) + found))]
 
 
 @rule("meta_text")
 def _meta(ctx: RuleContext) -> Built:
     """Talk about the answer, refusals and meta text (当前祝福语如下, 作为一个AI, 抱歉, 字数, ###)."""
     phrases = [p for p in ctx.config.meta_phrases + ctx.config.extra_meta_phrases if p]
-    if not phrases:
-        return []
-    cond = pl.col("text").str.contains_any(phrases, ascii_case_insensitive=True)
-    found = pl.col("text").str.extract_many(phrases, ascii_case_insensitive=True).list.first()
-    return [("meta_text", *_detail(cond, pl.lit("contains ") + found))]
+    return _phrases("meta_text", "text", phrases, "contains ", any_case=True)
 
 
 def leak_phrases(ctx: RuleContext) -> list[str]:
@@ -188,12 +187,7 @@ def leak_phrases(ctx: RuleContext) -> list[str]:
 @rule("leaked_prompt")
 def _leaked(ctx: RuleContext) -> Built:
     """The reply repeats an instruction of the generation prompt (注意不要有标题混在其中...)."""
-    phrases = leak_phrases(ctx)
-    if not phrases:
-        return []
-    cond = pl.col("text").str.contains_any(phrases)
-    found = pl.col("text").str.extract_many(phrases).list.first()
-    return [("leaked_prompt", *_detail(cond, pl.lit("repeats the prompt: ") + found))]
+    return _phrases("leaked_prompt", "text", leak_phrases(ctx), "repeats the prompt: ")
 
 
 @rule("copied_example")
@@ -202,17 +196,13 @@ def _copied(ctx: RuleContext) -> Built:
     if ctx.recipe is None:
         return []
     keys = sorted({k for pool in ctx.recipe.examples.values() for k in map(dedup_key, pool) if len(k) >= 8})
-    if not keys:
-        return []
-    cond = pl.col("key").str.contains_any(keys)
-    found = pl.col("key").str.extract_many(keys).list.first()
-    return [("copied_example", *_detail(cond, pl.lit("copies the example ") + found))]
+    return _phrases("copied_example", "key", keys, "copies the example ")
 
 
 @rule("too_short")
 def _too_short(ctx: RuleContext) -> Built:
     """Fewer characters than the style's min_chars (clean.styles / recipe styles / clean.min_chars)."""
-    lo = _style_map(ctx, lambda s: ctx.limits[s][0]).fill_null(ctx.config.min_chars)
+    lo = _by_style({s: lo for s, (lo, _, _) in ctx.limits.items()}).fill_null(ctx.config.min_chars)
     cond = pl.col("n_chars") < lo
     return [("too_short", *_detail(cond, pl.format("{} chars < {}", pl.col("n_chars"), lo)))]
 
@@ -220,8 +210,8 @@ def _too_short(ctx: RuleContext) -> Built:
 @rule("too_long")
 def _too_long(ctx: RuleContext) -> Built:
     """More characters than the style's max_chars plus clean.length_tolerance."""
-    hi = _style_map(ctx, lambda s: ctx.limits[s][1])
-    declared = _style_map(ctx, lambda s: ctx.limits[s][2])
+    hi = _by_style({s: hi for s, (_, hi, _) in ctx.limits.items()})
+    declared = _by_style({s: declared for s, (_, _, declared) in ctx.limits.items()})
     cond = (pl.col("n_chars") > hi).fill_null(False)
     detail = pl.format("{} chars > {} (max_chars {} + tolerance)", pl.col("n_chars"), hi, declared)
     return [("too_long", *_detail(cond, detail))]
@@ -256,12 +246,7 @@ def _emoji(ctx: RuleContext) -> Built:
     ranges = {name: rules.emoji for name, rules in ctx.config.styles.items() if rules.emoji is not None}
     if not ranges:
         return []
-    lo = pl.col("style").replace_strict(
-        {k: v[0] for k, v in ranges.items()}, default=None, return_dtype=pl.Int64
-    )
-    hi = pl.col("style").replace_strict(
-        {k: v[1] for k, v in ranges.items()}, default=None, return_dtype=pl.Int64
-    )
+    lo, hi = _by_style({k: v[0] for k, v in ranges.items()}), _by_style({k: v[1] for k, v in ranges.items()})
     cond = ((pl.col("n_emoji") < lo) | (pl.col("n_emoji") > hi)).fill_null(False)
     detail = pl.format("{} emoji; style {} wants {}-{}", pl.col("n_emoji"), pl.col("style"), lo, hi)
     return [("emoji_count", *_detail(cond, detail))]

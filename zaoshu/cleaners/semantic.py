@@ -140,22 +140,16 @@ def off_topic(vocabs: dict[str, Vocabulary], skip: str | None) -> list[tuple[str
     return out
 
 
-def _address_pattern(phrases: list[str]) -> str:
-    names = "|".join(re.escape(p) for p in phrases)
-    before = "|".join(re.escape(w) for w in ADDRESS_BEFORE)
-    return f"(?:^|{before})(?:{names})|(?:{names})[{re.escape(ADDRESS_AFTER)}]"
-
-
 def wrong_recipient(vocab: Vocabulary) -> list[tuple[str, pl.Expr, pl.Expr]]:
     """Addresses another value of the recipient axis by name (at the start, after 祝/亲爱的…, or before
     a comma), and never its own."""
     own = pl.col(f"ax_{vocab.axis}")
-    before = "|".join(re.escape(w) for w in ADDRESS_BEFORE)
-    strip = f"^(?:{before})|[{re.escape(ADDRESS_AFTER)}]$"
+    names = "|".join(re.escape(p) for p in vocab.phrases())
+    before, after = "|".join(re.escape(w) for w in ADDRESS_BEFORE), f"[{re.escape(ADDRESS_AFTER)}]"
     addressed = (
         pl.col("text")
-        .str.extract_all(_address_pattern(vocab.phrases()))
-        .list.eval(pl.element().str.replace(strip, ""))
+        .str.extract_all(f"(?:^|{before})(?:{names})|(?:{names}){after}")
+        .list.eval(pl.element().str.replace(f"^(?:{before})|{after}$", ""))
     )
     # An own name anywhere counts (祝爷爷奶奶… for 爷爷 names 奶奶 too, and is a fine wish).
     anywhere = pl.col("text").str.extract_many(vocab.phrases(), leftmost=True)

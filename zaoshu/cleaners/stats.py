@@ -40,7 +40,8 @@ class CleanStats(Stats):
 
     def count(self, frame: pl.DataFrame) -> None:
         """The counts of a judged frame (a `reason` per rejected row, a `state` per row)."""
-        self.rejected = {r: int(n) for r, n in frame.group_by("reason").len().iter_rows() if r is not None}
+        counts = frame.group_by("reason").len().drop_nulls().sort(["len", "reason"], descending=[True, False])
+        self.rejected = dict(counts.iter_rows())  # most first, ties by name: the same order on every run
         self.read = frame.height
         self.kept = self.read - self.rejected_total
         self.normalized = int((frame["state"] == RowState.NORMALIZED).sum())

@@ -9,17 +9,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from zaoshu.formats.base import (
-    Format,
-    Lost,
-    Row,
-    new_record,
-    pairs,
-    text,
-)
+from zaoshu.formats.base import Format, Lost, Row, new_record, pairs, text
 from zaoshu.records import Record, ShapeError, check_messages
 
-_ONE_EXCHANGE = ["system", "user", "assistant"]
 _KEYS = {"instruction", "input", "output", "system", "history"}
 
 
@@ -56,20 +48,11 @@ def read(row: Row, with_id: bool = True) -> Record:
 
 
 def write(record: Record, lost: Lost) -> Row:
-    messages = record["messages"]
-    if len(messages) == 3 and [m["role"] for m in messages] == _ONE_EXCHANGE:  # what a recipe makes
-        system, user, answer = messages
-        if "loss" in answer:
-            lost["loss flags"] += 1
-        row: dict[str, Any] = {"instruction": user["content"], "input": "", "output": answer["content"]}
-        if system["content"]:
-            row["system"] = system["content"]
-        return row
     system_text, grouped = pairs(record, lost)
     if any("loss" in answer for _, _, answer in grouped):
         lost["loss flags"] += 1
     *history, (_, user_text, last) = grouped
-    row = {"instruction": user_text, "input": "", "output": last["content"]}
+    row: dict[str, Any] = {"instruction": user_text, "input": "", "output": last["content"]}
     if system_text:
         row["system"] = system_text
     if history:
@@ -78,10 +61,9 @@ def write(record: Record, lost: Lost) -> Row:
 
 
 FORMAT = Format(
-    name="alpaca",
-    description='Alpaca / LLaMA-Factory {"instruction", "input", "output", "system"?, "history"?}',
-    matches=matches,
-    read=read,
-    write=write,
-    keeps=(),
+    "alpaca",
+    'Alpaca / LLaMA-Factory {"instruction", "input", "output", "system"?, "history"?}',
+    matches,
+    read,
+    write,
 )

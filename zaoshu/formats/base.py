@@ -69,6 +69,14 @@ def text(value: Any, where: str) -> str:
     return value
 
 
+def turn_list(row: Row, key: str) -> list[Any]:
+    """The non-empty list of turns at `row[key]`."""
+    value = row.get(key)
+    if not isinstance(value, list) or not value:
+        raise ShapeError(f"record has no turns (expected a non-empty {key!r} list)")
+    return value
+
+
 def turns(record: Record, lost: Lost) -> list[tuple[str, str, dict[str, Any]]]:
     """Group a conversation into (system, user, assistant message) turns, the way XTuner's openai_map_fn does.
 

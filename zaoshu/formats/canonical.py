@@ -33,10 +33,5 @@ def write(record: Record, lost: Lost) -> Row:
 
 
 FORMAT = Format(
-    name="zaoshu",
-    description="zaoshu records: id, recipe, axes, messages, meta",
-    matches=matches,
-    read=read,
-    write=write,
-    keeps=RECORD_KEYS,
+    "zaoshu", "zaoshu records: id, recipe, axes, messages, meta", matches, read, write, keeps=RECORD_KEYS
 )

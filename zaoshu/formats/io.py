@@ -123,8 +123,12 @@ class Rows:
     document is read whole. `peek` holds only the first rows, for detection.
     """
 
-    def __init__(self, path: str | Path, head: bytes | None = None, layout: Layout | None = None) -> None:
+    def __init__(
+        self, path: str | Path, head: bytes | None = None, layout: Layout | None = None, offset: int = 0
+    ) -> None:
         self.path = str(path)
+        self.offset = offset  # where `head` starts in the file
+        self.at = offset  # where the JSON line last iterated starts in the file
         self.head_bytes = head  # set by peek: these bytes are all the rows this object holds
         if head is None:
             with open(check_path(path), "rb") as f:
@@ -159,9 +163,11 @@ class Rows:
             return
         with io.BytesIO(self.head_bytes) if self.head_bytes is not None else open(self.path, "rb") as f:
             loads, JSONDecodeError = orjson.loads, orjson.JSONDecodeError
+            at = self.offset
             for number, raw in enumerate(f, 1):
-                if number == 1:
-                    raw = raw.removeprefix(BOM)
+                self.at, at = at, at + len(raw)
+                if number == 1 and raw.startswith(BOM):
+                    raw, self.at = raw[len(BOM) :], self.at + len(BOM)
                 try:
                     yield number, raw, loads(raw)
                 except JSONDecodeError as e:

@@ -36,10 +36,9 @@ def write(record: Record, lost: Lost) -> Row:
 
 
 FORMAT = Format(
-    name="openai",
-    description='OpenAI chat fine-tuning lines {"messages": [...]}, XTuner custom SFT (per-turn "loss")',
-    matches=matches,
-    read=read,
-    write=write,
-    keeps=(),
+    "openai",
+    'OpenAI chat fine-tuning lines {"messages": [...]}, XTuner custom SFT (per-turn "loss")',
+    matches,
+    read,
+    write,
 )

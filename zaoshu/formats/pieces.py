@@ -46,7 +46,7 @@ def _piece(work: Callable[[Rows], T], path: str, span: tuple[int, int]) -> T:
     start, end = span
     with open(path, "rb") as f:
         f.seek(start)
-        rows = Rows(path, f.read(end - start), layout="jsonl")
+        rows = Rows(path, f.read(end - start), layout="jsonl", offset=start)
     try:
         return work(rows)
     except RecordError as e:

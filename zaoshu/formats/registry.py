@@ -25,8 +25,7 @@ def get_format(name: str) -> Format:
 
 def _describe(row: object) -> str:
     if isinstance(row, dict):
-        keys = ", ".join(list(row)[:8])
-        return f"an object with keys {keys or '(none)'}"
+        return f"an object with keys {', '.join(list(row)[:8]) or '(none)'}"
     return f"a JSON {type(row).__name__}"
 
 
@@ -44,30 +43,21 @@ def detect_rows(rows: Rows, sample: int = SAMPLE) -> str:
     for position, row in head:
         names = [f.name for f in FORMATS.values() if f.matches(row)]
         if len(names) > 1:
-            line, item = rows.where(position)
-            raise ZaoshuError(
-                f"{item + ' ' if item else ''}could be {' or '.join(names)} (ambiguous); say which with --from",
-                path=rows.path,
-                line=line,
-            )
+            raise rows.error(position, f"could be {' or '.join(names)} (ambiguous); say which with --from")
         if names:
             found.setdefault(names[0], position)
         elif unmatched is None:
             unmatched = (position, row)
     if not found:
         assert unmatched is not None
-        line, item = rows.where(unmatched[0])
-        raise ZaoshuError(
-            f"{item + ' ' if item else ''}is {_describe(unmatched[1])}, which is no known format; expected one of: "
+        raise rows.error(
+            unmatched[0],
+            f"is {_describe(unmatched[1])}, which is no known format; expected one of: "
             + "; ".join(f"{f.name} ({f.description})" for f in FORMATS.values()),
-            path=rows.path,
-            line=line,
         )
     if len(found) > 1:
-        where = []
-        for name, position in found.items():
-            line, item = rows.where(position)
-            where.append(f"{name} at {item or f'line {line}'}")
+        places = {name: rows.where(position) for name, position in found.items()}
+        where = [f"{name} at {item or f'line {line}'}" for name, (line, item) in places.items()]
         raise ZaoshuError(
             f"rows in different formats ({', '.join(where)}); one file holds one format: "
             "split it, or say which with --from",

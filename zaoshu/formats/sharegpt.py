@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from zaoshu.formats.base import Format, Lost, Row, new_record, text
+from zaoshu.formats.base import Format, Lost, Row, new_record, text, turn_list
 from zaoshu.records import Record, ShapeError, check_messages
 
 _FROM = {"human": "user", "user": "user", "gpt": "assistant", "assistant": "assistant", "system": "system"}
@@ -19,9 +19,7 @@ def matches(row: Any) -> bool:
 
 
 def read(row: Row, with_id: bool = True) -> Record:
-    conversations = row.get("conversations")
-    if not isinstance(conversations, list) or not conversations:
-        raise ShapeError("record has no turns (expected a non-empty 'conversations' list)")
+    conversations = turn_list(row, "conversations")
     messages: list[dict[str, Any]] = []
     system = text(row.get("system"), "system")
     if system:
@@ -54,10 +52,10 @@ def write(record: Record, lost: Lost) -> Row:
 
 
 FORMAT = Format(
-    name="sharegpt",
-    description='ShareGPT {"conversations": [{"from": "human"|"gpt"|"system", "value"}, ...]}',
-    matches=matches,
-    read=read,
-    write=write,
+    "sharegpt",
+    'ShareGPT {"conversations": [{"from": "human"|"gpt"|"system", "value"}, ...]}',
+    matches,
+    read,
+    write,
     keeps=("id",),
 )

@@ -3,13 +3,15 @@
 A head/tail split puts whatever came last (one style, one generation round) in test. Here the split is a
 shuffle from a seed (the same seed gives byte-identical files), and `stratify` keeps every value of an
 axis (say style) in both parts when it has at least two records. Rows are checked and kept as they are
-(their line ends made LF; a JSON array's items become lines), in memory: a million ~1 KB records hold
-about a gigabyte.
+(their line ends made LF; a JSON array's items become lines). The worker processes that check the rows
+send back only where each row is in the file, and the rows are then copied from the file in their new
+order: sending a gigabyte of rows between processes cost more than checking them.
 """
 
 from __future__ import annotations
 
 import functools
+import mmap
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -18,7 +20,7 @@ import orjson
 
 from zaoshu.errors import RecordError, ZaoshuError
 from zaoshu.files import atomic_write, check_replaceable, check_writable, guard_outputs
-from zaoshu.formats.convert import Piece, records
+from zaoshu.formats.convert import records
 from zaoshu.formats.io import Rows
 from zaoshu.formats.pieces import pieces
 from zaoshu.formats.registry import detect_rows, get_format
@@ -48,17 +50,31 @@ def _test_count(n: int, test: float) -> int:
     return min(max(round(n * test), 1), n - 1)
 
 
-def scan(rows: Rows, fmt: str, axis: str | None) -> Piece:
-    """Each row checked as `fmt` and kept as a line, with its value of `axis` (as text) in `keys`."""
-    piece = Piece()
+@dataclass(slots=True)
+class Found:
+    """Where each checked row is: `length` bytes from `start` in the input file, or in `text` (the items
+    of a JSON array, written out as lines); and its value of the stratify axis."""
+
+    starts: list[int] = field(default_factory=list)
+    lengths: list[int] = field(default_factory=list)
+    keys: list[str] = field(default_factory=list)
+    text: bytearray | None = None
+
+
+def scan(rows: Rows, fmt: str, axis: str | None) -> Found:
+    """Each row checked as `fmt`, where it is, and its value of `axis` (as text) in `keys`."""
+    found = Found(text=bytearray() if rows.layout == "array" else None)
     for position, line, _, record in records(rows, fmt, with_id=False, array_lines=True):
-        piece.add(line)  # type: ignore[arg-type]
+        found.starts.append(rows.at if found.text is None else len(found.text))
+        found.lengths.append(len(line))  # type: ignore[arg-type]
+        if found.text is not None:
+            found.text += line  # type: ignore[operator]
         if axis:
             try:
-                piece.keys.append(stratum(record, axis))
+                found.keys.append(stratum(record, axis))
             except ShapeError as e:
                 raise rows.error(position, str(e)) from None
-    return piece
+    return found
 
 
 def stratum(record: Record, axis: str) -> str:
@@ -114,38 +130,41 @@ def split(
     """Write `out_dir/train.jsonl` and `out_dir/test.jsonl`; rows keep the input's format and bytes."""
     if not 0 < test < 1:
         raise ZaoshuError(f"--test must be a fraction between 0 and 1, got {test}")
-    guard_outputs([Path(out_dir) / "train.jsonl", Path(out_dir) / "test.jsonl"], [input])
-    check_replaceable([Path(out_dir) / "train.jsonl", Path(out_dir) / "test.jsonl"])
+    out_dir = Path(out_dir)
+    outputs = [out_dir / "train.jsonl", out_dir / "test.jsonl"]
+    guard_outputs(outputs, [input])
+    check_replaceable(outputs)
     check_writable(dirs=[out_dir])
     fmt = from_ or detect_rows(Rows.peek(input))
     get_format(fmt)
-    out_dir = Path(out_dir)
     if out_dir.exists() and not out_dir.is_dir():
         raise ZaoshuError("output must be a folder (train.jsonl and test.jsonl go inside)", path=out_dir)
-    result = Split(out_dir / "train.jsonl", out_dir / "test.jsonl", fmt)
-    data = bytearray()  # every row's line, one after the other
-    ends: list[int] = []
-    values: list[str] = []
-    for piece in pieces(input, functools.partial(scan, fmt=fmt, axis=stratify)):
-        ends += [len(data) + end for end in piece.ends]
-        data += piece.data
-        values += piece.keys
-    n = len(ends)
+    result = Split(*outputs, fmt)
+    whole = Found()
+    for found in pieces(input, functools.partial(scan, fmt=fmt, axis=stratify)):
+        whole.starts += found.starts
+        whole.lengths += found.lengths
+        whole.keys += found.keys
+        whole.text = found.text  # a JSON array is one piece
+    n = len(whole.starts)
     if n < 2:
         raise RecordError(f"need at least 2 records to split, found {n}", path=input)
     codes = None
     if stratify:  # the strata's names in sorted order, and each row's number among them
-        names, codes = np.unique(np.array(values), return_inverse=True)
+        names, codes = np.unique(np.array(whole.keys), return_inverse=True)
         names = names.tolist()
     train, tests = choose(n, test, seed, codes)
     if codes is not None:
         in_train = np.bincount(codes[train], minlength=len(names))
         in_test = np.bincount(codes[tests], minlength=len(names))
         result.strata = {name: (int(a), int(b)) for name, a, b in zip(names, in_train, in_test, strict=True)}
-    whole = Piece(data=data, ends=ends)
-    for path, order in ((result.train, train), (result.test, tests)):
-        with atomic_write(path) as f:
-            for start in range(0, len(order), 4096):
-                f.write(whole.rows(order[start : start + 4096].tolist()))
+    starts, lengths = np.array(whole.starts), np.array(whole.lengths)
+    with open(input, "rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as mapped:
+        text = mapped if whole.text is None else whole.text
+        for path, order in ((result.train, train), (result.test, tests)):
+            with atomic_write(path) as out:
+                for chunk in np.array_split(order, range(4096, len(order), 4096)):
+                    at = zip(starts[chunk].tolist(), lengths[chunk].tolist(), strict=True)
+                    out.write(b"\n".join([text[start : start + length] for start, length in at]) + b"\n")
     result.n_train, result.n_test = len(train), len(tests)
     return result

@@ -9,17 +9,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from zaoshu.formats.base import (
-    Format,
-    Lost,
-    Row,
-    new_record,
-    text,
-    turns,
-)
+from zaoshu.formats.base import Format, Lost, Row, new_record, text, turn_list, turns
 from zaoshu.records import Record, ShapeError, check_messages
 
-_ONE_EXCHANGE = ["system", "user", "assistant"]
 _TURN_KEYS = {"system", "input", "output", "output_with_loss", "src_input", "style_name"}
 
 
@@ -28,9 +20,7 @@ def matches(row: Any) -> bool:
 
 
 def read(row: Row, with_id: bool = True) -> Record:
-    conversation = row.get("conversation")
-    if not isinstance(conversation, list) or not conversation:
-        raise ShapeError("record has no turns (expected a non-empty 'conversation' list)")
+    conversation = turn_list(row, "conversation")
     messages: list[dict[str, Any]] = []
     axes: dict[str, str] = {}
     meta: dict[str, Any] = {}
@@ -72,20 +62,9 @@ def read(row: Row, with_id: bool = True) -> Record:
 
 
 def write(record: Record, lost: Lost) -> Row:
-    messages = record["messages"]
-    if len(messages) == 3 and [m["role"] for m in messages] == _ONE_EXCHANGE:  # what a recipe makes
-        system, user, answer = messages
-        turn: dict[str, Any] = {"system": system["content"]} if system["content"] else {}
-        turn["input"] = user["content"]
-        turn["output"] = answer["content"]
-        if "loss" in answer:
-            turn["output_with_loss"] = bool(answer["loss"])
-        return {"conversation": [turn]}
     conversation = []
     for system, user, answer in turns(record, lost):
-        turn = {}
-        if system:
-            turn["system"] = system
+        turn: dict[str, Any] = {"system": system} if system else {}
         turn["input"] = user
         turn["output"] = answer["content"]
         if "loss" in answer:
@@ -95,10 +74,9 @@ def write(record: Record, lost: Lost) -> Row:
 
 
 FORMAT = Format(
-    name="xtuner",
-    description='XTuner single/multi-turn {"conversation": [{"system", "input", "output"}, ...]}',
-    matches=matches,
-    read=read,
-    write=write,
-    keeps=(),
+    "xtuner",
+    'XTuner single/multi-turn {"conversation": [{"system", "input", "output"}, ...]}',
+    matches,
+    read,
+    write,
 )
