@@ -6,7 +6,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
-import click
 import typer
 
 from zaoshu.cli.common import Flags
@@ -48,8 +47,7 @@ Engine = Annotated[
     str,
     typer.Option(
         "--engine",
-        click_type=click.Choice(["local", "ray"]),
-        help="Where to clean: this machine, or Ray (same kept rows; needs zaoshu[ray]).",
+        help="Where to clean: local (this machine), or ray (same kept rows; needs zaoshu[ray]).",
     ),
 ]
 RayAddress = Annotated[
@@ -77,6 +75,8 @@ def clean_options(
     from zaoshu.cleaners import CleanOptions
     from zaoshu.errors import ZaoshuError
 
+    if engine not in ("local", "ray"):
+        raise ZaoshuError(f"--engine: local or ray, got {engine!r}")
     if ray_address and engine != "ray":
         raise ZaoshuError("--ray-address: only with --engine ray")
     options = CleanOptions(
