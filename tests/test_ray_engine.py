@@ -141,3 +141,5 @@ def test_ray_address_without_the_ray_engine_is_refused(tmp_path: Path) -> None:
         app, ["clean", str(src), "-o", str(tmp_path / "o.jsonl"), "--ray-address", "x:1"]
     )
     assert result.exit_code != 0 and "--ray-address" in result.output
+    run_help = CliRunner().invoke(app, ["run", "--help"], terminal_width=200)
+    assert "--engine" in run_help.output and "--ray-address" in run_help.output
