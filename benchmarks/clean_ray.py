@@ -77,10 +77,20 @@ def stages(data: Path, rows: int) -> None:
     """Single-core seconds of each stage the Ray engine spreads, on the keys of `rows` records."""
     import orjson
     import polars as pl
+    import ray
 
     from zaoshu.cleaners.config import NearDupConfig
-    from zaoshu.cleaners.dedup import band_hashes, band_pairs, exact_heads, passes, veto_batch
+    from zaoshu.cleaners.dedup import (
+        band_hashes,
+        band_pairs,
+        exact_heads,
+        heads_from_edges,
+        local_edges,
+        passes,
+        veto_batch,
+    )
     from zaoshu.cleaners.normalize import dedup_keys, normalize_frame
+    from zaoshu.engines.ray_dedup import RayEdges
     from zaoshu.records import assistant_text
 
     t = time.perf_counter()
@@ -108,12 +118,29 @@ def stages(data: Path, rows: int) -> None:
     t = time.perf_counter()
     veto_batch(every[a[ok]], every[b[ok]])
     t_veto = time.perf_counter() - t
+    t = time.perf_counter()
+    edges = local_edges(keys, config, veto=True, workers=1)
+    t_local_edges = time.perf_counter() - t
+    t = time.perf_counter()
+    heads_from_edges(keys, edges, config, workers=1)
+    t_heads = time.perf_counter() - t
+    ray.init(
+        num_cpus=os.cpu_count(), object_store_memory=1 << 30, include_dashboard=False, log_to_driver=False
+    )
+    RayEdges()(keys.head(1000), config, veto=True)  # workers started
+    t = time.perf_counter()
+    far = RayEdges()(keys, config, veto=True)
+    t_ray_edges = time.perf_counter() - t
+    ray.shutdown()
+    assert far.checked == edges.checked and len(far.left) == len(edges.left)
     n = len(keys)
     figures = {
         "rows": rows, "distinct_keys": n, "pairs": len(a), "edges": int(ok.sum()),
         "us_per_row": {"read_parse": 1e6 * read / rows, "normalize_key": 1e6 * prep / rows},
         "us_per_key": {"band_hashes": 1e6 * t_bands / n, "bucket_pairs": 1e6 * t_pairs / n},
         "us_per_pair": {"check": 1e6 * t_check / max(len(a), 1), "veto": 1e6 * t_veto / max(int(ok.sum()), 1)},
+        "s_edges_local_one_core": t_local_edges, f"s_edges_ray_{os.cpu_count()}_cpus": t_ray_edges,
+        "s_heads_from_edges_driver": t_heads,
     }  # fmt: skip
     print(json.dumps(figures, indent=1))
 
