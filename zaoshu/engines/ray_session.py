@@ -2,12 +2,14 @@
 
 An address that does not answer is a ZaoshuError before anything is written: `ray.init` itself would
 wait on it for minutes. A local Ray gets a bounded object store (what does not fit spills to disk, the
-worker heaps stay small) and logs to a temporary folder, not the user's terminal.
+worker heaps stay small) and logs (and spills) to a temporary folder, removed when it stops, not to the user's terminal.
 """
 
 from __future__ import annotations
 
+import logging
 import os
+import shutil
 import socket
 import tempfile
 from collections.abc import Iterator
@@ -54,10 +56,11 @@ def ray_session(
     if ray.is_initialized():
         yield
         return
+    logs = None
     if address:
         check_reachable(address)
         try:
-            ray.init(address=address, log_to_driver=False, configure_logging=False)
+            ray.init(address=address, log_to_driver=False, logging_level=logging.ERROR)
         except Exception as e:  # ray raises ConnectionError, RuntimeError or its own errors here
             raise ZaoshuError(f"--ray-address {address}: could not join the cluster: {e}") from e
     else:
@@ -67,10 +70,12 @@ def ray_session(
             object_store_memory=object_store_memory,
             include_dashboard=False,
             log_to_driver=False,
-            configure_logging=False,
+            logging_level=logging.ERROR,
             _temp_dir=logs,
         )
     try:
         yield
     finally:
         ray.shutdown()
+        if logs:  # the local session's logs and spilled objects
+            shutil.rmtree(logs, ignore_errors=True)
