@@ -143,3 +143,25 @@ def test_ray_address_without_the_ray_engine_is_refused(tmp_path: Path) -> None:
     assert result.exit_code != 0 and "--ray-address" in result.output
     run_help = CliRunner().invoke(app, ["run", "--help"], terminal_width=200)
     assert "--engine" in run_help.output and "--ray-address" in run_help.output
+
+
+def test_run_cleans_on_ray_as_clean_does_locally(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from zaoshu.cli import app
+    from zaoshu.testing.fakeserver import FakeServer
+
+    out = tmp_path / "out"
+    wishes = ROOT / "prompts" / "wishes.yaml"
+    with FakeServer(reply="wishes") as server:
+        args = ["run", str(wishes), "-o", str(out), "--provider", "local", "--base-url", server.base_url]
+        args += ["--model", "fake-model", "--limit", "40", "--quiet", "--timeout", "5", "--engine", "ray"]
+        result = CliRunner().invoke(app, args, catch_exceptions=False)
+        assert result.exit_code == 0, result.output
+        before = server.stats().get("requests", 0)
+        refused = CliRunner().invoke(app, [*args, "--ray-address", "127.0.0.1:9"])
+        assert refused.exit_code != 0 and "--ray-address 127.0.0.1:9" in refused.output
+        assert server.stats().get("requests", 0) == before  # refused before any request
+    local = tmp_path / "local" / "clean.jsonl"
+    clean([out / "raw.jsonl"], local, recipe=load_recipe(wishes))
+    assert (out / "clean.jsonl").read_bytes() == local.read_bytes()

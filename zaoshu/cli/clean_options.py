@@ -79,6 +79,12 @@ def clean_options(
         raise ZaoshuError(f"--engine: local or ray, got {engine!r}")
     if ray_address and engine != "ray":
         raise ZaoshuError("--ray-address: only with --engine ray")
+    if engine == "ray":  # before `zaoshu run` sends a request, not after the generation
+        from zaoshu.engines.ray_session import check_reachable, require_ray
+
+        require_ray()
+        if ray_address:
+            check_reachable(ray_address)
     options = CleanOptions(
         near_dup=False if no_near_dup else None,
         threshold=threshold,
