@@ -88,6 +88,7 @@ class RayEdges:
     spill_dir: Path | None = None
 
     def __call__(self, keys: pl.Series, config: NearDupConfig, *, veto: bool, workers: int = 2) -> Edges:
+        """`workers` is the local engine's thread count; here each task runs on one of Ray's CPUs."""
         import ray
 
         n = len(keys)
@@ -97,8 +98,7 @@ class RayEdges:
         keys_ref = ray.put(arrow)
         bands, _ = lsh_params(config.lsh_threshold, config.num_perm)
         per_band = max(1, -(-n // self.partition_rows))
-        parts = bands * per_band
-        checks = max(1, parts)
+        parts = checks = bands * per_band  # as many check partitions as band partitions
         band_task = ray.remote(_band_parts).options(num_returns=parts)
         blocks = [
             band_task.remote(keys_ref, lo, min(lo + self.block_rows, n), config, per_band)
@@ -122,7 +122,7 @@ class RayEdges:
         return self._gather(ray, pending, veto)
 
     def _gather(self, ray, pending: list, veto: bool) -> Edges:
-        """The edges as the tasks finish (in task order, so a run is repeatable), spilled past max_edges."""
+        """The edges, task by task in submission order (a run is repeatable), spilled past max_edges."""
         sink = _EdgeSink(self.max_edges, self.spill_dir, veto)
         checked = 0
         for ref in pending:
