@@ -25,8 +25,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from zaoshu.cleaners import CleanOptions, CleanStats, clean, load_config
+from zaoshu.cleaners import CleanOptions, CleanStats, load_config
 from zaoshu.cleaners.io import expand_inputs
+from zaoshu.engines import clean
 from zaoshu.files import check_writable, guard_outputs
 from zaoshu.generator.engine import GenerateOptions, GenerateStats, generate, side_paths
 from zaoshu.recipes import Recipe, load_recipe

@@ -143,6 +143,10 @@ class CleanOptions:
     workers: int = 2
     #: samples per reason in the report.
     samples: int = 5
+    #: where the stage runs: "local", or "ray" (near-duplicate search on a Ray cluster, same results).
+    engine: str = "local"
+    #: the Ray cluster to join (HOST:PORT, ray://HOST:PORT or auto); None starts a local Ray.
+    ray_address: str | None = None
 
     def check(self) -> None:
         """Raise ZaoshuError naming the flag of the first value out of range (over the defaults)."""

@@ -12,6 +12,9 @@ Exact: rows with the same key; the first keeps. Near (what moved F1 past the pee
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -116,7 +119,7 @@ _BLOCK = 1 << 18
 _ALL_KEYS = 3_000_000
 
 
-def _band_hashes(keys: pl.Series, config: NearDupConfig, workers: int) -> np.ndarray:
+def band_hashes(keys: pl.Series, config: NearDupConfig, workers: int = 2) -> np.ndarray:
     """LSH band hashes of every key (rows × bands), computed a block of keys at a time.
 
     Kept as 32 bits: at ten million keys a band sees a few thousand chance collisions, which the exact
@@ -154,6 +157,113 @@ def _pairwise(pick, a: np.ndarray, b: np.ndarray, scorer, workers: int) -> np.nd
     return np.concatenate(parts) if parts else np.zeros(0)
 
 
+@dataclass
+class Edges:
+    """Candidate pairs that passed the similarity check, before the veto and the axis guard.
+
+    `codes` are the veto's (PASS or VETOES' code + 1) per edge, None where no veto runs; `checked`
+    counts the candidate pairs the check saw (band pairs once each, short-key pairs as found)."""
+
+    left: np.ndarray
+    right: np.ndarray
+    codes: np.ndarray | None
+    checked: int
+
+
+def band_pairs(band_hash: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Distinct pairs (low, high) of rows sharing a bucket in any band, by `bucket_pairs`' rule per band.
+
+    A bucket's pairs depend only on its members in row order (the caps on large buckets included), so
+    any split of a band's rows that keeps each bucket whole gives the same pairs."""
+    n = len(band_hash)
+    parts_a, parts_b = [], []
+    for j in range(band_hash.shape[1]):
+        a, b = bucket_pairs(band_hash[:, j])
+        parts_a.append(a)
+        parts_b.append(b)
+    # distinct pairs; their order does not matter (checked independently, then union-find)
+    pair = pl.Series(np.concatenate(parts_a).astype(np.uint64) * np.uint64(n) + np.concatenate(parts_b))
+    pair = pair.unique().to_numpy()
+    return (pair // np.uint64(n)).astype(np.int64), (pair % np.uint64(n)).astype(np.int64)
+
+
+def passes(x: np.ndarray, y: np.ndarray, threshold: float, *, short: bool, workers: int = 1) -> np.ndarray:
+    """Which pairs of keys pass the exact check: Indel similarity >= threshold, or for short-key pairs
+    Levenshtein distance <= 1. Pure in the two keys, so any worker gives the same answer."""
+    if short:
+        return process.cpdist(x, y, scorer=Levenshtein.distance, workers=workers) <= 1
+    return process.cpdist(x, y, scorer=Indel.normalized_similarity, workers=workers) >= threshold
+
+
+def veto_batch(x: np.ndarray, y: np.ndarray, *, workers: int = 1) -> np.ndarray:
+    """The veto's codes for pairs of keys given as two arrays (a `Verifier` over just these keys)."""
+    if not len(x):
+        return np.zeros(0, dtype=np.int8)
+    verifier = Verifier(pl.Series(np.concatenate([x, y]), dtype=pl.Utf8))
+    m = len(x)
+    return verifier.codes(np.arange(m), np.arange(m, 2 * m), x, y, workers=workers)
+
+
+def _picker(keys: pl.Series):
+    """Keys of given rows as an object array (all converted once up to `_ALL_KEYS`, else per block)."""
+    if (
+        len(keys) <= _ALL_KEYS
+    ):  # one object array, indexed for every block of pairs (the conversion is the cost)
+        every = keys.to_numpy()
+
+        def pick(rows: np.ndarray) -> np.ndarray:
+            return every[rows]
+    else:  # beyond that its Python strings alone would pass a gigabyte: convert a block at a time
+
+        def pick(rows: np.ndarray) -> np.ndarray:
+            return keys.gather(rows).to_numpy()
+
+    return pick
+
+
+def _vetoes(config: NearDupConfig, axis_values: dict[str, list[str]] | None) -> bool:
+    """Whether the veto runs: where the recipe's axes are known the axis guard stands in for it (the veto
+    there refused only copies: recall 0.983 -> 0.957 on the recipe's benchmark)."""
+    return bool(config.veto and not (config.axis_guard and axis_values))
+
+
+def local_edges(keys: pl.Series, config: NearDupConfig, *, veto: bool, workers: int = 2, pick=None) -> Edges:
+    """The edges on this machine: band hashes, band pairs and short-key pairs, the check, the veto."""
+    pick = pick or _picker(keys)
+    a, b = band_pairs(band_hashes(keys, config, workers))
+    short_a, short_b = _short_pairs_of(keys, config.short_chars)
+    sim = _pairwise(pick, a, b, Indel.normalized_similarity, workers)
+    ok = sim >= config.threshold
+    left, right = [a[ok]], [b[ok]]
+    checked = len(a)
+    if len(short_a):
+        dist = _pairwise(pick, short_a, short_b, Levenshtein.distance, workers)
+        sok = dist <= 1
+        left.append(short_a[sok])
+        right.append(short_b[sok])
+        checked += len(short_a)
+    la, lb = np.concatenate(left), np.concatenate(right)
+    codes = _pairwise(pick, la, lb, Verifier(keys), workers) if veto and len(la) else None
+    if veto and codes is None:
+        codes = np.zeros(0, dtype=np.int8)
+    return Edges(la, lb, codes, checked)
+
+
+#: where the edges come from: this machine, or an engine that spreads the same stages over a cluster
+#: (`zaoshu.engines`); everything after the edges runs here either way.
+EDGE_SOURCE: ContextVar[Callable[..., Edges]] = ContextVar("edge_source", default=local_edges)
+
+
+@contextmanager
+def edge_source(source: Callable[..., Edges]) -> Iterator[None]:
+    """Within the block, `near_heads` gets its edges from `source` (same arguments as `local_edges`)."""
+    token = EDGE_SOURCE.set(source)
+    try:
+        yield
+    finally:
+        EDGE_SOURCE.reset(token)
+
+
 def near_heads(
     keys: list[str] | pl.Series,
     config: NearDupConfig,
@@ -166,56 +276,35 @@ def near_heads(
     n = len(keys)
     if n < 2:
         return NearDupResult(np.arange(n), np.ones(n), 0, 0, {}, np.zeros(n, dtype=np.int8))
+    pick = _picker(keys)
+    veto = _vetoes(config, axis_values)
+    source = EDGE_SOURCE.get()
+    if source is local_edges:
+        edges = local_edges(keys, config, veto=veto, workers=workers, pick=pick)
+    else:
+        edges = source(keys, config, veto=veto, workers=workers)
+    return heads_from_edges(keys, edges, config, axis_values=axis_values, workers=workers, pick=pick)
 
-    if n <= _ALL_KEYS:  # one object array, indexed for every block of pairs (the conversion is the cost)
-        every = keys.to_numpy()
 
-        def pick(rows: np.ndarray) -> np.ndarray:
-            return every[rows]
-    else:  # beyond that its Python strings alone would pass a gigabyte: convert a block at a time
-
-        def pick(rows: np.ndarray) -> np.ndarray:
-            return keys.gather(rows).to_numpy()
-
-    band_hash = _band_hashes(keys, config, workers)
-    bands = band_hash.shape[1]
-    short_a, short_b = _short_pairs_of(keys, config.short_chars)
-    parts_a, parts_b = [], []
-    for j in range(bands):
-        a, b = bucket_pairs(band_hash[:, j])
-        parts_a.append(a)
-        parts_b.append(b)
-    del band_hash
-    # distinct pairs; their order does not matter (checked independently, then union-find)
-    pair = pl.Series(np.concatenate(parts_a).astype(np.uint64) * np.uint64(n) + np.concatenate(parts_b))
-    pair = pair.unique().to_numpy()
-    del parts_a, parts_b
-    a = (pair // np.uint64(n)).astype(np.int64)
-    b = (pair % np.uint64(n)).astype(np.int64)
-    del pair
-    sim = _pairwise(pick, a, b, Indel.normalized_similarity, workers)
-    ok = sim >= config.threshold
-    left, right = [a[ok]], [b[ok]]
-    checked = len(a)
-    if len(short_a):
-        sa, sb = short_a, short_b
-        if len(sa):
-            dist = _pairwise(pick, sa, sb, Levenshtein.distance, workers)
-            sok = dist <= 1
-            left.append(sa[sok])
-            right.append(sb[sok])
-            checked += len(sa)
-    la, lb = np.concatenate(left), np.concatenate(right)
+def heads_from_edges(
+    keys: pl.Series,
+    edges: Edges,
+    config: NearDupConfig,
+    *,
+    axis_values: dict[str, list[str]] | None = None,
+    workers: int = 2,
+    pick=None,
+) -> NearDupResult:
+    """Clusters from verified edges: the veto's and the axis guard's refusals, union-find (each cluster
+    keeps its smallest row), axis splits, chained members taken out, similarity to the head."""
+    n = len(keys)
+    pick = pick or _picker(keys)
+    la, lb = edges.left, edges.right
     vetoed: dict[str, int] = {}
-    # where the recipe's axes are known the axis guard tells texts apart from the values themselves:
-    # the veto there refused only copies (recall 0.983 -> 0.957 on the recipe's benchmark)
-    guarded = bool(config.axis_guard and axis_values)
-    verifier = Verifier(keys) if config.veto and not guarded else None
-    if verifier is not None and len(la):
-        codes = _pairwise(pick, la, lb, verifier, workers)
-        counts = np.bincount(codes, minlength=len(VETOES) + 1)
+    if edges.codes is not None and len(la):
+        counts = np.bincount(edges.codes, minlength=len(VETOES) + 1)
         vetoed = {name: int(counts[i + 1]) for i, name in enumerate(VETOES)}
-        fine = codes == PASS
+        fine = edges.codes == PASS
         la, lb = la[fine], lb[fine]
     guard = None
     if config.axis_guard and axis_values:
@@ -234,9 +323,10 @@ def near_heads(
         head = split_conflicts(head, guard)
     dup = np.flatnonzero(head != np.arange(n))
     head_veto = np.zeros(n, dtype=np.int8)
-    if verifier is not None and len(dup):
-        edges = np.minimum(la, lb).astype(np.uint64) * np.uint64(n) + np.maximum(la, lb).astype(np.uint64)
-        refused, codes = _refuse_chained(head, dup, pick, verifier, workers, edges)
+    if edges.codes is not None and len(dup):
+        verifier = Verifier(keys)
+        pairs = np.minimum(la, lb).astype(np.uint64) * np.uint64(n) + np.maximum(la, lb).astype(np.uint64)
+        refused, codes = _refuse_chained(head, dup, pick, verifier, workers, pairs)
         head_veto[dup] = codes
         head_veto[refused] = PASS
         head[refused] = refused
@@ -245,7 +335,7 @@ def near_heads(
     similarity = np.ones(n)
     if len(dup):
         similarity[dup] = _pairwise(pick, dup, head[dup], Indel.normalized_similarity, workers)
-    return NearDupResult(head, similarity, checked, len(la), vetoed, head_veto)
+    return NearDupResult(head, similarity, edges.checked, len(la), vetoed, head_veto)
 
 
 def _refuse_chained(

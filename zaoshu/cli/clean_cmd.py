@@ -39,7 +39,7 @@ def clean_cmd(
     clean_options: CleanOptions,
 ) -> None:
     """Clean generated records: normalize, apply the recipe's rules, drop exact and near duplicates."""
-    from zaoshu.cleaners import clean
+    from zaoshu.engines import clean
     from zaoshu.recipes import load_recipe
     from zaoshu.review import default_review
 

@@ -43,6 +43,17 @@ SkipBadLines = Annotated[
     typer.Option("--skip-bad-lines", help="Send bad lines to the rejects as bad_line instead of stopping."),
 ]
 Workers = Annotated[int, typer.Option("--workers", help="Threads for signatures and similarity checks.")]
+Engine = Annotated[
+    str,
+    typer.Option(
+        "--engine",
+        help="Where to clean: local (this machine), or ray (same kept rows; needs zaoshu[ray]).",
+    ),
+]
+RayAddress = Annotated[
+    str | None,
+    typer.Option("--ray-address", help="Ray cluster to join (HOST:PORT); default: start a local Ray."),
+]
 
 
 def clean_options(
@@ -56,11 +67,24 @@ def clean_options(
     tolerance: float | None = None,
     skip_bad_lines: bool = False,
     workers: int = 2,
+    engine: str = "local",
+    ray_address: str | None = None,
 ) -> CleanOptions:
     """CleanOptions from the parsed flags; a value out of range is a ZaoshuError naming its flag
     (checked against the defaults here, and again over the recipe's `clean:` block when it is applied)."""
     from zaoshu.cleaners import CleanOptions
+    from zaoshu.errors import ZaoshuError
 
+    if engine not in ("local", "ray"):
+        raise ZaoshuError(f"--engine: local or ray, got {engine!r}")
+    if ray_address and engine != "ray":
+        raise ZaoshuError("--ray-address: only with --engine ray")
+    if engine == "ray":  # before `zaoshu run` sends a request, not after the generation
+        from zaoshu.engines.ray_session import check_reachable, require_ray
+
+        require_ray()
+        if ray_address:
+            check_reachable(ray_address)
     options = CleanOptions(
         near_dup=False if no_near_dup else None,
         threshold=threshold,
@@ -71,6 +95,8 @@ def clean_options(
         against=list(against or []),
         skip_bad_lines=skip_bad_lines,
         workers=workers,
+        engine=engine,
+        ray_address=ray_address,
     )
     options.check()
     return options
@@ -89,6 +115,8 @@ CLEAN = Flags(
         "tolerance": (Tolerance, None),
         "skip_bad_lines": (SkipBadLines, False),
         "workers": (Workers, 2),
+        "engine": (Engine, "local"),
+        "ray_address": (RayAddress, None),
     },
     clean_options,
 )

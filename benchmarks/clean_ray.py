@@ -1,0 +1,185 @@
+"""`zaoshu clean --engine ray` next to the local engine on the same records, and per-stage costs.
+
+    python3 benchmarks/clean_ray.py                  # 1,000,000 rows: both engines, same outputs?
+    python3 benchmarks/clean_ray.py --rows 100000    # the golden comparison at 100k rows
+    python3 benchmarks/clean_ray.py --stages-only    # single-core cost of each parallel stage
+
+Each engine runs in a child process (the records from `benchmarks/clean.py`'s builder, cached under
+--dir). Printed: wall, rows/s, the driver's peak RSS, for Ray the peak RSS of its worker processes (one
+and all together, sampled every 0.2 s), and whether kept rows, rejects and duplicate explanations are
+byte-identical. `--stages-only` times each stage the Ray engine spreads (band hashes, bucket pairs,
+pair checks, veto) on one core, per row or per pair: the basis of the estimate for larger runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from clean import RECIPE, build
+
+CHILD = """
+import json, resource, sys, threading, time
+from pathlib import Path
+import psutil
+from zaoshu.cleaners import CleanOptions
+from zaoshu.engines import clean
+from zaoshu.recipes import load_recipe
+engine = sys.argv[4]
+peak = {"one": 0, "all": 0}
+done = threading.Event()
+
+def sample():  # Ray's worker processes (ray::...), not the driver itself
+    me = psutil.Process()
+    while not done.wait(0.2):
+        total = 0
+        for p in me.children(recursive=True):
+            try:
+                if p.name().startswith("ray::") or "default_worker" in " ".join(p.cmdline()[:3]):
+                    rss = p.memory_info().rss
+                    total += rss
+                    peak["one"] = max(peak["one"], rss)
+            except psutil.Error:
+                pass
+        peak["all"] = max(peak["all"], total)
+
+threading.Thread(target=sample, daemon=True).start()
+t = time.perf_counter()
+stats = clean([Path(sys.argv[1])], Path(sys.argv[2]), recipe=load_recipe(sys.argv[3]) if sys.argv[3] else None,
+              options=CleanOptions(workers=2, engine=engine))
+wall = time.perf_counter() - t
+done.set()
+use = resource.getrusage(resource.RUSAGE_SELF)
+print(json.dumps({"wall": wall, "driver_rss_mb": use.ru_maxrss / 1024, "worker_rss_mb": peak["one"] / 2**20,
+                  "workers_rss_mb": peak["all"] / 2**20, "stats": stats.to_dict()}))
+"""
+
+
+def run(engine: str, data: Path, out: Path, recipe: Path | None) -> dict:
+    proc = subprocess.run(
+        [sys.executable, "-c", CHILD, str(data), str(out), str(recipe or ""), engine],
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    if proc.returncode:
+        sys.exit(f"{engine} clean failed:\n{proc.stderr[-3000:]}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def stages(data: Path, rows: int) -> None:
+    """Single-core seconds of each stage the Ray engine spreads, on the keys of `rows` records."""
+    import orjson
+    import polars as pl
+    import ray
+
+    from zaoshu.cleaners.config import NearDupConfig
+    from zaoshu.cleaners.dedup import (
+        band_hashes,
+        band_pairs,
+        exact_heads,
+        heads_from_edges,
+        local_edges,
+        passes,
+        veto_batch,
+    )
+    from zaoshu.cleaners.normalize import dedup_keys, normalize_frame
+    from zaoshu.engines.ray_dedup import RayEdges
+    from zaoshu.records import assistant_text
+
+    t = time.perf_counter()
+    texts = []
+    with open(data, "rb") as f:
+        for _, line in zip(range(rows), f, strict=False):
+            texts.append(assistant_text(orjson.loads(line)))
+    read = time.perf_counter() - t
+    t = time.perf_counter()
+    keys = dedup_keys(normalize_frame(pl.Series("raw", texts))["text"])
+    prep = time.perf_counter() - t
+    head = exact_heads(keys)
+    keys = keys.gather(np.flatnonzero(head == np.arange(len(keys))))
+    config = NearDupConfig()
+    t = time.perf_counter()
+    bh = band_hashes(keys, config, 1)
+    t_bands = time.perf_counter() - t
+    t = time.perf_counter()
+    a, b = band_pairs(bh)
+    t_pairs = time.perf_counter() - t
+    every = keys.to_numpy()
+    t = time.perf_counter()
+    ok = passes(every[a], every[b], config.threshold, short=False)
+    t_check = time.perf_counter() - t
+    t = time.perf_counter()
+    veto_batch(every[a[ok]], every[b[ok]])
+    t_veto = time.perf_counter() - t
+    t = time.perf_counter()
+    edges = local_edges(keys, config, veto=True, workers=1)
+    t_local_edges = time.perf_counter() - t
+    t = time.perf_counter()
+    heads_from_edges(keys, edges, config, workers=1)
+    t_heads = time.perf_counter() - t
+    ray.init(
+        num_cpus=os.cpu_count(), object_store_memory=1 << 30, include_dashboard=False, log_to_driver=False
+    )
+    RayEdges()(keys.head(1000), config, veto=True)  # workers started
+    t = time.perf_counter()
+    far = RayEdges()(keys, config, veto=True)
+    t_ray_edges = time.perf_counter() - t
+    ray.shutdown()
+    assert far.checked == edges.checked and len(far.left) == len(edges.left)
+    n = len(keys)
+    figures = {
+        "rows": rows, "distinct_keys": n, "pairs": len(a), "edges": int(ok.sum()),
+        "us_per_row": {"read_parse": 1e6 * read / rows, "normalize_key": 1e6 * prep / rows},
+        "us_per_key": {"band_hashes": 1e6 * t_bands / n, "bucket_pairs": 1e6 * t_pairs / n},
+        "us_per_pair": {"check": 1e6 * t_check / max(len(a), 1), "veto": 1e6 * t_veto / max(int(ok.sum()), 1)},
+        "s_edges_local_one_core": t_local_edges, f"s_edges_ray_{os.cpu_count()}_cpus": t_ray_edges,
+        "s_heads_from_edges_driver": t_heads,
+    }  # fmt: skip
+    print(json.dumps(figures, indent=1))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--rows", type=int, default=1_000_000)
+    ap.add_argument("--seed", type=int, default=7)
+    ap.add_argument("--no-recipe", action="store_true", help="no recipe: the veto instead of the axis guard")
+    ap.add_argument("--stages-only", action="store_true")
+    ap.add_argument("--dir", type=Path, default=Path("/tmp/zaoshu-bench-clean"))
+    args = ap.parse_args()
+    args.dir.mkdir(parents=True, exist_ok=True)
+    data = args.dir / f"wishes-{args.rows}-{args.seed}.jsonl"
+    if not data.exists():
+        np.save(data.with_suffix(".truth.npy"), build(args.rows, args.seed, data))
+    if args.stages_only:
+        stages(data, args.rows)
+        return
+    print(f"load: {os.getloadavg()[0]:.2f} on {os.cpu_count()} cores (other work shares the machine)")
+    recipe = None if args.no_recipe else RECIPE
+    results = {}
+    for engine in ("local", "ray"):
+        out = args.dir / engine / "clean.jsonl"
+        out.parent.mkdir(exist_ok=True)
+        r = results[engine] = run(engine, data, out, recipe)
+        print(
+            f"{engine:5s}: {r['wall']:7.1f} s  {args.rows / r['wall']:9,.0f} rows/s  driver peak "
+            f"{r['driver_rss_mb']:,.0f} MB  workers peak {r['worker_rss_mb']:,.0f} MB one, "
+            f"{r['workers_rss_mb']:,.0f} MB all  stages {r['stats'].get('seconds')}"
+        )
+    same = all(
+        (args.dir / "local" / name).read_bytes() == (args.dir / "ray" / name).read_bytes()
+        for name in ("clean.jsonl", "clean.rejects.jsonl", "clean.dups.jsonl")
+    )
+    ratio = results["ray"]["wall"] / results["local"]["wall"]
+    print(f"same kept rows, rejects and duplicate explanations: {same}; ray / local wall: {ratio:.2f}x")
+    print(f"load after: {os.getloadavg()[0]:.2f}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,42 @@
+"""Where the cleaning stage runs: this machine (`zaoshu.cleaners.clean`) or a Ray cluster (`ray_clean`).
+
+Both engines run the same stage functions; the Ray one spreads the near-duplicate search (band hashes,
+bucket pairs, the pair checks and the veto) over the cluster's workers and keeps the rest on the driver,
+so the kept rows, the rejects and the report are the local engine's by construction.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from zaoshu.cleaners import CleanOptions
+    from zaoshu.cleaners.stats import CleanStats
+    from zaoshu.recipes import Recipe
+
+ENGINES = ("local", "ray")
+
+
+def clean(
+    inputs: list[Path],
+    out: Path,
+    *,
+    recipe: Recipe | None = None,
+    rejects: Path | None = None,
+    report_dir: Path | None = None,
+    options: CleanOptions | None = None,
+    review: Path | None = None,
+) -> CleanStats:
+    """`zaoshu.cleaners.clean` on the engine `options.engine` names (local when no options)."""
+    if options is not None and options.engine == "ray":
+        from zaoshu.engines.ray_clean import clean as ray_clean
+
+        return ray_clean(
+            inputs, out, recipe=recipe, rejects=rejects, report_dir=report_dir, options=options, review=review
+        )
+    from zaoshu.cleaners import clean as local_clean
+
+    return local_clean(
+        inputs, out, recipe=recipe, rejects=rejects, report_dir=report_dir, options=options, review=review
+    )
