@@ -109,15 +109,15 @@ def test_retry_wait_is_at_least_retry_after():
     policy = RetryPolicy(5, initial=0.01, maximum=1.0, jitter=0.01)
     state = RetryCallState(None, None, (), {})
     state.set_exception((RateLimited, RateLimited("slow down", status=429, retry_after=3.0), None))
-    assert policy.first_wait(state) >= 3.0
+    assert policy.wait(state) >= 3.0
     state.set_exception((ServerError, ServerError("oops", status=500), None))
-    assert policy.first_wait(state) < 0.1
+    assert policy.wait(state) < 0.1
     # A 429 that says when to come back (a cap the pacer handles) waits that long, not a whole backoff.
     policy = RetryPolicy(5, initial=0.5, maximum=30.0, jitter=0.5)
     state.set_exception((RateLimited, RateLimited("cap", status=429, retry_after=0.01), None))
-    assert policy.first_wait(state) < 0.11
+    assert policy.wait(state) < 0.11
     state.set_exception((RateLimited, RateLimited("no hint", status=429), None))
-    assert policy.first_wait(state) >= 0.5
+    assert policy.wait(state) >= 0.5
 
 
 async def test_policy_retries_retryable_errors_only():
