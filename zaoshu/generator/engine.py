@@ -217,7 +217,8 @@ class _Run:
         self.price = price_for(load_prices(options.prices), endpoint.model)
         stats.window_min = options.concurrency
         stats.currency = self.price.currency if self.price else None
-        stats.cost = 0.0 if self.price else None
+        # What an earlier phase of the same run (a batch) cost is kept: this one adds to it.
+        stats.cost = (stats.cost or 0.0) if self.price else stats.cost
 
     # ---------------------------------------------------------------- control
 
@@ -629,7 +630,26 @@ async def _send_batch(
     if price is not None:
         stats.cost, stats.cost_online, stats.currency = 0.0, 0.0, price.currency
     repair_tail(failures_path)
-    await run_batches(provider, list(tasks), out, options, params, stats, done, price, console, fingerprints)
+    online = await run_batches(
+        provider, list(tasks), out, options, params, stats, done, price, console, fingerprints
+    )
+    if online:  # tasks of expired or cancelled batches, sent online now (batch_resend="online")
+        cost_before = stats.cost or 0.0
+        await _send(
+            provider,
+            collections.deque(online),
+            out,
+            options,
+            params,
+            stats,
+            done,
+            None,
+            fingerprints,
+            None,
+            t0,
+        )
+        if price is not None:  # sent at the online price: the same in both totals
+            stats.cost_online = (stats.cost_online or 0.0) + (stats.cost or 0.0) - cost_before
     _compact_failures(failures_path, done)
     stats.wall_s = round(time.monotonic() - t0, 3)
     stats.req_s = round((stats.done + stats.failed) / max(stats.wall_s, 1e-9), 2)
