@@ -120,6 +120,7 @@ def child_ours(a: dict[str, Any]) -> dict[str, Any]:
         "done": stats.done,
         "failed": stats.failed,
         "wall": wall,
+        "send_s": stats.send_s,
         "rps": stats.done / stats.send_s,  # the sending phase, as the baselines are timed
         "rps_total": stats.done / wall,  # planning and set-up included
         "cpu_ms_per_req": (cpu1 - cpu0) * 1000 / max(sent, 1),
@@ -303,16 +304,20 @@ def _limit_run(name: str, seed: int, n: int, recipe: str, charge: int, out: Path
         "lost": n - ours["done"],
         "share_429_after_10s": sum(v[1] for v in after) / answers_after if answers_after else 0.0,
         "wall": ours["wall"],
+        "send_s": ours["send_s"],
         "cpu_ms_per_req": ours["cpu_ms_per_req"],
+        "load": os.getloadavg()[0],
     }
-    if name == "tpm":
-        tokens = sum(v[1] for v in st["admitted"].values())
-        r["of_cap"] = tokens / ours["wall"] / (settings["tpm"] / 60)
-    elif name == "drop":  # against what the schedule allowed over the run: 100/s, 50/s for 10 s, 100/s
-        w = ours["wall"]
-        r["of_cap"] = ours["done"] / (min(w, 10) * 100 + min(max(w - 10, 0), 10) * 50 + max(w - 20, 0) * 100)
-    else:
-        r["of_cap"] = ours["done"] / ours["wall"] / 100
+    # Judged over the sending phase (what the limiter controls; the server's schedule starts at the first
+    # request too); the whole call, planning and start-up included, is kept as `of_cap_wall`.
+    for key, w in (("of_cap", ours["send_s"]), ("of_cap_wall", ours["wall"])):
+        if name == "tpm":
+            tokens = sum(v[1] for v in st["admitted"].values())
+            r[key] = tokens / w / (settings["tpm"] / 60)
+        elif name == "drop":  # against what the schedule allowed over the run: 100/s, 50/s for 10 s, 100/s
+            r[key] = ours["done"] / (min(w, 10) * 100 + min(max(w - 10, 0), 10) * 50 + max(w - 20, 0) * 100)
+        else:
+            r[key] = ours["done"] / w / 100
     admitted = {int(k): v[0] for k, v in st["admitted"].items()}
     r["by_second"] = [admitted.get(s, 0) for s in range(max(admitted, default=0) + 1)]
     r["429_by_second"] = [v[1] for _, v in sorted(st["by_second"].items(), key=lambda kv: int(kv[0]))]
@@ -349,8 +354,9 @@ def bench_b(tmp: Path, args: argparse.Namespace, results: dict[str, Any]) -> Non
             runs.append(r)
             extra = f", recovery {r['recovery_s']} s" if name == "drop" else ""
             print(
-                f"    {name} seed {seed}: {r['of_cap']:.3f} of the cap, {r['done']}/{size} done, "
-                f"429 after 10 s {r['share_429_after_10s']:.2%}{extra}",
+                f"    {name} seed {seed}: {r['of_cap']:.3f} of the cap ({r['of_cap_wall']:.3f} with start-up), "
+                f"{r['done']}/{size} done, 429 after 10 s {r['share_429_after_10s']:.2%}{extra}; "
+                f"load {r['load']:.2f}",
                 flush=True,
             )
         caps = [r["of_cap"] for r in runs]

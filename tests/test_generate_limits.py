@@ -56,6 +56,38 @@ def test_rate_ignores_a_stray_429_but_cuts_to_what_was_admitted():
     assert not r.on_congestion(now - 0.1, now + 0.01) and r.cuts == 1
 
 
+def test_rate_waits_out_a_stall_before_measuring():
+    r = AdaptiveRate()
+    t0 = time.monotonic() - 2.0
+    r.t_first = t0
+    for i in range(100):  # 100 a second for a second, then the process stalls for 0.8 s
+        r.record_success(t0 + i / 100)
+    now = t0 + 1.8
+    r.note_stall(now)  # it wakes up: the 429s read first would measure 100 admitted over 1.8 s
+    for _ in range(20):
+        assert not r.on_congestion(now - 0.5, now)
+    assert r.base is None and r.deferred == 20
+    for i in range(80):  # the backlog: what the server admitted while this process was not running
+        r.record_success(now + 0.01 + i / 1000)
+    for i in range(30):  # and the answers that follow, at the cap again
+        r.record_success(now + 0.1 + i / 100)
+    later = now + r.STALL_S + 0.01
+    for _ in range(20):
+        r.on_congestion(later - 0.2, later)
+    assert r.cuts == 1 and r.base == pytest.approx(100, rel=0.15)
+
+
+async def test_gate_watch_notes_a_stall():
+    gate = Gate(4)
+    watch = asyncio.create_task(gate.watch(every=0.01, late=0.05))
+    await asyncio.sleep(0.03)
+    assert not gate.pacer.stalled(time.monotonic())
+    time.sleep(0.2)  # blocks the event loop, as a busy machine would
+    await asyncio.sleep(0.02)
+    assert gate.pacer.stalled(time.monotonic())
+    watch.cancel()
+
+
 def test_rate_probes_up_between_429s_and_falls_back_at_one():
     r = AdaptiveRate()
     r.base, r.t_cut = 50.0, 0.0

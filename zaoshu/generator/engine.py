@@ -62,6 +62,7 @@ from zaoshu.generator.providers import (
 from zaoshu.generator.resume import (
     FINGERPRINT,
     Resume,
+    fingerprint,
     move_superseded,
     prove_record_file,
     scan,
@@ -73,7 +74,6 @@ from zaoshu.records import (
     iter_lines,
     parse_line,
     repair_tail,
-    request_fingerprint,
     utc_now,
 )
 from zaoshu.stats import Stats
@@ -136,9 +136,7 @@ def plan_fingerprints(
     info = provider.describe(options)
     endpoint = f"{info.get('provider')} {str(info.get('base_url') or '').rstrip('/')}"
     model = str(info.get("model") or "")
-    return {
-        t.id: request_fingerprint(t.request, model=model, params=params, endpoint=endpoint) for t in tasks
-    }
+    return {t.id: fingerprint(t.request, model=model, params=params, endpoint=endpoint) for t in tasks}
 
 
 def _report_resume(console: Console, out: Path, found: Resume, options: GenerateOptions) -> int:
@@ -240,6 +238,7 @@ class _Run:
         workers = [asyncio.create_task(self._worker()) for _ in range(n)]
         all_done = asyncio.gather(*workers, return_exceptions=True)
         stop = asyncio.create_task(self.stop_event.wait())
+        watch = asyncio.create_task(self.gate.watch())
         try:
             await asyncio.wait([all_done, stop], return_when=asyncio.FIRST_COMPLETED)
             if not all_done.done():
@@ -251,6 +250,7 @@ class _Run:
             await all_done
         finally:
             stop.cancel()
+            watch.cancel()
 
     async def _worker(self) -> None:
         queue = self.tasks  # popped, so a finished task is freed: memory only goes down after planning

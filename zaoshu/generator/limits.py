@@ -134,6 +134,8 @@ class AdaptiveRate:
     of the answers) reset the probe but do not cut.
     """
 
+    STALL_S = 0.3  # how long after this process stalled the answers it reads are taken to be a backlog
+
     def __init__(
         self,
         *,
@@ -164,6 +166,8 @@ class AdaptiveRate:
         self._ok = [0] * 32  # successes per 0.1 s slot (a ring of 3.2 s)
         self._rejected = [0] * 32  # 429s per slot
         self._slots = [-1] * 32
+        self.t_stall = -math.inf  # when this process last woke up late (see `note_stall`)
+        self.deferred = 0  # decisions put off because of a stall
 
     @property
     def r_max(self) -> float | None:
@@ -184,6 +188,18 @@ class AdaptiveRate:
             self.started = True
             self.t_first = now
         self._ok[self._slot(now)] += 1
+
+    def note_stall(self, now: float) -> None:
+        """This process did not run for a while (a loaded machine, a long callback) and has just woken up.
+
+        Answers that came meanwhile are still being read, in no particular order: a 429 read now would
+        measure the admitted rate before the successes that arrived with it are counted, which is how a
+        loaded machine used to cut the rate to half the cap. Decisions wait until the backlog is read.
+        """
+        self.t_stall = now
+
+    def stalled(self, now: float) -> bool:
+        return now - self.t_stall < self.STALL_S
 
     def window(self, now: float, span: float = 1.0) -> tuple[int, int, float]:
         """(successes, 429s, seconds) over the last `span` seconds, not before the first send or the last
@@ -226,6 +242,10 @@ class AdaptiveRate:
         now = time.monotonic() if now is None else now
         self._rejected[self._slot(now)] += 1
         if sent_at < self.t_cut:  # sent before the last cut: part of the event already handled
+            return False
+        if self.stalled(now):
+            self.t_429 = now  # the probe restarts from the base, but nothing is measured in a backlog
+            self.deferred += 1
             return False
         ok, rejected, span = self.window(now)
         admitted = ok / span if span > 0 else 0.0
@@ -322,6 +342,18 @@ class Gate:
 
     def leave(self) -> None:
         self.window.release()
+
+    async def watch(self, every: float = 0.05, late: float = 0.03) -> None:
+        """Run beside the workers: note every time this process wakes up `late` seconds or more after it
+        meant to (the machine was busy), so the pacer does not take the backlog of answers for the server's
+        rate. Twenty wake-ups a second: negligible next to the requests."""
+        loop = asyncio.get_running_loop()
+        while True:
+            t = loop.time()
+            await asyncio.sleep(every)
+            now = loop.time()
+            if now - t - every >= late:
+                self.pacer.note_stall(time.monotonic())
 
     def on_rate_limited(
         self,
