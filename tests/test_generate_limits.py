@@ -77,6 +77,18 @@ def test_rate_waits_out_a_stall_before_measuring():
     assert r.cuts == 1 and r.base == pytest.approx(100, rel=0.15)
 
 
+def test_a_stall_neither_advances_the_probe_nor_raises_the_base():
+    r = AdaptiveRate()
+    r.base, r.t_cut, r.t_first = 100.0, 0.0, 0.0
+    before = r.current(2.0)
+    r.note_stall(2.0, lag=1.0)  # nothing was sent for a second: the probe resumes where it was
+    assert r.current(3.0) == pytest.approx(before)
+    for i in range(150):  # the server's bucket saved up during the stall: 150 admitted in the next second
+        r.record_success(2.2 + i / 150)
+    r.on_congestion(3.1, 3.2)  # a lone 429 at the end of that burst
+    assert r.base <= 100.0  # not taken for a higher cap
+
+
 async def test_gate_watch_notes_a_stall():
     gate = Gate(4)
     watch = asyncio.create_task(gate.watch(every=0.01, late=0.05))

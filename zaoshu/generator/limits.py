@@ -189,14 +189,16 @@ class AdaptiveRate:
             self.t_first = now
         self._ok[self._slot(now)] += 1
 
-    def note_stall(self, now: float) -> None:
-        """This process did not run for a while (a loaded machine, a long callback) and has just woken up.
+    def note_stall(self, now: float, lag: float = 0.0) -> None:
+        """This process did not run for `lag` seconds (a loaded machine, a long callback) and has just woken up.
 
         Answers that came meanwhile are still being read, in no particular order: a 429 read now would
         measure the admitted rate before the successes that arrived with it are counted, which is how a
         loaded machine used to cut the rate to half the cap. Decisions wait until the backlog is read.
+        The probe does not advance while nothing is sent: it would otherwise resume higher than it tested.
         """
         self.t_stall = now
+        self.t_429 = max(self.t_429, self.t_cut) + lag
 
     def stalled(self, now: float) -> bool:
         return now - self.t_stall < self.STALL_S
@@ -257,7 +259,11 @@ class AdaptiveRate:
                 # A lone 429 may also come of a stall of this process (late sends going out at once), so
                 # it lowers the base by a few percent at most; a base over the cap meets more of them.
                 measured = min(admitted, self.current(now) or admitted) * (1 - self.margin)
-                self.base = max(measured, self.base * 0.97)
+                lowered = max(measured, self.base * 0.97)
+                # After a stall the server admits what its bucket saved up meanwhile, more than its rate:
+                # for a second then a measurement may lower the base, never raise it.
+                recent_stall = now - self.t_stall < 1.0 + self.STALL_S
+                self.base = min(lowered, self.base) if recent_stall else lowered
             self.t_429 = now  # the probe restarts from the base
             return False
         self.t_429 = now
@@ -353,7 +359,7 @@ class Gate:
             await asyncio.sleep(every)
             now = loop.time()
             if now - t - every >= late:
-                self.pacer.note_stall(time.monotonic())
+                self.pacer.note_stall(time.monotonic(), now - t - every)
 
     def on_rate_limited(
         self,
