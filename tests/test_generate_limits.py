@@ -104,15 +104,22 @@ def test_rate_probes_up_between_429s_and_falls_back_at_one():
     r = AdaptiveRate()
     r.base, r.t_cut = 50.0, 0.0
     assert r.current(r.hold) == 50.0  # flat right after the event
-    assert r.current(2.0) > 50 * 1.2 and r.current(4.5) >= 50 * 1.8  # a doubled cap is reached in seconds
+    assert r.current(2.0) == 50.0  # no answer came back meanwhile: nothing learned, no climb
     r.t_first = 0.0
+    for i in range(175):  # the answers come back at the base rate
+        r.record_success(i / 50)
+    assert r.current(2.0) > 50 * 1.2 and r.current(4.5) >= 50 * 1.8  # a doubled cap is reached in seconds
     for i in range(60):
         r.record_success(3.6 + i / 60)
     r.on_congestion(4.5, 4.6)  # a lone 429 at the top of the probe: what was admitted becomes the base
     assert 55 <= r.base <= 65 and r.current(4.7) == r.base
     # Three times the base without a 429: that becomes the base, and the probe goes on from it.
     base = r.base
+    for i in range(round(25 * base)):  # answers keep coming at the base, and no 429
+        r.record_success(4.7 + i / base)
     assert r.current(30.0) == pytest.approx(3 * base) and r.base == pytest.approx(3 * base)
+    for i in range(round(1.5 * r.base)):
+        r.record_success(30.0 + i / r.base)
     assert r.current(30.0 + r.hold + 1) > r.base
 
 

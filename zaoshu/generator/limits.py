@@ -168,6 +168,8 @@ class AdaptiveRate:
         self._slots = [-1] * 32
         self.t_stall = -math.inf  # when this process last woke up late (see `note_stall`)
         self.deferred = 0  # decisions put off because of a stall
+        self.answered = 0  # successes so far
+        self.mark = 0  # `answered` when the probe last restarted
 
     @property
     def r_max(self) -> float | None:
@@ -188,6 +190,12 @@ class AdaptiveRate:
             self.started = True
             self.t_first = now
         self._ok[self._slot(now)] += 1
+        self.answered += 1
+
+    def _restart(self, now: float) -> None:
+        """The probe starts again from the base (a 429, a cut)."""
+        self.t_429 = now
+        self.mark = self.answered
 
     def note_stall(self, now: float, lag: float = 0.0) -> None:
         """This process did not run for `lag` seconds (a loaded machine, a long callback) and has just woken up.
@@ -218,7 +226,11 @@ class AdaptiveRate:
     def current(self, now: float) -> float | None:
         if self.base is None:
             return None
-        u = now - max(self.t_429, self.t_cut) - self.hold
+        # The probe's clock runs no faster than the answers come back (at the base, `base` a second): when
+        # none come (this process or the server stalled) it learns nothing, so it must not climb either,
+        # or it resumes far above what it tested and meets the cap with a cluster of 429s.
+        waited = now - max(self.t_429, self.t_cut)
+        u = min(waited, (self.answered - self.mark) / self.base) - self.hold
         if u <= 0:
             rate = self.base
         else:
@@ -229,6 +241,7 @@ class AdaptiveRate:
                 # so an overshoot into the real cap stays bounded.
                 self.base *= 3.0
                 self.t_429, factor = now - self.hold, 3.0
+                self.mark = self.answered - round(self.hold * self.base)
             rate = self.base * factor if factor < 3.0 else self.base
         return min(rate, self.ceiling) if self.ceiling else rate
 
@@ -246,7 +259,7 @@ class AdaptiveRate:
         if sent_at < self.t_cut:  # sent before the last cut: part of the event already handled
             return False
         if self.stalled(now):
-            self.t_429 = now  # the probe restarts from the base, but nothing is measured in a backlog
+            self._restart(now)  # the probe restarts from the base, but nothing is measured in a backlog
             self.deferred += 1
             return False
         ok, rejected, span = self.window(now)
@@ -264,9 +277,9 @@ class AdaptiveRate:
                 # for a second then a measurement may lower the base, never raise it.
                 recent_stall = now - self.t_stall < 1.0 + self.STALL_S
                 self.base = min(lowered, self.base) if recent_stall else lowered
-            self.t_429 = now  # the probe restarts from the base
+            self._restart(now)  # the probe restarts from the base
             return False
-        self.t_429 = now
+        self._restart(now)
         if ok < 10:
             return False  # too few admitted yet to measure (the first replies are still on their way)
         # The cut measures over up to two seconds, so a stall of this process (a loaded machine) followed
