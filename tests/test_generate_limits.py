@@ -77,6 +77,20 @@ def test_rate_waits_out_a_stall_before_measuring():
     assert r.cuts == 1 and r.base == pytest.approx(100, rel=0.15)
 
 
+def test_stalls_in_a_row_put_a_cut_off_for_a_second_at_most():
+    r = AdaptiveRate()
+    r.t_first = 0.0
+    for i in range(300):  # 100 a second admitted, and a storm of 429s that keeps the process late
+        r.record_success(i / 100)
+    t = 2.0
+    while r.cuts == 0 and t < 4.0:
+        r.note_stall(t)
+        for _ in range(10):
+            r.on_congestion(t - 0.1, t)
+        t += 0.05
+    assert r.cuts == 1 and t - 2.0 <= r.MAX_DEFER_S + 0.1 and r.deferred > 0
+
+
 def test_a_stall_neither_advances_the_probe_nor_raises_the_base():
     r = AdaptiveRate()
     r.base, r.t_cut, r.t_first = 100.0, 0.0, 0.0

@@ -135,6 +135,7 @@ class AdaptiveRate:
     """
 
     STALL_S = 0.3  # how long after this process stalled the answers it reads are taken to be a backlog
+    MAX_DEFER_S = 1.0  # the longest decisions are put off for stalls in a row
 
     def __init__(
         self,
@@ -168,6 +169,7 @@ class AdaptiveRate:
         self._slots = [-1] * 32
         self.t_stall = -math.inf  # when this process last woke up late (see `note_stall`)
         self.deferred = 0  # decisions put off because of a stall
+        self.defer_since: float | None = None  # the first decision put off in the current run of stalls
         self.answered = 0  # successes so far
         self.mark = 0  # `answered` when the probe last restarted
 
@@ -259,9 +261,15 @@ class AdaptiveRate:
         if sent_at < self.t_cut:  # sent before the last cut: part of the event already handled
             return False
         if self.stalled(now):
-            self._restart(now)  # the probe restarts from the base, but nothing is measured in a backlog
-            self.deferred += 1
-            return False
+            # Put off for a second at most: a storm of 429s can itself keep this process late, and
+            # deferring for as long as that lasts would never cut.
+            self.defer_since = now if self.defer_since is None else self.defer_since
+            if now - self.defer_since < self.MAX_DEFER_S:
+                self._restart(now)  # the probe restarts from the base, but nothing is measured in a backlog
+                self.deferred += 1
+                return False
+        else:
+            self.defer_since = None
         ok, rejected, span = self.window(now)
         admitted = ok / span if span > 0 else 0.0
         if span < self.settle or rejected < self.min_rejected or rejected <= self.cut_share * (ok + rejected):
