@@ -1,7 +1,7 @@
 """Benchmark of `zaoshu generate` against the fake OpenAI-compatible server on loopback.
 
 Each client runs in its own process pinned to CPU 0, the server in another pinned to CPU 1 (so the
-client's CPU and memory are measured apart. In one run:
+client's CPU and memory are measured apart). In one run:
 
   (a) 5,000 tasks at 200 ms latency, C = 64 and C = 256: our req/s, its ratio to the ideal C / latency,
       to a bare aiohttp client and to AsyncOpenAI + a semaphore (plus the SDK on aiohttp, for the record),
@@ -10,14 +10,19 @@ client's CPU and memory are measured apart. In one run:
       tasks at 200 ms: 6,000 requests/minute not announced at C=64 and C=256 (achieved / cap, share of
       answers 429 after the first 10 s, tasks lost); the cap dropping to 3,000 after 10 s and back after 20 s
       (seconds until a whole second admits 0.9 of the new cap); a tokens/minute cap at C=256 (achieved
-      tokens / cap); 6,000 requests/minute announced in x-ratelimit-* headers;
+      tokens / cap); 6,000 requests/minute announced in x-ratelimit-* headers. "Of the cap" is over the
+      sending phase, which the limiter controls; with planning and start-up included it is printed beside
+      (on a loaded machine start-up alone took up to 3 s of a 20 s run). Each run prints the load average:
+      client and server are pinned to one core each, so other work on those cores (or a stall of the
+      server process) shows up as dips and bursts in the admitted rate and as clusters of 429s;
   (c) 100,000 tasks at 5 ms latency: peak RSS and CPU ms per request of the client;
   (d) the seed's sequential loop (the sync `openai` client, one request at a time) on 50 tasks, and our
       speed-up over it.
 
 Bars: (a) C=64 >= 0.95 of ideal; C=256 >= 1.0x bare aiohttp and >= 3x AsyncOpenAI; (b) unannounced caps:
 min >= 0.95 of the cap, <= 2 % 429 after 10 s, 0 lost; drop: back within 0.9 of each new cap in <= 5 s, 0 lost;
-tokens: >= 0.9 of the cap; (c) <= 200 MB, <= 1.5 ms CPU per request.
+tokens: >= 0.9 of the cap; announced: >= 0.95 of the cap; (c) <= 200 MB, <= 1.5 ms CPU per request. The run
+ends with a summary: PASS or FAIL for every bar, with the figures judged.
 
     python benchmarks/generate.py                 # everything (several minutes; the SDK baselines are slow)
     python benchmarks/generate.py --quick         # small sizes, a smoke check of the script
@@ -120,6 +125,7 @@ def child_ours(a: dict[str, Any]) -> dict[str, Any]:
         "done": stats.done,
         "failed": stats.failed,
         "wall": wall,
+        "send_s": stats.send_s,
         "rps": stats.done / stats.send_s,  # the sending phase, as the baselines are timed
         "rps_total": stats.done / wall,  # planning and set-up included
         "cpu_ms_per_req": (cpu1 - cpu0) * 1000 / max(sent, 1),
@@ -224,8 +230,13 @@ def run_child(kind: str, **args: Any) -> dict[str, Any]:
 # ------------------------------------------------------------------ the report
 
 
-def verdict(value: float, bar: float, *, at_most: bool = False) -> str:
+VERDICTS: list[tuple[str, bool]] = []  # (what, passed) of every bar judged, for the closing summary
+
+
+def verdict(value: float, bar: float, *, at_most: bool = False, what: str = "") -> str:
     ok = value <= bar if at_most else value >= bar
+    if what:
+        VERDICTS.append((what, ok))
     return f"{'PASS' if ok else 'FAIL'} (bar {'<=' if at_most else '>='} {bar:g})"
 
 
@@ -254,13 +265,13 @@ def bench_a(tmp: Path, args: argparse.Namespace, results: dict[str, Any]) -> Non
             r_ideal, r_bare, r_sdk = ours["rps"] / ideal, ours["rps"] / bare["rps"], ours["rps"] / sdk["rps"]
             line = f"        ideal {ideal:.0f}: ratio {r_ideal:.2f}"
             if c == 64:
-                line += f" {verdict(r_ideal, 0.95)}"
+                line += f" {verdict(r_ideal, 0.95, what=f'(a) C={c} of ideal {r_ideal:.2f}')}"
             line += f"; vs bare aiohttp {r_bare:.2f}"
             if c == 256:
-                line += f" {verdict(r_bare, 1.0)}"
+                line += f" {verdict(r_bare, 1.0, what=f'(a) C={c} vs bare aiohttp {r_bare:.2f}')}"
             line += f"; vs AsyncOpenAI {r_sdk:.1f}x"
             if c == 256:
-                line += f" {verdict(r_sdk, 3.0)}"
+                line += f" {verdict(r_sdk, 3.0, what=f'(a) C={c} vs AsyncOpenAI {r_sdk:.1f}x')}"
             print(line)
 
 
@@ -303,16 +314,20 @@ def _limit_run(name: str, seed: int, n: int, recipe: str, charge: int, out: Path
         "lost": n - ours["done"],
         "share_429_after_10s": sum(v[1] for v in after) / answers_after if answers_after else 0.0,
         "wall": ours["wall"],
+        "send_s": ours["send_s"],
         "cpu_ms_per_req": ours["cpu_ms_per_req"],
+        "load": os.getloadavg()[0],
     }
-    if name == "tpm":
-        tokens = sum(v[1] for v in st["admitted"].values())
-        r["of_cap"] = tokens / ours["wall"] / (settings["tpm"] / 60)
-    elif name == "drop":  # against what the schedule allowed over the run: 100/s, 50/s for 10 s, 100/s
-        w = ours["wall"]
-        r["of_cap"] = ours["done"] / (min(w, 10) * 100 + min(max(w - 10, 0), 10) * 50 + max(w - 20, 0) * 100)
-    else:
-        r["of_cap"] = ours["done"] / ours["wall"] / 100
+    # Judged over the sending phase (what the limiter controls; the server's schedule starts at the first
+    # request too); the whole call, planning and start-up included, is kept as `of_cap_wall`.
+    for key, w in (("of_cap", ours["send_s"]), ("of_cap_wall", ours["wall"])):
+        if name == "tpm":
+            tokens = sum(v[1] for v in st["admitted"].values())
+            r[key] = tokens / w / (settings["tpm"] / 60)
+        elif name == "drop":  # against what the schedule allowed over the run: 100/s, 50/s for 10 s, 100/s
+            r[key] = ours["done"] / (min(w, 10) * 100 + min(max(w - 10, 0), 10) * 50 + max(w - 20, 0) * 100)
+        else:
+            r[key] = ours["done"] / w / 100
     admitted = {int(k): v[0] for k, v in st["admitted"].items()}
     r["by_second"] = [admitted.get(s, 0) for s in range(max(admitted, default=0) + 1)]
     r["429_by_second"] = [v[1] for _, v in sorted(st["by_second"].items(), key=lambda kv: int(kv[0]))]
@@ -349,8 +364,9 @@ def bench_b(tmp: Path, args: argparse.Namespace, results: dict[str, Any]) -> Non
             runs.append(r)
             extra = f", recovery {r['recovery_s']} s" if name == "drop" else ""
             print(
-                f"    {name} seed {seed}: {r['of_cap']:.3f} of the cap, {r['done']}/{size} done, "
-                f"429 after 10 s {r['share_429_after_10s']:.2%}{extra}",
+                f"    {name} seed {seed}: {r['of_cap']:.3f} of the cap ({r['of_cap_wall']:.3f} with start-up), "
+                f"{r['done']}/{size} done, 429 after 10 s {r['share_429_after_10s']:.2%}{extra}; "
+                f"load {r['load']:.2f}",
                 flush=True,
             )
         caps = [r["of_cap"] for r in runs]
@@ -358,17 +374,31 @@ def bench_b(tmp: Path, args: argparse.Namespace, results: dict[str, Any]) -> Non
         lost = sum(r["lost"] for r in runs)
         print(f"  {name}: {what}")
         bar = 0.9 if name == "tpm" else 0.95
-        line = (
-            f"    of the cap: min {min(caps):.3f} {verdict(min(caps), bar)}, median {statistics.median(caps):.3f}; "
-            f"lost {lost} {verdict(lost, 0, at_most=True)}"
+        low, mid = min(caps), statistics.median(caps)
+        # The drop's bar is its recovery time (below); its share of the schedule's allowance is for the record.
+        judged = (
+            ""
+            if name == "drop"
+            else " " + verdict(low, bar, what=f"(b) {name} of the cap: min {low:.3f}, median {mid:.3f}")
         )
+        line = (
+            f"    of the cap: min {low:.3f}{judged}, median {mid:.3f}; "
+            f"lost {lost} {verdict(lost, 0, at_most=True, what=f'(b) {name} lost {lost}')}"
+        )
+        top, mid429 = max(shares), statistics.median(shares)
         if name in ("rpm64", "rpm256"):
-            line += f"; 429 after 10 s: max {max(shares):.2%} {verdict(max(shares), 0.02, at_most=True)}"
+            what = f"(b) {name} 429 after 10 s: max {top:.2%}, median {mid429:.2%}"
+            line += f"; 429 after 10 s: max {top:.2%} {verdict(top, 0.02, at_most=True, what=what)}"
+            line += f", median {mid429:.2%}"
         else:
-            line += f"; 429 after 10 s: max {max(shares):.2%}, median {statistics.median(shares):.2%}"
+            line += f"; 429 after 10 s: max {top:.2%}, median {mid429:.2%}"
         if name == "drop":
             worst = [max((r["recovery_s"][i] or 99) for r in runs) for i in range(2)]
-            line += f"; worst recovery {worst[0]} s (to 3,000), {worst[1]} s (back to 6,000) {verdict(max(worst), 5, at_most=True)}"
+            what = f"(b) drop worst recovery {worst[0]} s, {worst[1]} s"
+            line += (
+                f"; worst recovery {worst[0]} s (to 3,000), {worst[1]} s (back to 6,000) "
+                f"{verdict(max(worst), 5, at_most=True, what=what)}"
+            )
         print(line, flush=True)
         results[f"b_{name}"] = runs
 
@@ -382,10 +412,12 @@ def bench_c(tmp: Path, args: argparse.Namespace, results: dict[str, Any]) -> Non
     with FakeServer(latency=0.005, cpu=SERVER_CPU) as srv:
         ours = run_child("ours", base_url=srv.base_url, recipe=recipe, c=64, out=str(tmp / "c.jsonl"))
     results["c"] = ours
+    rss, cpu = ours["peak_rss_mb"], ours["cpu_ms_per_req"]
     print(
-        f"  {ours['done']}/{n} ok, {ours['rps']:.0f} req/s; peak RSS {ours['peak_rss_mb']:.0f} MB "
-        f"{verdict(ours['peak_rss_mb'], 200, at_most=True)}; CPU {ours['cpu_ms_per_req']:.3f} ms/request "
-        f"(plan, sending, parsing and writing included) {verdict(ours['cpu_ms_per_req'], 1.5, at_most=True)}"
+        f"  {ours['done']}/{n} ok, {ours['rps']:.0f} req/s; peak RSS {rss:.0f} MB "
+        f"{verdict(rss, 200, at_most=True, what=f'(c) peak RSS {rss:.0f} MB')}; CPU {cpu:.3f} ms/request "
+        f"(plan, sending, parsing and writing included) "
+        f"{verdict(cpu, 1.5, at_most=True, what=f'(c) CPU {cpu:.3f} ms/request')}"
     )
 
 
@@ -438,6 +470,11 @@ def main() -> None:
         for key in args.only.split(","):
             parts[key.strip()](Path(tmp), args, results)
     print(f"\nload average after: {os.getloadavg()[0]:.2f}")
+    if VERDICTS:
+        failed = [what for what, ok in VERDICTS if not ok]
+        print(f"\nsummary: {len(VERDICTS) - len(failed)} of {len(VERDICTS)} bars PASS")
+        for what, ok in VERDICTS:
+            print(f"  {'PASS' if ok else 'FAIL'}  {what}")
     if args.json:
         args.json.write_text(json.dumps(results, indent=2))
 

@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.request
 from pathlib import Path
 
 import orjson
@@ -80,6 +81,52 @@ def test_expired_batch_sends_the_rest_again(server, tmp_path):
     state = orjson.loads((tmp_path / "raw.batches.json").read_bytes())
     assert [len(b["tasks"]) for b in state["batches"]] == [8, 4]  # the unfinished half, sent again
     assert {r["meta"]["batch_id"] for r in read_jsonl(out)} == {"batch_1", "batch_2"}
+
+
+def test_expired_batch_sends_the_rest_online_by_flag(server, tmp_path):
+    server.configure(batch_window=0.2, batch_expire=1)  # the first batch expires with half its lines done
+    recipe = write_recipe(tmp_path, n_a=4, n_b=2)
+    out = tmp_path / "raw.jsonl"
+    prices = tmp_path / "prices.yaml"
+    prices.write_text("models:\n  fake-model: {input: 1000, output: 2000, currency: USD}\n")
+    stats = generate(recipe, out, batch_options(server, batch_resend="online", prices=prices))
+    records = read_jsonl(out)
+    assert sorted(r["id"] for r in records) == sorted(planned_ids(recipe)) and stats.done == 8
+    by_batch = [r for r in records if "batch_id" in r["meta"]]
+    assert len(by_batch) == 4 and {r["meta"]["batch_id"] for r in by_batch} == {"batch_1"}
+    st = server.stats()
+    assert st["batches"] == 1 and st["requests"] == 4  # the unfinished half went online, no new batch
+    state = orjson.loads((tmp_path / "raw.batches.json").read_bytes())
+    assert [b["state"] for b in state["batches"]] == ["collected"]
+    assert stats.cost_online > stats.cost > 0  # half at the batch price, half online
+    # A rerun has nothing to do: nothing is sent, online or in a batch.
+    generate(recipe, out, batch_options(server, batch_resend="online"))
+    assert server.stats()["batches"] == 1 and server.stats()["requests"] == 4
+
+
+def test_cancelled_batch_sends_the_rest_online_by_cli_flag(server, tmp_path):
+    server.configure(batch_window=30.0)  # never finishes by itself
+    recipe = write_recipe(tmp_path, n_a=3, n_b=2)
+    out = tmp_path / "raw.jsonl"
+    generate(recipe, out, batch_options(server, no_wait=True))
+    bid = orjson.loads((tmp_path / "raw.batches.json").read_bytes())["batches"][0]["id"]
+    urllib.request.urlopen(urllib.request.Request(f"{server.base_url}/batches/{bid}/cancel", method="POST"))
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OPENAI_API_KEY": "sk-test-batch"}
+    cmd = [
+        sys.executable,
+        "-c",
+        "from zaoshu.cli import main; main()",
+        "generate",
+        str(recipe),
+        "-o",
+        str(out),
+    ]
+    cmd += ["--provider", "openai", "--base-url", server.base_url, "--model", "fake-model", "--batch", "-q"]
+    cmd += ["--batch-resend", "online"]
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120, check=False)
+    assert proc.returncode == 0, proc.stderr
+    assert sorted(r["id"] for r in read_jsonl(out)) == sorted(planned_ids(recipe))
+    assert server.stats()["batches"] == 1 and server.stats()["requests"] == 6
 
 
 def test_no_wait_submits_and_a_later_run_collects(server, tmp_path):

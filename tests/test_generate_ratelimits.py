@@ -3,12 +3,14 @@ not announced, a token cap, a cap announced in x-ratelimit-* headers, and a cap 
 
 from __future__ import annotations
 
+import asyncio
+import time
 from pathlib import Path
 
 import pytest
 from generate_helpers import local_options, write_recipe
 
-from zaoshu.generator.engine import generate
+from zaoshu.generator.engine import agenerate, generate
 from zaoshu.generator.plan import plan
 from zaoshu.recipes import load_recipe
 from zaoshu.testing import FakeServer
@@ -70,3 +72,23 @@ def test_cap_drop_and_return(tmp_path, drop_at):
     # Under the lower cap the server admits its cap at once; after it comes back, within five seconds.
     assert any(a >= 0.9 * RATE / 2 for a in admitted[drop_at : drop_at + 2]), admitted
     assert any(a >= 0.9 * RATE for a in admitted[back_at : back_at + 5]), admitted
+
+
+def test_the_rate_holds_at_the_cap_through_stalls_of_this_process(tmp_path):
+    """A busy machine stops the client for a moment; the answers that came meanwhile are read in one go. The
+    rate stays at the cap: a 429 read in that backlog must not measure the cap from a count still missing them."""
+    recipe = write_recipe(tmp_path, n_a=50, n_b=8)
+    replies = []
+
+    def stall(reply: object) -> None:
+        replies.append(reply)
+        if len(replies) in (40, 80, 150, 300):  # in the first storm of 429s, and later at the cap
+            time.sleep(0.4)  # blocks the event loop, as another process taking the core would
+
+    with FakeServer(latency=0.05, rpm=RATE * 60) as srv:
+        options = local_options(srv.base_url, concurrency=64, timeout=10, backoff=0.2, backoff_max=2.0)
+        stats = asyncio.run(agenerate(recipe, tmp_path / "raw.jsonl", options, check_reply=stall))
+        server = srv.stats()
+    assert stats.done == 400 and stats.failed == 0
+    admitted = per_second(server)[2:-1]
+    assert sum(admitted) >= 0.85 * RATE * len(admitted), admitted

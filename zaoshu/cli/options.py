@@ -58,6 +58,14 @@ Batch = Annotated[
     ),
 ]
 NoWait = Annotated[bool, typer.Option("--no-wait", help="--batch: submit and exit; a later run collects.")]
+BatchResend = Annotated[
+    str,
+    typer.Option(
+        "--batch-resend",
+        help="--batch: where the unfinished tasks of an expired or cancelled batch go: 'batch' (a new batch) "
+        "or 'online' (sent at once at the online price).",
+    ),
+]
 DryRun = Annotated[bool, typer.Option("--dry-run", help="Print what would be sent; send nothing.")]
 Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar (the summary is still printed).")]
 AllowOutsideFiles = Annotated[
@@ -107,6 +115,7 @@ GENERATE = Flags(
         "no_cache": (NoCache, False),
         "batch": (Batch, False),
         "no_wait": (NoWait, False),
+        "batch_resend": (BatchResend, "batch"),
         "dry_run": (DryRun, False),
         "quiet": (Quiet, False),
     },

@@ -13,7 +13,9 @@ at every step of every batch:
 - `created` (with the batch id): the next run polls it. `collected`: its output is in the records.
 Collecting appends each output line as a record (meta `batch_id`) unless its id is already in the output,
 so a kill while downloading or writing is redone without duplicates; error lines become failures. An
-expired or cancelled batch gives what it finished; its other tasks go into a new batch.
+expired or cancelled batch gives what it finished; its other tasks go into a new batch, or (option
+`batch_resend="online"`) back to the caller, which sends them online in the same run. Either way the old
+entry is saved as collected before they go anywhere, so a kill in between leaves them as tasks never sent.
 """
 
 from __future__ import annotations
@@ -178,6 +180,7 @@ class BatchRun:
         self.console = console
         self.t0 = time.monotonic()
         self.fingerprints: dict[str, str] = {}  # id -> request fingerprint, kept in each record's meta
+        self.online: list[Any] = []  # tasks of expired or cancelled batches, for the caller to send online
 
     async def reattach(self) -> None:
         """Finish what a killed run left: drop uploads never submitted, find batches created from a file."""
@@ -215,7 +218,8 @@ class BatchRun:
             self.say(f"submitted batch {batch['id']}: {len(ids)} requests")
 
     async def wait(self) -> None:
-        """Poll until every batch is collected; expired or cancelled tasks go into new batches."""
+        """Poll until every batch is collected; expired or cancelled tasks go into new batches, or into
+        `self.online` when the options say so."""
         while True:
             open_batches = [b for b in self.state.batches if b["state"] == "created"]
             if not open_batches:
@@ -230,7 +234,10 @@ class BatchRun:
                     self.state.save()
                 else:
                     self.progress(entry, batch)
-            if resend:
+            if resend and self.options.batch_resend == "online":
+                self.say(f"{len(resend)} tasks of expired or cancelled batches are sent again online")
+                self.online += resend
+            elif resend:
                 self.say(f"{len(resend)} tasks of expired or cancelled batches are sent again in a new batch")
                 await self.submit(resend)
             elif any(b["state"] == "created" for b in self.state.batches):
@@ -353,8 +360,10 @@ async def run_batches(
     price: Any,
     console: Console,
     fingerprints: dict[str, str] | None = None,
-) -> None:
-    """Submit the tasks not in `out` nor in a batch already, then (unless `no_wait`) poll and collect."""
+) -> list[Any]:
+    """Submit the tasks not in `out` nor in a batch already, then (unless `no_wait`) poll and collect.
+
+    Returns the tasks of expired or cancelled batches to send online (`batch_resend="online"`), else []."""
     spec = batch_spec(options.provider)
     from zaoshu.generator.engine import side_paths
 
@@ -392,5 +401,6 @@ async def run_batches(
                         f"{open_n} batch(es) submitted and recorded in {state.path}; rerun the same command "
                         "to collect them"
                     )
-                    return
+                    return []
                 await run.wait()
+                return run.online

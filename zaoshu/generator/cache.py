@@ -27,7 +27,7 @@ from typing import Any
 import orjson
 
 from zaoshu.errors import ZaoshuError
-from zaoshu.records import request_fingerprint
+from zaoshu.generator.resume import fingerprint
 
 FILENAME = "responses.sqlite3"
 DEFAULT_MAX_BYTES = 1 << 30
@@ -218,7 +218,7 @@ class RunCache:
         self.saved_text = ""  # what the hits saved, formatted in the price's currency
 
     def key(self, task: Any) -> str:
-        fp = request_fingerprint(task.request, model=self.model, params=self.params, endpoint=self.endpoint)
+        fp = fingerprint(task.request, model=self.model, params=self.params, endpoint=self.endpoint)
         return f"{task.id}:{fp}"
 
     def lookup(self, tasks: Iterable[Any]) -> dict[str, dict[str, Any]]:

@@ -62,6 +62,7 @@ from zaoshu.generator.providers import (
 from zaoshu.generator.resume import (
     FINGERPRINT,
     Resume,
+    fingerprint,
     move_superseded,
     prove_record_file,
     scan,
@@ -73,7 +74,6 @@ from zaoshu.records import (
     iter_lines,
     parse_line,
     repair_tail,
-    request_fingerprint,
     utc_now,
 )
 from zaoshu.stats import Stats
@@ -136,9 +136,7 @@ def plan_fingerprints(
     info = provider.describe(options)
     endpoint = f"{info.get('provider')} {str(info.get('base_url') or '').rstrip('/')}"
     model = str(info.get("model") or "")
-    return {
-        t.id: request_fingerprint(t.request, model=model, params=params, endpoint=endpoint) for t in tasks
-    }
+    return {t.id: fingerprint(t.request, model=model, params=params, endpoint=endpoint) for t in tasks}
 
 
 def _report_resume(console: Console, out: Path, found: Resume, options: GenerateOptions) -> int:
@@ -217,7 +215,8 @@ class _Run:
         self.price = price_for(load_prices(options.prices), endpoint.model)
         stats.window_min = options.concurrency
         stats.currency = self.price.currency if self.price else None
-        stats.cost = 0.0 if self.price else None
+        # What an earlier phase of the same run (a batch) cost is kept: this one adds to it.
+        stats.cost = (stats.cost or 0.0) if self.price else stats.cost
 
     # ---------------------------------------------------------------- control
 
@@ -239,6 +238,7 @@ class _Run:
         workers = [asyncio.create_task(self._worker()) for _ in range(n)]
         all_done = asyncio.gather(*workers, return_exceptions=True)
         stop = asyncio.create_task(self.stop_event.wait())
+        watch = asyncio.create_task(self.gate.watch())
         try:
             await asyncio.wait([all_done, stop], return_when=asyncio.FIRST_COMPLETED)
             if not all_done.done():
@@ -250,6 +250,7 @@ class _Run:
             await all_done
         finally:
             stop.cancel()
+            watch.cancel()
 
     async def _worker(self) -> None:
         queue = self.tasks  # popped, so a finished task is freed: memory only goes down after planning
@@ -629,7 +630,26 @@ async def _send_batch(
     if price is not None:
         stats.cost, stats.cost_online, stats.currency = 0.0, 0.0, price.currency
     repair_tail(failures_path)
-    await run_batches(provider, list(tasks), out, options, params, stats, done, price, console, fingerprints)
+    online = await run_batches(
+        provider, list(tasks), out, options, params, stats, done, price, console, fingerprints
+    )
+    if online:  # tasks of expired or cancelled batches, sent online now (batch_resend="online")
+        cost_before = stats.cost or 0.0
+        await _send(
+            provider,
+            collections.deque(online),
+            out,
+            options,
+            params,
+            stats,
+            done,
+            None,
+            fingerprints,
+            None,
+            t0,
+        )
+        if price is not None:  # sent at the online price: the same in both totals
+            stats.cost_online = (stats.cost_online or 0.0) + (stats.cost or 0.0) - cost_before
     _compact_failures(failures_path, done)
     stats.wall_s = round(time.monotonic() - t0, 3)
     stats.req_s = round((stats.done + stats.failed) / max(stats.wall_s, 1e-9), 2)

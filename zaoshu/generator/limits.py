@@ -10,7 +10,7 @@
 - `Gate`: what a request passes before it is sent: the stop flag, the window, the pacer, a shared cool-down
   (`Retry-After` of any 429 pauses every worker, not only the one that got it) and the `--rpm`/`--tpm`
   limiters (aiolimiter leaky buckets holding about one second of burst for rpm, ten for tpm).
-- `RetryPolicy`: tenacity, exponential backoff with jitter, at least the server's `Retry-After`; only
+- `RetryPolicy`: tenacity's exponential backoff with jitter, at least the server's `Retry-After`; only
   errors that say `retryable` are retried (429, 5xx, timeouts, connection errors, torn bodies).
 """
 
@@ -24,7 +24,7 @@ from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
 from aiolimiter import AsyncLimiter
-from tenacity import AsyncRetrying, RetryCallState, retry_if_exception
+from tenacity import RetryCallState
 from tenacity.stop import stop_base
 from tenacity.wait import wait_base, wait_exponential_jitter
 
@@ -134,6 +134,9 @@ class AdaptiveRate:
     of the answers) reset the probe but do not cut.
     """
 
+    STALL_S = 0.3  # how long after this process stalled the answers it reads are taken to be a backlog
+    MAX_DEFER_S = 1.0  # the longest decisions are put off for stalls in a row
+
     def __init__(
         self,
         *,
@@ -164,6 +167,11 @@ class AdaptiveRate:
         self._ok = [0] * 32  # successes per 0.1 s slot (a ring of 3.2 s)
         self._rejected = [0] * 32  # 429s per slot
         self._slots = [-1] * 32
+        self.t_stall = -math.inf  # when this process last woke up late (see `note_stall`)
+        self.deferred = 0  # decisions put off because of a stall
+        self.defer_since: float | None = None  # the first decision put off in the current run of stalls
+        self.answered = 0  # successes so far
+        self.mark = 0  # `answered` when the probe last restarted
 
     @property
     def r_max(self) -> float | None:
@@ -184,6 +192,26 @@ class AdaptiveRate:
             self.started = True
             self.t_first = now
         self._ok[self._slot(now)] += 1
+        self.answered += 1
+
+    def _restart(self, now: float) -> None:
+        """The probe starts again from the base (a 429, a cut)."""
+        self.t_429 = now
+        self.mark = self.answered
+
+    def note_stall(self, now: float, lag: float = 0.0) -> None:
+        """This process did not run for `lag` seconds (a loaded machine, a long callback) and has just woken up.
+
+        Answers that came meanwhile are still being read, in no particular order: a 429 read now would
+        measure the admitted rate before the successes that arrived with it are counted, which is how a
+        loaded machine used to cut the rate to half the cap. Decisions wait until the backlog is read.
+        The probe does not advance while nothing is sent: it would otherwise resume higher than it tested.
+        """
+        self.t_stall = now
+        self.t_429 = max(self.t_429, self.t_cut) + lag
+
+    def stalled(self, now: float) -> bool:
+        return now - self.t_stall < self.STALL_S
 
     def window(self, now: float, span: float = 1.0) -> tuple[int, int, float]:
         """(successes, 429s, seconds) over the last `span` seconds, not before the first send or the last
@@ -200,7 +228,11 @@ class AdaptiveRate:
     def current(self, now: float) -> float | None:
         if self.base is None:
             return None
-        u = now - max(self.t_429, self.t_cut) - self.hold
+        # The probe's clock runs no faster than the answers come back (at the base, `base` a second): when
+        # none come (this process or the server stalled) it learns nothing, so it must not climb either,
+        # or it resumes far above what it tested and meets the cap with a cluster of 429s.
+        waited = now - max(self.t_429, self.t_cut)
+        u = min(waited, (self.answered - self.mark) / self.base) - self.hold
         if u <= 0:
             rate = self.base
         else:
@@ -211,6 +243,7 @@ class AdaptiveRate:
                 # so an overshoot into the real cap stays bounded.
                 self.base *= 3.0
                 self.t_429, factor = now - self.hold, 3.0
+                self.mark = self.answered - round(self.hold * self.base)
             rate = self.base * factor if factor < 3.0 else self.base
         return min(rate, self.ceiling) if self.ceiling else rate
 
@@ -227,6 +260,16 @@ class AdaptiveRate:
         self._rejected[self._slot(now)] += 1
         if sent_at < self.t_cut:  # sent before the last cut: part of the event already handled
             return False
+        if self.stalled(now):
+            # Put off for a second at most: a storm of 429s can itself keep this process late, and
+            # deferring for as long as that lasts would never cut.
+            self.defer_since = now if self.defer_since is None else self.defer_since
+            if now - self.defer_since < self.MAX_DEFER_S:
+                self._restart(now)  # the probe restarts from the base, but nothing is measured in a backlog
+                self.deferred += 1
+                return False
+        else:
+            self.defer_since = None
         ok, rejected, span = self.window(now)
         admitted = ok / span if span > 0 else 0.0
         if span < self.settle or rejected < self.min_rejected or rejected <= self.cut_share * (ok + rejected):
@@ -237,10 +280,14 @@ class AdaptiveRate:
                 # A lone 429 may also come of a stall of this process (late sends going out at once), so
                 # it lowers the base by a few percent at most; a base over the cap meets more of them.
                 measured = min(admitted, self.current(now) or admitted) * (1 - self.margin)
-                self.base = max(measured, self.base * 0.97)
-            self.t_429 = now  # the probe restarts from the base
+                lowered = max(measured, self.base * 0.97)
+                # After a stall the server admits what its bucket saved up meanwhile, more than its rate:
+                # for a second then a measurement may lower the base, never raise it.
+                recent_stall = now - self.t_stall < 1.0 + self.STALL_S
+                self.base = min(lowered, self.base) if recent_stall else lowered
+            self._restart(now)  # the probe restarts from the base
             return False
-        self.t_429 = now
+        self._restart(now)
         if ok < 10:
             return False  # too few admitted yet to measure (the first replies are still on their way)
         # The cut measures over up to two seconds, so a stall of this process (a loaded machine) followed
@@ -323,6 +370,18 @@ class Gate:
     def leave(self) -> None:
         self.window.release()
 
+    async def watch(self, every: float = 0.05, late: float = 0.03) -> None:
+        """Run beside the workers: note every time this process wakes up `late` seconds or more after it
+        meant to (the machine was busy), so the pacer does not take the backlog of answers for the server's
+        rate. Twenty wake-ups a second: negligible next to the requests."""
+        loop = asyncio.get_running_loop()
+        while True:
+            t = loop.time()
+            await asyncio.sleep(every)
+            now = loop.time()
+            if now - t - every >= late:
+                self.pacer.note_stall(time.monotonic(), now - t - every)
+
     def on_rate_limited(
         self,
         sent_at: float,
@@ -391,17 +450,13 @@ class _WaitRetryAfter(wait_base):
         self.backoff = wait_exponential_jitter(multiplier=initial, max=maximum, jitter=jitter)
         self.short = wait_exponential_jitter(multiplier=initial / 10, max=maximum, jitter=jitter / 10)
 
-    def for_error(self, exc: BaseException | None, retry_state: RetryCallState) -> float:
+    def __call__(self, retry_state: RetryCallState) -> float:
+        exc = retry_state.outcome.exception() if retry_state.outcome else None
         retry_after = getattr(exc, "retry_after", None)
         if retry_after is None:
             return self.backoff(retry_state)
-        retry_after = min(retry_after, 120.0)
         curve = self.short if getattr(exc, "reason", None) == "rate_limited" else self.backoff
-        return max(curve(retry_state), retry_after)
-
-    def __call__(self, retry_state: RetryCallState) -> float:
-        exc = retry_state.outcome.exception() if retry_state.outcome else None
-        return self.for_error(exc, retry_state)
+        return max(curve(retry_state), min(retry_after, 120.0))
 
 
 def is_retryable(exc: BaseException) -> bool:
@@ -428,37 +483,32 @@ class _StopAfter(stop_base):
 
 
 class RetryPolicy:
-    """Attempts of one task: the first runs bare, the retries run under tenacity.
+    """Attempts of one task: tenacity's wait and stop strategies, driven by one small loop.
 
-    Tenacity costs ~0.1 ms of CPU per call (it inspects its callbacks each time); most tasks succeed at
-    once, so only a task whose first attempt failed with a retryable error pays for it.
+    The loop is ours rather than `AsyncRetrying`'s because tenacity costs ~0.1 ms of CPU per call (it
+    inspects its callbacks each time) while most tasks succeed at once: here a task pays nothing until an
+    attempt fails, and every attempt, the first included, goes through the same wait and stop decisions.
     """
 
     def __init__(
         self, max_attempts: int, *, initial: float = 0.5, maximum: float = 30.0, jitter: float = 0.5
     ) -> None:
         self.max_attempts = max_attempts
-        self.first_wait = _WaitRetryAfter(initial, maximum, jitter)
-        # The same curve shifted by one attempt, for the loop that starts at the second attempt.
-        self.later_wait = _WaitRetryAfter(initial * 2, maximum, jitter)
-
-    def retrying(self, attempts: int | None = None) -> AsyncRetrying:
-        return AsyncRetrying(
-            stop=_StopAfter(attempts or self.max_attempts),
-            wait=self.later_wait if attempts else self.first_wait,
-            retry=retry_if_exception(is_retryable),
-            reraise=True,
-        )
+        self.wait = _WaitRetryAfter(initial, maximum, jitter)
+        self.stop = _StopAfter(max_attempts)
 
     async def call(self, attempt: Callable[[], Awaitable[T]]) -> T:
-        try:
-            return await attempt()
-        except Exception as e:
-            if not is_retryable(e) or self.max_attempts <= 1:
-                raise
-            first = e
-        await asyncio.sleep(self.first_wait.for_error(first, RetryCallState(None, None, (), {})))
-        async for state in self.retrying(self.max_attempts - 1):
-            with state:
-                result = await attempt()
-        return result
+        state: RetryCallState | None = None  # made at the first failure: a task that succeeds pays nothing
+        while True:
+            try:
+                return await attempt()
+            except Exception as e:
+                if not is_retryable(e):
+                    raise
+                if state is None:
+                    state = RetryCallState(None, None, (), {})
+                state.set_exception((type(e), e, e.__traceback__))
+                if self.stop(state):
+                    raise
+                await asyncio.sleep(self.wait(state))
+                state.prepare_for_next_attempt()

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import urllib.parse
 from pathlib import Path
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -38,6 +39,8 @@ class GenerateOptions(BaseModel):
     batch: bool = False  # through the provider's batch API (half price, within a day); see generator/batch.py
     no_wait: bool = False  # --batch: submit and return; a later run collects
     batch_poll: float = Field(30.0, gt=0)  # seconds between polls of a batch
+    # --batch: where the unfinished tasks of an expired or cancelled batch go (a new batch, or online now)
+    batch_resend: Literal["batch", "online"] = "batch"
     grace: float = Field(10.0, ge=0)  # seconds to wait for in-flight requests after Ctrl-C
     handle_signals: bool = True
     command: str | None = None  # the command line, to print how to resume

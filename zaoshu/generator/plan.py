@@ -92,10 +92,19 @@ def _axes_of(context: dict[str, Any]) -> dict[str, str]:
     return {k: str(v) for k, v in context.items() if isinstance(v, AxisValue)}
 
 
-def make_task(recipe: Recipe, values: dict[str, AxisValue], style_name: str, round_: int, seed: int) -> Task:
+def make_task(
+    recipe: Recipe,
+    values: dict[str, AxisValue],
+    style_name: str,
+    round_: int,
+    seed: int,
+    axes: dict[str, str] | None = None,
+) -> Task:
+    """One task; `axes` (the values' names and the style) when the caller has built it already."""
     style = recipe.styles[style_name]
-    axes = {name: str(v) for name, v in values.items()}
-    axes["style"] = style_name
+    if axes is None:
+        axes = {name: str(v) for name, v in values.items()}
+        axes["style"] = style_name
     tid = task_id(recipe.name, axes, round_, seed)
     rng = random.Random(int(tid, 16))
     pool = recipe.examples[style_name]
@@ -144,6 +153,9 @@ def plan(
     rounds = recipe.rounds if rounds is None else rounds
     seed = recipe.seed if seed is None else seed
     names = list(recipe.values)
+    # One plain str per axis value, shared by every task that has it: a 100k-task plan would otherwise
+    # hold 100k copies of each name (tens of MB).
+    plain = {v: str(v) for values in recipe.values.values() for v in values}
     tasks: list[Task] = []
     excluded = total = 0
     for round_ in range(rounds):
@@ -151,10 +163,12 @@ def plan(
             for combo in itertools.product(*(recipe.values[n] for n in names)):
                 values = dict(zip(names, combo, strict=True))
                 total += 1
-                if is_excluded(recipe, {**{n: str(v) for n, v in values.items()}, "style": style_name}):
+                axes = {n: plain[v] for n, v in values.items()}
+                axes["style"] = style_name
+                if is_excluded(recipe, axes):
                     excluded += 1
                     continue
-                tasks.append(make_task(recipe, values, style_name, round_, seed))
+                tasks.append(make_task(recipe, values, style_name, round_, seed, axes))
     if limit is not None and limit < len(tasks):
         keep = sorted(random.Random(seed).sample(range(len(tasks)), limit))
         tasks = [tasks[i] for i in keep]
