@@ -210,3 +210,13 @@ def test_dry_run_shows_the_judge_prompt_and_writes_nothing(tmp_path, wishes_reci
     assert result.exit_code == 0, result.output
     assert "would send 3 requests" in result.output and "<reply>" in result.output
     assert sorted(p.name for p in tmp_path.iterdir()) == ["clean.jsonl"]
+
+
+def test_progress_line_names_the_judge(server, tmp_path, wishes_recipe_path, capsys, monkeypatch) -> None:
+    monkeypatch.setenv("COLUMNS", "200")  # room for the whole line
+    server.configure(reply="judge", judge_scores=[], judge_fenced=0.0, judge_default=4)
+    src = write(tmp_path / "clean.jsonl", _records(3))
+    judge(src, tmp_path / "judged.jsonl", wishes_recipe_path, local_options(server.base_url, quiet=False))
+    err = capsys.readouterr().err
+    assert "judge" in err and "3/3" in err
+    assert "generate" not in err

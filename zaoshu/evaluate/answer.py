@@ -138,7 +138,7 @@ def answer_provider(
         "max_tokens": sampling.max_new_tokens,
         "seed": sampling.seed,
     }
-    options = options.model_copy(update={"model": model})
+    options = options.model_copy(update={"model": model, "label": "answer"})
     asyncio.run(agenerate(recipe, out, options, tasks=tasks, params=params))
     got: dict[str, str] = {}
     for number, raw in iter_lines(out):

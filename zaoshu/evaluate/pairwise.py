@@ -94,6 +94,7 @@ def pairwise(
             raise BadReply(str(e), usage=reply.usage) from None
 
     tasks = pair_tasks(inputs, base, tuned, recipe)
+    options = options.model_copy(update={"label": "compare"})
     stats = asyncio.run(agenerate(recipe, out, options, tasks=tasks, params=spec.params(), check_reply=check))
     got: dict[str, dict[str, Any]] = {}
     if out.exists():

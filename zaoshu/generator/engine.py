@@ -396,13 +396,13 @@ class _Run:
 class _Progress:
     """A rich progress line refreshed four times a second from the run's counters (cheap per request)."""
 
-    def __init__(self, run: _Run, total: int, console: Console) -> None:
+    def __init__(self, run: _Run, total: int, console: Console, label: str = "generate") -> None:
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
         self.run = run
         self.t0 = time.monotonic()
         self.progress = Progress(
-            TextColumn("[bold]generate"),
+            TextColumn(f"[bold]{label}"),
             BarColumn(),
             MofNCompleteColumn(),
             TimeRemainingColumn(),
@@ -410,7 +410,7 @@ class _Progress:
             console=console,
             auto_refresh=False,
         )
-        self.task_id = self.progress.add_task("generate", total=total, info="")
+        self.task_id = self.progress.add_task(label, total=total, info="")
         self._loop_task: asyncio.Task[None] | None = None
 
     def info(self) -> str:
@@ -732,7 +732,9 @@ async def _send(
                             loop.add_signal_handler(sig, run.on_signal)
                             installed.append(sig)
                 progress = (
-                    _Progress(run, stats.todo, console) if not options.quiet else contextlib.nullcontext()
+                    _Progress(run, stats.todo, console, options.label)
+                    if not options.quiet
+                    else contextlib.nullcontext()
                 )
                 t_send = time.monotonic()
                 try:

@@ -45,6 +45,7 @@ class GenerateOptions(BaseModel):
     handle_signals: bool = True
     command: str | None = None  # the command line, to print how to resume
     show: int = Field(3, ge=0)  # requests printed by --dry-run
+    label: str = "generate"  # what the progress line calls the work (the judge and eval reuse this engine)
     # The embedded provider (llama.cpp on this machine): a GGUF instead of the packaged model, its threads
     # and context size. Other providers ignore them.
     model_path: Path | None = None

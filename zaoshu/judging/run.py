@@ -237,6 +237,7 @@ async def ajudge(
         except BadReply as e:
             raise BadReply(str(e), usage=reply.usage) from None
 
+    options = options.model_copy(update={"label": "judge"})
     gen = await agenerate(
         recipe, paths["scores"], options, tasks=tasks, params=spec.params(), check_reply=check
     )
