@@ -3,12 +3,21 @@
 The pipeline, in order, over columns (polars, numpy), never a Python loop per row where a column
 operation can do it:
 read columns -> normalize -> dedup key -> measures -> rules -> exact dups -> near dups -> report -> write.
-The parallel work is polars' and numpy's own; the two passes over the input (read, write) are plain
-Python loops, one line at a time.
+Texts are not all held at once: the first pass reads, normalizes and judges the input a chunk at a time,
+keeps the columns dedup and the report need (the key, not the texts) and spills each chunk's texts to an
+Arrow file; the second pass streams the input again beside them. Both passes' per-line loops are Python,
+so over more than one chunk they run in worker processes; the rest is polars' and numpy's own threads.
 """
 
 from __future__ import annotations
 
+import contextlib
+import multiprocessing
+import shutil
+import sys
+import tempfile
+from collections.abc import Iterator
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -18,8 +27,18 @@ import polars as pl
 from zaoshu.cleaners import report as report_mod
 from zaoshu.cleaners.config import CleanConfig, CleanOptions, parse_clean_config
 from zaoshu.cleaners.dedup import exact_heads, near_heads
-from zaoshu.cleaners.explain import explain_frame, write_dups
-from zaoshu.cleaners.io import DECISION_COLUMNS, RowState, expand_inputs, read_columns, write_outputs
+from zaoshu.cleaners.explain import Explained, explain_frame, write_dups
+from zaoshu.cleaners.io import (
+    DECISION_COLUMNS,
+    Chunk,
+    RowState,
+    expand_inputs,
+    read_chunk,
+    read_columns,
+    split_chunks,
+    write_chunk,
+    write_outputs,
+)
 from zaoshu.cleaners.minhash import codepoints
 from zaoshu.cleaners.normalize import dedup_keys, key_expr, normalize_frame
 from zaoshu.cleaners.rules import RULES, RuleContext, apply_rules
@@ -28,6 +47,8 @@ from zaoshu.files import atomic_write, check_replaceable, check_writable, guard_
 from zaoshu.recipes import Recipe
 
 DEDUP_REASONS = ("duplicate", "near_duplicate")
+#: near duplicates explained at a time (their keys become Python strings there)
+_BLOCK = 1 << 20
 
 
 def load_config(recipe: Recipe | None) -> CleanConfig:
@@ -154,38 +175,150 @@ def clean(
     stats = CleanStats(out=str(out), rejects=str(rejects), report=str(report_dir))
     own = {p.resolve() for p in (out, rejects, dups)}
     files = expand_inputs(list(inputs), exclude=own)
-    frame = read_columns(files, skip_bad_lines=options.skip_bad_lines)
-    stats.lap("read")
-    frame, ctx = _judged(frame, config, recipe)
-    stats.lap("rules")
-    against = expand_inputs(list(options.against), exclude=own) if options.against else []
-    refs = read_columns(against) if against else None
-    frame, near_info = _dedup(frame, refs, config, recipe, options)
-    explained = near_info.pop("explain")
-    stats.lap("dedup")
-    reviewed = None
-    if review is not None:
-        from zaoshu.review import apply_to_frame, read_decisions
+    chunks = split_chunks(files)
+    with tempfile.TemporaryDirectory(prefix="zaoshu-clean-") as tmp:
+        spills = [Path(tmp) / f"{i}.arrow" for i in range(len(chunks))]
+        n = len(chunks)
+        # a pool per pass: the first pass's workers would hold their memory through dedup
+        with _pool(chunks, options.workers) as pool:
+            run = pool.map if pool else map
+            frames = list(
+                run(_pass1, chunks, spills, [config] * n, [recipe] * n, [options.skip_bad_lines] * n)
+            )
+        starts = np.cumsum([0, *(f.height for f in frames)])
+        frame = pl.concat(frames, how="diagonal_relaxed")
+        del frames
+        ctx = RuleContext.build(config, recipe, frame["style"].drop_nulls().unique().sort().to_list())
+        stats.lap("read")
+        against = expand_inputs(list(options.against), exclude=own) if options.against else []
+        refs = read_columns(against) if against else None
+        keys = [frame["key"]]  # handed over in a list: _dedup lets them go once it holds the distinct ones
+        frame = frame.drop("key")
+        frame, near_info = _dedup(frame, keys, refs, config, recipe, options)
+        explained = near_info.pop("explain")
+        stats.lap("dedup")
+        reviewed = None
+        if review is not None:
+            from zaoshu.review import apply_to_frame, read_decisions
 
-        frame, reviewed = apply_to_frame(frame, read_decisions(review))
-    frame = frame.with_columns(
-        state=pl.when(pl.col("reason").is_not_null())
-        .then(pl.lit(RowState.REJECTED.value))
-        .when(pl.col("changes").list.len() > 0)
-        .then(pl.lit(RowState.NORMALIZED.value))
-        .otherwise(pl.lit(RowState.KEPT.value))
-        .cast(pl.Int8)
-    )
-    stats.count(frame)
-    stats.reviewed = reviewed.to_dict() if reviewed else {}
-    data = report_mod.build(frame, stats, ctx=ctx, recipe=recipe, near=near_info, samples=options.samples)
-    report_mod.write_report(report_dir, frame, data, recipe)
-    stats.lap("report")
-    with atomic_write(out) as kept, atomic_write(rejects) as rejected:
-        write_outputs(files, frame.select(DECISION_COLUMNS), kept, rejected)
+            frame, reviewed = apply_to_frame(frame, read_decisions(review))
+        frame = frame.with_columns(
+            state=pl.when(pl.col("reason").is_not_null())
+            .then(pl.lit(RowState.REJECTED.value))
+            .when(pl.col("normalized"))
+            .then(pl.lit(RowState.NORMALIZED.value))
+            .otherwise(pl.lit(RowState.KEPT.value))
+            .cast(pl.Int8)
+        )
+        stats.count(frame)
+        stats.reviewed = reviewed.to_dict() if reviewed else {}
+        shown = _with_samples(frame, spills, starts, options.samples)
+        data = report_mod.build(shown, stats, ctx=ctx, recipe=recipe, near=near_info, samples=options.samples)
+        report_mod.write_report(report_dir, shown, data, recipe)
+        del shown
+        stats.lap("report")
+        decisions = frame.select("state", "reason", "detail", "duplicate_of")
+        parts = [decisions.slice(starts[i], starts[i + 1] - starts[i]) for i in range(n)]
+        with (
+            atomic_write(out) as kept,
+            atomic_write(rejects) as rejected,
+            _pool(chunks, options.workers) as pool,
+        ):
+            if pool is None:
+                write_outputs(
+                    ((c, _decisions(d, s)) for c, d, s in zip(chunks, parts, spills, strict=True)),
+                    kept,
+                    rejected,
+                )
+            else:  # each worker writes a chunk's outputs to files of its own, joined here in order
+                names = [(Path(tmp) / f"{i}.kept", Path(tmp) / f"{i}.rejected") for i in range(n)]
+                for k, r in pool.map(_pass2, chunks, parts, spills, names):
+                    for path, handle in ((k, kept), (r, rejected)):
+                        with open(path, "rb") as f:
+                            shutil.copyfileobj(f, handle, 1 << 20)
+                        path.unlink()
     write_dups(dups, explained, frame, [str(p) for p in files])
     stats.lap("write")
     return stats
+
+
+#: what pass 1 keeps of a chunk besides its axes (`ax_*`); the texts wait in its spill file
+KEPT_COLUMNS = ("file", "line", "id", "style", "n_chars", "key", "reason", "detail", "normalized")
+#: what the spill file of a chunk holds: pass 2 and the report's samples read it back
+SPILL_COLUMNS = ("text", "changes", "raw")
+
+
+def _pass1(
+    chunk: Chunk, spill: Path, config: CleanConfig, recipe: Recipe | None, skip_bad_lines: bool
+) -> pl.DataFrame:
+    """Read, normalize and judge one chunk; its texts go to `spill`, the columns dedup and the report
+    need come back."""
+    frame, _ = _judged(read_chunk(chunk, skip_bad_lines=skip_bad_lines), config, recipe)
+    frame.select(SPILL_COLUMNS).write_ipc(spill)
+    axes = [c for c in frame.columns if c.startswith("ax_")]
+    return frame.with_columns(normalized=pl.col("changes").list.len() > 0).select(
+        *KEPT_COLUMNS[:5], *axes, *KEPT_COLUMNS[5:]
+    )
+
+
+@contextlib.contextmanager
+def _pool(chunks: list[Chunk], workers: int) -> Iterator[ProcessPoolExecutor | None]:
+    """Worker processes for the passes over more than one chunk (None: in this process).
+
+    The per-line loops of both passes are Python: threads would take turns on the GIL, processes run
+    side by side. Spawned, as forking a process that runs polars' threads can deadlock; and started
+    with the caller's main module hidden, so a script that calls `clean` without an
+    `if __name__ == "__main__":` guard is not run again in each worker (the workers need only zaoshu).
+    """
+    if workers < 2 or len(chunks) < 2:
+        yield None
+        return
+    main = sys.modules["__main__"]
+    hidden = {k: main.__dict__.pop(k) for k in ("__file__", "__spec__") if k in main.__dict__}
+    main.__spec__ = None  # multiprocessing reads the attribute
+    try:  # hidden while the pool lives: it starts a worker when a task finds none idle
+        with ProcessPoolExecutor(
+            min(workers, len(chunks)), mp_context=multiprocessing.get_context("spawn")
+        ) as pool:
+            yield pool
+    finally:
+        del main.__spec__
+        main.__dict__.update(hidden)
+
+
+def _pass2(chunk: Chunk, decisions: pl.DataFrame, spill: Path, names: tuple[Path, Path]) -> tuple[Path, Path]:
+    """`write_outputs` for one chunk, into files `names` (kept, rejected)."""
+    with open(names[0], "wb") as kept, open(names[1], "wb") as rejected:
+        write_chunk(chunk, _decisions(decisions, spill), kept, rejected)
+    return names
+
+
+def _decisions(decisions: pl.DataFrame, spill: Path) -> pl.DataFrame:
+    """One chunk's DECISION_COLUMNS: its rows' decisions beside their texts read back from its spill."""
+    texts = pl.read_ipc(spill, columns=["text", "changes"])
+    return pl.concat([decisions, texts], how="horizontal").select(DECISION_COLUMNS)
+
+
+def _with_samples(frame: pl.DataFrame, spills: list[Path], starts: np.ndarray, samples: int) -> pl.DataFrame:
+    """The frame with `text` and `raw` for the rows the report shows (the first `samples` of each
+    reason, as `report.build` picks them), read back from the spill files; null elsewhere."""
+    rows = (
+        frame.select(pl.int_range(pl.len(), dtype=pl.Int64).alias("r"), "reason")
+        .filter(pl.col("reason").is_not_null())
+        .group_by("reason")
+        .head(samples)["r"]
+        .sort()
+        .to_numpy()
+    )
+    text = pl.repeat(None, frame.height, dtype=pl.Utf8, eager=True)
+    raw = text.clone()
+    at = np.searchsorted(starts, rows, side="right") - 1
+    for i in np.unique(at):
+        mine = rows[at == i]
+        part = pl.read_ipc(spills[i], columns=["text", "raw"])[mine - starts[i]]
+        text = text.scatter(mine, part["text"])
+        raw = raw.scatter(mine, part["raw"])
+    return frame.with_columns(text.alias("text"), raw.alias("raw"))
 
 
 def judge(record: dict[str, Any], *, recipe: Recipe | None = None) -> tuple[str, str] | None:
@@ -212,19 +345,24 @@ def judge(record: dict[str, Any], *, recipe: Recipe | None = None) -> tuple[str,
 
 def _dedup(
     frame: pl.DataFrame,
+    keys: list[pl.Series],
     refs: pl.DataFrame | None,
     config: CleanConfig,
     recipe: Recipe | None,
     options: CleanOptions,
 ) -> tuple[pl.DataFrame, dict[str, Any]]:
-    """Mark exact and near duplicates among the rows no rule rejected (reference rows first)."""
+    """Mark exact and near duplicates among the rows no rule rejected (reference rows first); the
+    frame comes back with its `key` column, taken out of `keys` (a list of one key column).
+
+    Keys are the largest thing held (a gigabyte or more at ten million rows): through near-dup only
+    the distinct ones are; every row's key comes back at the end (an exact duplicate's is its head's)."""
     info: dict[str, Any] = {"candidates": 0, "confirmed": 0, "cluster_sizes": {}}
-    alive = (
-        frame.select("key", "id", "reason")
-        .with_row_index("_row")
-        .filter(pl.col("reason").is_null() & (pl.col("key").str.len_chars() > 0))
-        .drop("reason")
-    )
+    key_all = keys.pop()
+    is_alive = frame["reason"].is_null() & (key_all.str.len_chars() > 0)
+    alive_rows, dead_rows = is_alive.arg_true(), (~is_alive).arg_true()
+    everyone = bool(is_alive.all())  # the usual case: no copies of the columns for the alive rows
+    alive_ids = frame["id"] if everyone else frame["id"].gather(alive_rows)
+    dead_keys = key_all.gather(dead_rows)
     ref_keys = pl.Series("key", [], dtype=pl.Utf8)
     ref_ids = pl.Series("id", [], dtype=pl.Utf8)
     if refs is not None and refs.height:
@@ -234,45 +372,54 @@ def _dedup(
         )
         ref_keys, ref_ids = prepared["key"], prepared["id"]
     n_ref = len(ref_keys)
-    keys = pl.concat([ref_keys, alive["key"]])
-    n = len(keys)
-    head = exact_heads(keys) if config.exact_dup else np.arange(n)
+    alive_keys = pl.concat([ref_keys, key_all if everyone else key_all.gather(alive_rows)])
+    del key_all
+    n = len(alive_keys)
+    head = exact_heads(alive_keys) if config.exact_dup else np.arange(n)
+    reps = np.flatnonzero(head == np.arange(n))
+    rep_keys = alive_keys.gather(reps)
+    del alive_keys
+    lookup = np.full(n, -1, dtype=np.int64)
+    lookup[reps] = np.arange(len(reps))
     final = head.copy()
     similarity = np.ones(n)
     head_veto = np.zeros(n, dtype=np.int8)
     if config.near_dup.enabled and n > 1:
-        reps = np.flatnonzero(head == np.arange(n))
         near = near_heads(
-            keys.gather(reps),
+            rep_keys,
             config.near_dup,
             axis_values=_axis_values(frame, recipe) if config.near_dup.axis_guard else None,
             workers=options.workers,
         )
         rep_final = reps[near.head]
         rep_sim = near.similarity
-        lookup = np.full(n, -1, dtype=np.int64)
-        lookup[reps] = np.arange(len(reps))
         final = rep_final[lookup[head]]
         similarity = rep_sim[lookup[head]]
         head_veto = near.head_veto[lookup[head]]
         info["candidates"], info["confirmed"] = near.candidates, near.confirmed
         info["vetoed"] = near.vetoed
+        del near
     rows = np.arange(n_ref, n)
     dup = np.flatnonzero(final[rows] != rows)  # an exact duplicate's final head is never itself
-    all_ids = pl.concat([ref_ids, alive["id"]])
+    all_ids = pl.concat([ref_ids, alive_ids])
     at_near = dup[head[rows][dup] == rows[dup]]  # near duplicates (not exact ones)
-    info["explain"] = explain_frame(
-        alive["id"].gather(at_near),
-        all_ids.gather(final[rows][at_near]),
-        keys.gather(rows[at_near]),
-        keys.gather(final[rows][at_near]),
-        similarity[rows][at_near],
-        head_veto[rows][at_near],
-        alive["_row"].gather(at_near).to_numpy(),
-        config.near_dup,
-        axes=bool(_axis_values(frame, recipe)) if config.near_dup.axis_guard else False,
-        workers=options.workers,
-    )
+    explained = []
+    for part in np.array_split(at_near, max(1, len(at_near) // _BLOCK)):  # its texts as Python strings
+        explained.append(
+            explain_frame(
+                alive_ids.gather(part),
+                all_ids.gather(final[rows][part]),
+                rep_keys.gather(lookup[rows[part]]),  # near duplicates and their heads: distinct keys
+                rep_keys.gather(lookup[final[rows][part]]),
+                similarity[rows][part],
+                head_veto[rows][part],
+                alive_rows.gather(part).to_numpy(),
+                config.near_dup,
+                axes=bool(_axis_values(frame, recipe)) if config.near_dup.axis_guard else False,
+                workers=options.workers,
+            )
+        )
+    info["explain"] = Explained(pl.concat([e.frame for e in explained]), explained[0].checked)
     marks = pl.DataFrame(
         {
             "exact": head[rows][dup] != rows[dup],
@@ -286,13 +433,18 @@ def _dedup(
         .otherwise(pl.format("similarity {}", pl.col("sim").round(2))),
     )
     # write the marks into the full-length columns (a join would copy every column of the frame)
-    at = alive["_row"].gather(dup)
+    at = alive_rows.gather(dup)
+    key = rep_keys.gather(lookup[head[rows]])
+    del rep_keys
+    if len(dead_rows):
+        key = pl.concat([key, dead_keys], rechunk=False).gather(pl.concat([alive_rows, dead_rows]).arg_sort())
     frame = frame.with_columns(
+        key.alias("key"),
         frame["reason"].scatter(at, marks["reason"]),
         frame["detail"].scatter(at, marks["detail"]),
-        pl.Series("duplicate_of", [None] * frame.height, dtype=pl.Utf8).scatter(
-            at, all_ids.gather(final[rows][dup])
-        ),
+        pl.repeat(None, frame.height, dtype=pl.Utf8, eager=True)
+        .alias("duplicate_of")
+        .scatter(at, all_ids.gather(final[rows][dup])),
     )
     sizes = np.bincount(np.bincount(final[final >= 0])) if n else np.zeros(0)
     info["cluster_sizes"] = {int(s): int(c) for s, c in enumerate(sizes) if s >= 2 and c}
