@@ -228,3 +228,29 @@ def test_generated_wishes_from_the_fake_server_come_out_clean(tmp_path: Path, re
         assert "\n" not in text and not text.startswith(("！", "“", '"', "好的"))
         limit = recipe.styles[r["axes"]["style"]].max_chars
         assert len(text) <= int(limit * 1.1)
+
+
+def test_chunked_passes_write_the_same_bytes(tmp_path: Path, recipe, monkeypatch) -> None:
+    """Inputs cut into many small chunks (lines, blank lines, a bad line, copies across chunks and
+    files) come out byte for byte as read in one chunk: same outputs, same line numbers, same report."""
+    from zaoshu.cleaners import io
+
+    good = json.dumps(record("祝你生日快乐，天天开心！"), ensure_ascii=False).encode()
+    a = write(tmp_path / "in" / "a.jsonl", _mixed() * 3)
+    a.write_bytes(a.read_bytes() + b"\n" + good + b"\nnot json\n" + good)  # no newline at the end
+    write(tmp_path / "in" / "b.jsonl", _mixed()[::-1])
+    options = CleanOptions(skip_bad_lines=True)
+    whole = clean([tmp_path / "in"], tmp_path / "whole.jsonl", recipe=recipe, options=options)
+    monkeypatch.setattr(io, "CHUNK_BYTES", 300)
+    assert len(io.split_chunks(sorted((tmp_path / "in").glob("*.jsonl")))) > 10
+    cut = clean([tmp_path / "in"], tmp_path / "cut.jsonl", recipe=recipe, options=options)
+    assert cut.rejected == whole.rejected and cut.kept == whole.kept and cut.read == whole.read == 31
+    for name in ("{}.jsonl", "{}.rejects.jsonl", "{}.dups.jsonl"):
+        assert (tmp_path / name.format("cut")).read_bytes() == (tmp_path / name.format("whole")).read_bytes()
+    reports = [json.loads((tmp_path / f"{n}.report" / "report.json").read_text()) for n in ("whole", "cut")]
+    for r in reports:
+        r.pop("seconds")
+        r["outputs"] = None
+    assert reports[0] == reports[1]
+    bad = next(r for r in read(tmp_path / "cut.rejects.jsonl") if r["reject"]["reason"] == "bad_line")
+    assert bad["reject"]["line"] == 24 and bad["reject"]["file"].endswith("a.jsonl")

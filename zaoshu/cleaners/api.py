@@ -9,6 +9,7 @@ Python loops, one line at a time.
 
 from __future__ import annotations
 
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +20,16 @@ from zaoshu.cleaners import report as report_mod
 from zaoshu.cleaners.config import CleanConfig, CleanOptions, parse_clean_config
 from zaoshu.cleaners.dedup import exact_heads, near_heads
 from zaoshu.cleaners.explain import explain_frame, write_dups
-from zaoshu.cleaners.io import DECISION_COLUMNS, RowState, expand_inputs, read_columns, write_outputs
+from zaoshu.cleaners.io import (
+    DECISION_COLUMNS,
+    Chunk,
+    RowState,
+    expand_inputs,
+    read_chunk,
+    read_columns,
+    split_chunks,
+    write_outputs,
+)
 from zaoshu.cleaners.minhash import codepoints
 from zaoshu.cleaners.normalize import dedup_keys, key_expr, normalize_frame
 from zaoshu.cleaners.rules import RULES, RuleContext, apply_rules
@@ -154,38 +164,99 @@ def clean(
     stats = CleanStats(out=str(out), rejects=str(rejects), report=str(report_dir))
     own = {p.resolve() for p in (out, rejects, dups)}
     files = expand_inputs(list(inputs), exclude=own)
-    frame = read_columns(files, skip_bad_lines=options.skip_bad_lines)
-    stats.lap("read")
-    frame, ctx = _judged(frame, config, recipe)
-    stats.lap("rules")
-    against = expand_inputs(list(options.against), exclude=own) if options.against else []
-    refs = read_columns(against) if against else None
-    frame, near_info = _dedup(frame, refs, config, recipe, options)
-    explained = near_info.pop("explain")
-    stats.lap("dedup")
-    reviewed = None
-    if review is not None:
-        from zaoshu.review import apply_to_frame, read_decisions
+    chunks = split_chunks(files)
+    with tempfile.TemporaryDirectory(prefix="zaoshu-clean-") as tmp:
+        spills = [Path(tmp) / f"{i}.arrow" for i in range(len(chunks))]
+        frames = [
+            _pass1(c, s, config, recipe, options.skip_bad_lines) for c, s in zip(chunks, spills, strict=True)
+        ]
+        starts = np.cumsum([0, *(f.height for f in frames)])
+        frame = pl.concat(frames, how="diagonal_relaxed")
+        del frames
+        ctx = RuleContext.build(config, recipe, frame["style"].drop_nulls().unique().sort().to_list())
+        stats.lap("read")
+        against = expand_inputs(list(options.against), exclude=own) if options.against else []
+        refs = read_columns(against) if against else None
+        frame, near_info = _dedup(frame, refs, config, recipe, options)
+        explained = near_info.pop("explain")
+        stats.lap("dedup")
+        reviewed = None
+        if review is not None:
+            from zaoshu.review import apply_to_frame, read_decisions
 
-        frame, reviewed = apply_to_frame(frame, read_decisions(review))
-    frame = frame.with_columns(
-        state=pl.when(pl.col("reason").is_not_null())
-        .then(pl.lit(RowState.REJECTED.value))
-        .when(pl.col("changes").list.len() > 0)
-        .then(pl.lit(RowState.NORMALIZED.value))
-        .otherwise(pl.lit(RowState.KEPT.value))
-        .cast(pl.Int8)
-    )
-    stats.count(frame)
-    stats.reviewed = reviewed.to_dict() if reviewed else {}
-    data = report_mod.build(frame, stats, ctx=ctx, recipe=recipe, near=near_info, samples=options.samples)
-    report_mod.write_report(report_dir, frame, data, recipe)
-    stats.lap("report")
-    with atomic_write(out) as kept, atomic_write(rejects) as rejected:
-        write_outputs(files, frame.select(DECISION_COLUMNS), kept, rejected)
+            frame, reviewed = apply_to_frame(frame, read_decisions(review))
+        frame = frame.with_columns(
+            state=pl.when(pl.col("reason").is_not_null())
+            .then(pl.lit(RowState.REJECTED.value))
+            .when(pl.col("normalized"))
+            .then(pl.lit(RowState.NORMALIZED.value))
+            .otherwise(pl.lit(RowState.KEPT.value))
+            .cast(pl.Int8)
+        )
+        stats.count(frame)
+        stats.reviewed = reviewed.to_dict() if reviewed else {}
+        shown = _with_samples(frame, spills, starts, options.samples)
+        data = report_mod.build(shown, stats, ctx=ctx, recipe=recipe, near=near_info, samples=options.samples)
+        report_mod.write_report(report_dir, shown, data, recipe)
+        del shown
+        stats.lap("report")
+        decisions = frame.select("state", "reason", "detail", "duplicate_of")
+        parts = (
+            (c, _decisions(decisions.slice(starts[i], starts[i + 1] - starts[i]), spills[i]))
+            for i, c in enumerate(chunks)
+        )
+        with atomic_write(out) as kept, atomic_write(rejects) as rejected:
+            write_outputs(parts, kept, rejected)
     write_dups(dups, explained, frame, [str(p) for p in files])
     stats.lap("write")
     return stats
+
+
+#: what pass 1 keeps of a chunk besides its axes (`ax_*`); the texts wait in its spill file
+KEPT_COLUMNS = ("file", "line", "id", "style", "n_chars", "key", "reason", "detail", "normalized")
+#: what the spill file of a chunk holds: pass 2 and the report's samples read it back
+SPILL_COLUMNS = ("text", "changes", "raw")
+
+
+def _pass1(
+    chunk: Chunk, spill: Path, config: CleanConfig, recipe: Recipe | None, skip_bad_lines: bool
+) -> pl.DataFrame:
+    """Read, normalize and judge one chunk; its texts go to `spill`, the columns dedup and the report
+    need come back."""
+    frame, _ = _judged(read_chunk(chunk, skip_bad_lines=skip_bad_lines), config, recipe)
+    frame.select(SPILL_COLUMNS).write_ipc(spill)
+    axes = [c for c in frame.columns if c.startswith("ax_")]
+    return frame.with_columns(normalized=pl.col("changes").list.len() > 0).select(
+        *KEPT_COLUMNS[:5], *axes, *KEPT_COLUMNS[5:]
+    )
+
+
+def _decisions(decisions: pl.DataFrame, spill: Path) -> pl.DataFrame:
+    """One chunk's DECISION_COLUMNS: its rows' decisions beside their texts read back from its spill."""
+    texts = pl.read_ipc(spill, columns=["text", "changes"])
+    return pl.concat([decisions, texts], how="horizontal").select(DECISION_COLUMNS)
+
+
+def _with_samples(frame: pl.DataFrame, spills: list[Path], starts: np.ndarray, samples: int) -> pl.DataFrame:
+    """The frame with `text` and `raw` for the rows the report shows (the first `samples` of each
+    reason, as `report.build` picks them), read back from the spill files; null elsewhere."""
+    rows = (
+        frame.select(pl.int_range(pl.len(), dtype=pl.Int64).alias("r"), "reason")
+        .filter(pl.col("reason").is_not_null())
+        .group_by("reason")
+        .head(samples)["r"]
+        .sort()
+        .to_numpy()
+    )
+    text = pl.repeat(None, frame.height, dtype=pl.Utf8, eager=True)
+    raw = text.clone()
+    at = np.searchsorted(starts, rows, side="right") - 1
+    for i in np.unique(at):
+        mine = rows[at == i]
+        part = pl.read_ipc(spills[i], columns=["text", "raw"])[mine - starts[i]]
+        text = text.scatter(mine, part["text"])
+        raw = raw.scatter(mine, part["raw"])
+    return frame.with_columns(text.alias("text"), raw.alias("raw"))
 
 
 def judge(record: dict[str, Any], *, recipe: Recipe | None = None) -> tuple[str, str] | None:

@@ -1,12 +1,15 @@
 """Reading records into columns and writing the kept and rejected records back out.
 
-Records are not held in memory: the first pass keeps only the columns cleaning looks at (file, line, id,
-style and other axes, finish_reason, assistant text), the second pass streams the inputs again and writes
-each line by its row's state: as it is, rewritten (normalized text + `meta.clean`) or with its `reject`.
+Records are not held in memory: the inputs are cut into chunks (byte ranges of whole lines). The first
+pass reads a chunk at a time into the columns cleaning looks at (file, line, id, style and other axes,
+finish_reason, assistant text); the second pass streams the chunks again and writes each line by its
+row's state: as it is, rewritten (normalized text + `meta.clean`) or with its `reject`.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
 from enum import IntEnum
 from pathlib import Path
 from typing import IO, Any
@@ -15,7 +18,7 @@ import orjson
 import polars as pl
 
 from zaoshu.errors import RecordError, ZaoshuError
-from zaoshu.records import assistant_text, check_record, content_id, dumps, iter_lines, parse_line
+from zaoshu.records import assistant_text, check_record, content_id, dumps, parse_line
 
 
 class RowState(IntEnum):
@@ -56,45 +59,104 @@ def expand_inputs(inputs: list[Path], *, exclude: set[Path]) -> list[Path]:
     return files
 
 
+#: bytes of input per chunk: its columns and texts, not the whole input's, are in memory at once
+CHUNK_BYTES = 64 << 20
+
+
+@dataclass(frozen=True)
+class Chunk:
+    """Whole lines of one input file: bytes [start, end), the first of them line number `line`."""
+
+    file: int  # index of the file among the inputs
+    path: Path
+    start: int
+    end: int
+    line: int
+
+
+def split_chunks(files: list[Path], size: int | None = None) -> list[Chunk]:
+    """Each file cut into chunks of about `size` (CHUNK_BYTES) bytes, each ending at a line end (an
+    empty file: one empty chunk)."""
+    size = size or CHUNK_BYTES
+    chunks: list[Chunk] = []
+    for fi, path in enumerate(files):
+        total = Path(path).stat().st_size
+        with open(path, "rb") as f:
+            start, line = 0, 1
+            while True:
+                f.seek(min(start + size, total))
+                f.readline()  # on to the end of the line the cut falls in
+                end = f.tell()
+                chunks.append(Chunk(fi, Path(path), start, end, line))
+                if end >= total:
+                    break
+                f.seek(start)
+                line += f.read(end - start).count(b"\n")
+                start = end
+    return chunks
+
+
+def chunk_lines(chunk: Chunk) -> Iterator[tuple[int, bytes]]:
+    """(line number, raw bytes) for every non-blank line of a chunk (as `iter_lines` numbers them)."""
+    with open(chunk.path, "rb") as f:
+        f.seek(chunk.start)
+        left = chunk.end - chunk.start
+        number = chunk.line
+        while left > 0:
+            raw = f.readline(left)
+            if not raw:
+                break
+            left -= len(raw)
+            if raw.strip():
+                yield number, raw
+            number += 1
+
+
 def _text(value: Any) -> str | None:
     return value if value is None or type(value) is str else str(value)
 
 
 def read_columns(files: list[Path], *, skip_bad_lines: bool = False) -> pl.DataFrame:
-    """One row per non-blank input line: file, line, id, style, finish_reason, raw text, ax_<axis>, bad.
+    """`read_chunk` over whole files."""
+    frames = [read_chunk(c, skip_bad_lines=skip_bad_lines) for c in split_chunks(files)]
+    return pl.concat(frames, how="diagonal_relaxed") if frames else read_chunk(None)
+
+
+def read_chunk(chunk: Chunk | None, *, skip_bad_lines: bool = False) -> pl.DataFrame:
+    """One row per non-blank line of the chunk: file, line, id, style, finish_reason, raw text,
+    ax_<axis>, bad.
 
     A bad line (not UTF-8, not JSON, not a record) raises RecordError naming file and line, or with
     `skip_bad_lines` becomes a row whose `bad` says why (the rejects get it as reason bad_line).
     """
     columns: dict[str, list[Any]] = {name: [] for name in SCHEMA}
     axes: dict[str, list[str | None]] = {}
-    n = 0
-    for fi, path in enumerate(files):
-        for number, raw in iter_lines(path):
-            try:
-                record = check_record(parse_line(raw, path=path, line=number), path=path, line=number)
-                bad = None
-            except RecordError as e:
-                if not skip_bad_lines:
-                    raise
-                record, bad = {"messages": [], "id": None}, str(e)
-            meta = record.get("meta") or {}
-            row_axes = record.get("axes") or {}
-            rid = None if bad else _text(record.get("id")) or content_id(record["messages"])
-            style, finish = _text(row_axes.get("style")), _text(meta.get("finish_reason"))
-            row = (fi, number, rid, style, finish, assistant_text(record), bad)
-            for name, value in zip(SCHEMA, row, strict=True):
-                columns[name].append(value)
-            for name, value in row_axes.items():
-                if name != "style":
-                    column = axes.get(f"ax_{name}")
-                    if column is None:  # not setdefault: its default list would be built every row
-                        column = axes[f"ax_{name}"] = [None] * n
-                    column.append(_text(value))
-            n += 1
-            for column in axes.values():
-                if len(column) < n:
-                    column.append(None)
+    fi, path = (chunk.file, chunk.path) if chunk is not None else (0, Path())
+    lines = chunk_lines(chunk) if chunk is not None else iter(())
+    for n, (number, raw) in enumerate(lines, 1):
+        try:
+            record = check_record(parse_line(raw, path=path, line=number), path=path, line=number)
+            bad = None
+        except RecordError as e:
+            if not skip_bad_lines:
+                raise
+            record, bad = {"messages": [], "id": None}, str(e)
+        meta = record.get("meta") or {}
+        row_axes = record.get("axes") or {}
+        rid = None if bad else _text(record.get("id")) or content_id(record["messages"])
+        style, finish = _text(row_axes.get("style")), _text(meta.get("finish_reason"))
+        row = (fi, number, rid, style, finish, assistant_text(record), bad)
+        for name, value in zip(SCHEMA, row, strict=True):
+            columns[name].append(value)
+        for name, value in row_axes.items():
+            if name != "style":
+                column = axes.get(f"ax_{name}")
+                if column is None:  # not setdefault: its default list would be built every row
+                    column = axes[f"ax_{name}"] = [None] * (n - 1)
+                column.append(_text(value))
+        for column in axes.values():
+            if len(column) < n:
+                column.append(None)
     return pl.DataFrame(columns | axes, schema_overrides=SCHEMA)
 
 
@@ -111,13 +173,19 @@ def _set_assistant(record: dict[str, Any], text: str) -> str:
 DECISION_COLUMNS = ("state", "text", "changes", "reason", "detail", "duplicate_of")
 
 
-def write_outputs(files: list[Path], decisions: pl.DataFrame, kept: IO[bytes], rejected: IO[bytes]) -> None:
-    """Second pass: stream the inputs again and write each line by its row of `decisions` (one row per
-    non-blank input line, in input order; see DECISION_COLUMNS and RowState)."""
+def write_outputs(parts: Iterable[tuple[Chunk, pl.DataFrame]], kept: IO[bytes], rejected: IO[bytes]) -> None:
+    """Second pass: stream each chunk again and write each line by its row of the chunk's decisions (one
+    row per non-blank line of the chunk, in order; see DECISION_COLUMNS and RowState)."""
+    for chunk, decisions in parts:
+        write_chunk(chunk, decisions, kept, rejected)
+
+
+def write_chunk(chunk: Chunk, decisions: pl.DataFrame, kept: IO[bytes], rejected: IO[bytes]) -> None:
+    """`write_outputs` for one chunk."""
     states = decisions["state"].to_list()
     touched = decisions.filter(pl.col("state") != RowState.KEPT).select(DECISION_COLUMNS[1:]).iter_rows()
-    lines = ((path, number, raw) for path in files for number, raw in iter_lines(path))
-    for state, (path, number, raw) in zip(states, lines, strict=True):
+    path = chunk.path
+    for state, (number, raw) in zip(states, chunk_lines(chunk), strict=True):
         if state == RowState.KEPT:
             kept.write(raw if raw.endswith(b"\n") else raw + b"\n")
             continue
