@@ -230,9 +230,11 @@ def test_generated_wishes_from_the_fake_server_come_out_clean(tmp_path: Path, re
         assert len(text) <= int(limit * 1.1)
 
 
-def test_chunked_passes_write_the_same_bytes(tmp_path: Path, recipe, monkeypatch) -> None:
+@pytest.mark.parametrize("workers", [1, 2])
+def test_chunked_passes_write_the_same_bytes(tmp_path: Path, recipe, monkeypatch, workers: int) -> None:
     """Inputs cut into many small chunks (lines, blank lines, a bad line, copies across chunks and
-    files) come out byte for byte as read in one chunk: same outputs, same line numbers, same report."""
+    files) come out byte for byte as read in one chunk, in this process or in worker processes: same
+    outputs, same line numbers, same report."""
     from zaoshu.cleaners import io
 
     good = json.dumps(record("祝你生日快乐，天天开心！"), ensure_ascii=False).encode()
@@ -241,8 +243,9 @@ def test_chunked_passes_write_the_same_bytes(tmp_path: Path, recipe, monkeypatch
     write(tmp_path / "in" / "b.jsonl", _mixed()[::-1])
     options = CleanOptions(skip_bad_lines=True)
     whole = clean([tmp_path / "in"], tmp_path / "whole.jsonl", recipe=recipe, options=options)
-    monkeypatch.setattr(io, "CHUNK_BYTES", 300)
-    assert len(io.split_chunks(sorted((tmp_path / "in").glob("*.jsonl")))) > 10
+    monkeypatch.setattr(io, "CHUNK_BYTES", 1500)
+    assert len(io.split_chunks(sorted((tmp_path / "in").glob("*.jsonl")))) > 4
+    options.workers = workers
     cut = clean([tmp_path / "in"], tmp_path / "cut.jsonl", recipe=recipe, options=options)
     assert cut.rejected == whole.rejected and cut.kept == whole.kept and cut.read == whole.read == 31
     for name in ("{}.jsonl", "{}.rejects.jsonl", "{}.dups.jsonl"):

@@ -9,7 +9,11 @@ Python loops, one line at a time.
 
 from __future__ import annotations
 
+import contextlib
+import multiprocessing
+import shutil
 import tempfile
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +32,7 @@ from zaoshu.cleaners.io import (
     read_chunk,
     read_columns,
     split_chunks,
+    write_chunk,
     write_outputs,
 )
 from zaoshu.cleaners.minhash import codepoints
@@ -165,11 +170,11 @@ def clean(
     own = {p.resolve() for p in (out, rejects, dups)}
     files = expand_inputs(list(inputs), exclude=own)
     chunks = split_chunks(files)
-    with tempfile.TemporaryDirectory(prefix="zaoshu-clean-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="zaoshu-clean-") as tmp, _pool(chunks, options.workers) as pool:
         spills = [Path(tmp) / f"{i}.arrow" for i in range(len(chunks))]
-        frames = [
-            _pass1(c, s, config, recipe, options.skip_bad_lines) for c, s in zip(chunks, spills, strict=True)
-        ]
+        n = len(chunks)
+        run = pool.map if pool else map
+        frames = list(run(_pass1, chunks, spills, [config] * n, [recipe] * n, [options.skip_bad_lines] * n))
         starts = np.cumsum([0, *(f.height for f in frames)])
         frame = pl.concat(frames, how="diagonal_relaxed")
         del frames
@@ -201,12 +206,21 @@ def clean(
         del shown
         stats.lap("report")
         decisions = frame.select("state", "reason", "detail", "duplicate_of")
-        parts = (
-            (c, _decisions(decisions.slice(starts[i], starts[i + 1] - starts[i]), spills[i]))
-            for i, c in enumerate(chunks)
-        )
+        parts = [decisions.slice(starts[i], starts[i + 1] - starts[i]) for i in range(n)]
         with atomic_write(out) as kept, atomic_write(rejects) as rejected:
-            write_outputs(parts, kept, rejected)
+            if pool is None:
+                write_outputs(
+                    ((c, _decisions(d, s)) for c, d, s in zip(chunks, parts, spills, strict=True)),
+                    kept,
+                    rejected,
+                )
+            else:  # each worker writes a chunk's outputs to files of its own, joined here in order
+                names = [(Path(tmp) / f"{i}.kept", Path(tmp) / f"{i}.rejected") for i in range(n)]
+                for k, r in pool.map(_pass2, chunks, parts, spills, names):
+                    for path, handle in ((k, kept), (r, rejected)):
+                        with open(path, "rb") as f:
+                            shutil.copyfileobj(f, handle, 1 << 20)
+                        path.unlink()
     write_dups(dups, explained, frame, [str(p) for p in files])
     stats.lap("write")
     return stats
@@ -229,6 +243,23 @@ def _pass1(
     return frame.with_columns(normalized=pl.col("changes").list.len() > 0).select(
         *KEPT_COLUMNS[:5], *axes, *KEPT_COLUMNS[5:]
     )
+
+
+def _pool(chunks: list[Chunk], workers: int) -> contextlib.AbstractContextManager[ProcessPoolExecutor | None]:
+    """Worker processes for the passes over more than one chunk (None: in this process).
+
+    The per-line loops of both passes are Python: threads would take turns on the GIL, processes run
+    side by side (spawned: forking a process that runs polars' threads can deadlock)."""
+    if workers < 2 or len(chunks) < 2:
+        return contextlib.nullcontext()
+    return ProcessPoolExecutor(min(workers, len(chunks)), mp_context=multiprocessing.get_context("spawn"))
+
+
+def _pass2(chunk: Chunk, decisions: pl.DataFrame, spill: Path, names: tuple[Path, Path]) -> tuple[Path, Path]:
+    """`write_outputs` for one chunk, into files `names` (kept, rejected)."""
+    with open(names[0], "wb") as kept, open(names[1], "wb") as rejected:
+        write_chunk(chunk, _decisions(decisions, spill), kept, rejected)
+    return names
 
 
 def _decisions(decisions: pl.DataFrame, spill: Path) -> pl.DataFrame:
