@@ -170,11 +170,15 @@ def clean(
     own = {p.resolve() for p in (out, rejects, dups)}
     files = expand_inputs(list(inputs), exclude=own)
     chunks = split_chunks(files)
-    with tempfile.TemporaryDirectory(prefix="zaoshu-clean-") as tmp, _pool(chunks, options.workers) as pool:
+    with tempfile.TemporaryDirectory(prefix="zaoshu-clean-") as tmp:
         spills = [Path(tmp) / f"{i}.arrow" for i in range(len(chunks))]
         n = len(chunks)
-        run = pool.map if pool else map
-        frames = list(run(_pass1, chunks, spills, [config] * n, [recipe] * n, [options.skip_bad_lines] * n))
+        # a pool per pass: the first pass's workers would hold their memory through dedup
+        with _pool(chunks, options.workers) as pool:
+            run = pool.map if pool else map
+            frames = list(
+                run(_pass1, chunks, spills, [config] * n, [recipe] * n, [options.skip_bad_lines] * n)
+            )
         starts = np.cumsum([0, *(f.height for f in frames)])
         frame = pl.concat(frames, how="diagonal_relaxed")
         del frames
@@ -207,7 +211,11 @@ def clean(
         stats.lap("report")
         decisions = frame.select("state", "reason", "detail", "duplicate_of")
         parts = [decisions.slice(starts[i], starts[i + 1] - starts[i]) for i in range(n)]
-        with atomic_write(out) as kept, atomic_write(rejects) as rejected:
+        with (
+            atomic_write(out) as kept,
+            atomic_write(rejects) as rejected,
+            _pool(chunks, options.workers) as pool,
+        ):
             if pool is None:
                 write_outputs(
                     ((c, _decisions(d, s)) for c, d, s in zip(chunks, parts, spills, strict=True)),

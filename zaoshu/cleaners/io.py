@@ -60,7 +60,7 @@ def expand_inputs(inputs: list[Path], *, exclude: set[Path]) -> list[Path]:
 
 
 #: bytes of input per chunk: its columns and texts, not the whole input's, are in memory at once
-CHUNK_BYTES = 64 << 20
+CHUNK_BYTES = 16 << 20
 
 
 @dataclass(frozen=True)

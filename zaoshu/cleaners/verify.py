@@ -24,6 +24,8 @@ import polars as pl
 from rapidfuzz import process
 from rapidfuzz.distance import Indel, Levenshtein
 
+from zaoshu.cleaners.minhash import _P, _mix64, codepoints
+
 VETOES = ("block", "number", "negation", "kin")
 #: codes in `veto_codes`' result: 0 passes, i + 1 is VETOES[i].
 PASS = 0
@@ -203,9 +205,36 @@ WORDS = frozenset(
         "腊八节",
     ]
 )
-_NEG_NUM = "[^" + "".join(sorted(NEGATION | NUMERALS)) + "]"
 _WORD_CHARS = frozenset("".join(WORDS))
-_WHO = "[^" + "".join(sorted(KIN | SURNAMES | _WORD_CHARS)) + "]"
+
+
+def _table(chars: frozenset[str]) -> np.ndarray:
+    table = np.zeros(0x110000, dtype=bool)  # one entry per code point: a lookup, not a search
+    table[[ord(c) for c in chars]] = True
+    return table
+
+
+_NEG_NUM = _table(NEGATION | NUMERALS)
+_WHO = _table(KIN | SURNAMES | _WORD_CHARS)
+
+
+def _subsequence_hash(cps: np.ndarray, offsets: np.ndarray, chars: np.ndarray) -> np.ndarray:
+    """Per key: a 64-bit hash of the sequence of its characters that are in `chars`, a lookup table
+    by code point (equal sequences,
+    equal hashes): the sum over those characters of a mix of the character and its rank among them.
+
+    numpy over all code points at once: a polars regex that deletes the other characters cost 5x."""
+    keep = np.flatnonzero(chars[cps])
+    first = np.searchsorted(keep, offsets)  # index in `keep` of each key's first kept character
+    owner = np.repeat(np.arange(len(offsets) - 1), np.diff(first))
+    rank = np.arange(len(keep)) - first[owner]
+    with np.errstate(over="ignore"):
+        mixed = _mix64(cps[keep].astype(np.uint64) * _P + rank.astype(np.uint64))
+    out = np.zeros(len(offsets) - 1, dtype=np.uint64)
+    some = np.flatnonzero(np.diff(first) > 0)
+    if len(some):
+        out[some] = np.add.reduceat(mixed, first[some])
+    return out
 
 
 class Verifier:
@@ -217,8 +246,9 @@ class Verifier:
     """
 
     def __init__(self, keys: pl.Series) -> None:
-        self.neg_num = keys.str.replace_all(_NEG_NUM, "").hash(seed=7).to_numpy()
-        self.who = keys.str.replace_all(_WHO, "").hash(seed=7).to_numpy()
+        cps, offsets = codepoints(keys)
+        self.neg_num = _subsequence_hash(cps, offsets, _NEG_NUM)
+        self.who = _subsequence_hash(cps, offsets, _WHO)
 
     def codes(
         self, ra: np.ndarray, rb: np.ndarray, a: np.ndarray, b: np.ndarray, *, workers: int = 1
