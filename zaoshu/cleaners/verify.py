@@ -245,10 +245,13 @@ class Verifier:
     hashes: the edit touched none of them).
     """
 
-    def __init__(self, keys: pl.Series) -> None:
-        cps, offsets = codepoints(keys)
-        self.neg_num = _subsequence_hash(cps, offsets, _NEG_NUM)
-        self.who = _subsequence_hash(cps, offsets, _WHO)
+    def __init__(self, keys: pl.Series, block: int = 1 << 20) -> None:
+        neg_num, who = [np.zeros(0, dtype=np.uint64)], [np.zeros(0, dtype=np.uint64)]
+        for lo in range(0, len(keys), block):  # a block of code points at a time: 4 bytes a character
+            cps, offsets = codepoints(keys.slice(lo, block))
+            neg_num.append(_subsequence_hash(cps, offsets, _NEG_NUM))
+            who.append(_subsequence_hash(cps, offsets, _WHO))
+        self.neg_num, self.who = np.concatenate(neg_num), np.concatenate(who)
 
     def codes(
         self, ra: np.ndarray, rb: np.ndarray, a: np.ndarray, b: np.ndarray, *, workers: int = 1
