@@ -327,14 +327,15 @@ def _dedup(
     recipe: Recipe | None,
     options: CleanOptions,
 ) -> tuple[pl.DataFrame, dict[str, Any]]:
-    """Mark exact and near duplicates among the rows no rule rejected (reference rows first)."""
+    """Mark exact and near duplicates among the rows no rule rejected (reference rows first).
+
+    Keys are the largest thing held (a gigabyte or more at ten million rows): besides the frame's,
+    only the distinct keys are held through near-dup (the alive rows' keys, a copy where a rule
+    rejected some rows, go before it)."""
     info: dict[str, Any] = {"candidates": 0, "confirmed": 0, "cluster_sizes": {}}
-    alive = (
-        frame.select("key", "id", "reason")
-        .with_row_index("_row")
-        .filter(pl.col("reason").is_null() & (pl.col("key").str.len_chars() > 0))
-        .drop("reason")
-    )
+    is_alive = frame["reason"].is_null() & (frame["key"].str.len_chars() > 0)
+    alive_rows = is_alive.arg_true()
+    alive_ids = frame["id"].gather(alive_rows)
     ref_keys = pl.Series("key", [], dtype=pl.Utf8)
     ref_ids = pl.Series("id", [], dtype=pl.Utf8)
     if refs is not None and refs.height:
@@ -344,41 +345,44 @@ def _dedup(
         )
         ref_keys, ref_ids = prepared["key"], prepared["id"]
     n_ref = len(ref_keys)
-    keys = pl.concat([ref_keys, alive["key"]])
+    keys = pl.concat([ref_keys, frame["key"] if is_alive.all() else frame["key"].gather(alive_rows)])
     n = len(keys)
     head = exact_heads(keys) if config.exact_dup else np.arange(n)
+    reps = np.flatnonzero(head == np.arange(n))
+    rep_keys = keys.gather(reps)
+    del keys
+    lookup = np.full(n, -1, dtype=np.int64)
+    lookup[reps] = np.arange(len(reps))
     final = head.copy()
     similarity = np.ones(n)
     head_veto = np.zeros(n, dtype=np.int8)
     if config.near_dup.enabled and n > 1:
-        reps = np.flatnonzero(head == np.arange(n))
         near = near_heads(
-            keys.gather(reps),
+            rep_keys,
             config.near_dup,
             axis_values=_axis_values(frame, recipe) if config.near_dup.axis_guard else None,
             workers=options.workers,
         )
         rep_final = reps[near.head]
         rep_sim = near.similarity
-        lookup = np.full(n, -1, dtype=np.int64)
-        lookup[reps] = np.arange(len(reps))
         final = rep_final[lookup[head]]
         similarity = rep_sim[lookup[head]]
         head_veto = near.head_veto[lookup[head]]
         info["candidates"], info["confirmed"] = near.candidates, near.confirmed
         info["vetoed"] = near.vetoed
+        del near
     rows = np.arange(n_ref, n)
     dup = np.flatnonzero(final[rows] != rows)  # an exact duplicate's final head is never itself
-    all_ids = pl.concat([ref_ids, alive["id"]])
+    all_ids = pl.concat([ref_ids, alive_ids])
     at_near = dup[head[rows][dup] == rows[dup]]  # near duplicates (not exact ones)
     info["explain"] = explain_frame(
-        alive["id"].gather(at_near),
+        alive_ids.gather(at_near),
         all_ids.gather(final[rows][at_near]),
-        keys.gather(rows[at_near]),
-        keys.gather(final[rows][at_near]),
+        rep_keys.gather(lookup[rows[at_near]]),  # near duplicates and their heads: distinct keys
+        rep_keys.gather(lookup[final[rows][at_near]]),
         similarity[rows][at_near],
         head_veto[rows][at_near],
-        alive["_row"].gather(at_near).to_numpy(),
+        alive_rows.gather(at_near).to_numpy(),
         config.near_dup,
         axes=bool(_axis_values(frame, recipe)) if config.near_dup.axis_guard else False,
         workers=options.workers,
@@ -396,13 +400,13 @@ def _dedup(
         .otherwise(pl.format("similarity {}", pl.col("sim").round(2))),
     )
     # write the marks into the full-length columns (a join would copy every column of the frame)
-    at = alive["_row"].gather(dup)
+    at = alive_rows.gather(dup)
     frame = frame.with_columns(
         frame["reason"].scatter(at, marks["reason"]),
         frame["detail"].scatter(at, marks["detail"]),
-        pl.Series("duplicate_of", [None] * frame.height, dtype=pl.Utf8).scatter(
-            at, all_ids.gather(final[rows][dup])
-        ),
+        pl.repeat(None, frame.height, dtype=pl.Utf8, eager=True)
+        .alias("duplicate_of")
+        .scatter(at, all_ids.gather(final[rows][dup])),
     )
     sizes = np.bincount(np.bincount(final[final >= 0])) if n else np.zeros(0)
     info["cluster_sizes"] = {int(s): int(c) for s, c in enumerate(sizes) if s >= 2 and c}
