@@ -257,3 +257,25 @@ def test_chunked_passes_write_the_same_bytes(tmp_path: Path, recipe, monkeypatch
     assert reports[0] == reports[1]
     bad = next(r for r in read(tmp_path / "cut.rejects.jsonl") if r["reject"]["reason"] == "bad_line")
     assert bad["reject"]["line"] == 24 and bad["reject"]["file"].endswith("a.jsonl")
+
+
+def test_a_script_without_a_main_guard_is_not_run_again_by_the_workers(tmp_path: Path) -> None:
+    """The passes' worker processes are spawned: they must not re-run the calling script's top level
+    (a script that calls `clean` plainly, as users write them)."""
+    import subprocess
+    import sys
+
+    write(tmp_path / "raw.jsonl", _mixed() * 5)
+    script = tmp_path / "plain.py"
+    script.write_text(
+        "from pathlib import Path\n"
+        "from zaoshu.cleaners import CleanOptions, clean, io\n"
+        "print('top level ran')\n"
+        "io.CHUNK_BYTES = 1000\n"
+        f"stats = clean([Path({str(tmp_path / 'raw.jsonl')!r})], Path({str(tmp_path / 'out.jsonl')!r}),\n"
+        "              options=CleanOptions(workers=2))\n"
+        "print('read', stats.read)\n"
+    )
+    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines() == ["top level ran", "read 35"]

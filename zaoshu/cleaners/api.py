@@ -12,7 +12,9 @@ from __future__ import annotations
 import contextlib
 import multiprocessing
 import shutil
+import sys
 import tempfile
+from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -253,14 +255,29 @@ def _pass1(
     )
 
 
-def _pool(chunks: list[Chunk], workers: int) -> contextlib.AbstractContextManager[ProcessPoolExecutor | None]:
+@contextlib.contextmanager
+def _pool(chunks: list[Chunk], workers: int) -> Iterator[ProcessPoolExecutor | None]:
     """Worker processes for the passes over more than one chunk (None: in this process).
 
     The per-line loops of both passes are Python: threads would take turns on the GIL, processes run
-    side by side (spawned: forking a process that runs polars' threads can deadlock)."""
+    side by side. Spawned, as forking a process that runs polars' threads can deadlock; and started
+    with the caller's main module hidden, so a script that calls `clean` without an
+    `if __name__ == "__main__":` guard is not run again in each worker (the workers need only zaoshu).
+    """
     if workers < 2 or len(chunks) < 2:
-        return contextlib.nullcontext()
-    return ProcessPoolExecutor(min(workers, len(chunks)), mp_context=multiprocessing.get_context("spawn"))
+        yield None
+        return
+    main = sys.modules["__main__"]
+    hidden = {k: main.__dict__.pop(k) for k in ("__file__", "__spec__") if k in main.__dict__}
+    main.__spec__ = None  # multiprocessing reads the attribute
+    try:  # hidden while the pool lives: it starts a worker when a task finds none idle
+        with ProcessPoolExecutor(
+            min(workers, len(chunks)), mp_context=multiprocessing.get_context("spawn")
+        ) as pool:
+            yield pool
+    finally:
+        del main.__spec__
+        main.__dict__.update(hidden)
 
 
 def _pass2(chunk: Chunk, decisions: pl.DataFrame, spill: Path, names: tuple[Path, Path]) -> tuple[Path, Path]:
