@@ -25,7 +25,7 @@ import polars as pl
 from zaoshu.cleaners import report as report_mod
 from zaoshu.cleaners.config import CleanConfig, CleanOptions, parse_clean_config
 from zaoshu.cleaners.dedup import exact_heads, near_heads
-from zaoshu.cleaners.explain import explain_frame, write_dups
+from zaoshu.cleaners.explain import Explained, explain_frame, write_dups
 from zaoshu.cleaners.io import (
     DECISION_COLUMNS,
     Chunk,
@@ -45,6 +45,8 @@ from zaoshu.files import atomic_write, check_replaceable, check_writable, guard_
 from zaoshu.recipes import Recipe
 
 DEDUP_REASONS = ("duplicate", "near_duplicate")
+#: near duplicates explained at a time (their keys become Python strings there)
+_BLOCK = 1 << 20
 
 
 def load_config(recipe: Recipe | None) -> CleanConfig:
@@ -188,7 +190,9 @@ def clean(
         stats.lap("read")
         against = expand_inputs(list(options.against), exclude=own) if options.against else []
         refs = read_columns(against) if against else None
-        frame, near_info = _dedup(frame, refs, config, recipe, options)
+        keys = [frame["key"]]  # handed over in a list: _dedup lets them go once it holds the distinct ones
+        frame = frame.drop("key")
+        frame, near_info = _dedup(frame, keys, refs, config, recipe, options)
         explained = near_info.pop("explain")
         stats.lap("dedup")
         reviewed = None
@@ -339,20 +343,23 @@ def judge(record: dict[str, Any], *, recipe: Recipe | None = None) -> tuple[str,
 
 def _dedup(
     frame: pl.DataFrame,
+    keys: list[pl.Series],
     refs: pl.DataFrame | None,
     config: CleanConfig,
     recipe: Recipe | None,
     options: CleanOptions,
 ) -> tuple[pl.DataFrame, dict[str, Any]]:
-    """Mark exact and near duplicates among the rows no rule rejected (reference rows first).
+    """Mark exact and near duplicates among the rows no rule rejected (reference rows first); the
+    frame comes back with its `key` column, taken out of `keys` (a list of one key column).
 
-    Keys are the largest thing held (a gigabyte or more at ten million rows): besides the frame's,
-    only the distinct keys are held through near-dup (the alive rows' keys, a copy where a rule
-    rejected some rows, go before it)."""
+    Keys are the largest thing held (a gigabyte or more at ten million rows): through near-dup only
+    the distinct ones are; every row's key comes back at the end (an exact duplicate's is its head's)."""
     info: dict[str, Any] = {"candidates": 0, "confirmed": 0, "cluster_sizes": {}}
-    is_alive = frame["reason"].is_null() & (frame["key"].str.len_chars() > 0)
-    alive_rows = is_alive.arg_true()
+    key_all = keys.pop()
+    is_alive = frame["reason"].is_null() & (key_all.str.len_chars() > 0)
+    alive_rows, dead_rows = is_alive.arg_true(), (~is_alive).arg_true()
     alive_ids = frame["id"].gather(alive_rows)
+    dead_keys = key_all.gather(dead_rows)
     ref_keys = pl.Series("key", [], dtype=pl.Utf8)
     ref_ids = pl.Series("id", [], dtype=pl.Utf8)
     if refs is not None and refs.height:
@@ -362,12 +369,13 @@ def _dedup(
         )
         ref_keys, ref_ids = prepared["key"], prepared["id"]
     n_ref = len(ref_keys)
-    keys = pl.concat([ref_keys, frame["key"] if is_alive.all() else frame["key"].gather(alive_rows)])
-    n = len(keys)
-    head = exact_heads(keys) if config.exact_dup else np.arange(n)
+    alive_keys = pl.concat([ref_keys, key_all if is_alive.all() else key_all.gather(alive_rows)])
+    del key_all
+    n = len(alive_keys)
+    head = exact_heads(alive_keys) if config.exact_dup else np.arange(n)
     reps = np.flatnonzero(head == np.arange(n))
-    rep_keys = keys.gather(reps)
-    del keys
+    rep_keys = alive_keys.gather(reps)
+    del alive_keys
     lookup = np.full(n, -1, dtype=np.int64)
     lookup[reps] = np.arange(len(reps))
     final = head.copy()
@@ -392,18 +400,23 @@ def _dedup(
     dup = np.flatnonzero(final[rows] != rows)  # an exact duplicate's final head is never itself
     all_ids = pl.concat([ref_ids, alive_ids])
     at_near = dup[head[rows][dup] == rows[dup]]  # near duplicates (not exact ones)
-    info["explain"] = explain_frame(
-        alive_ids.gather(at_near),
-        all_ids.gather(final[rows][at_near]),
-        rep_keys.gather(lookup[rows[at_near]]),  # near duplicates and their heads: distinct keys
-        rep_keys.gather(lookup[final[rows][at_near]]),
-        similarity[rows][at_near],
-        head_veto[rows][at_near],
-        alive_rows.gather(at_near).to_numpy(),
-        config.near_dup,
-        axes=bool(_axis_values(frame, recipe)) if config.near_dup.axis_guard else False,
-        workers=options.workers,
-    )
+    explained = []
+    for part in np.array_split(at_near, max(1, len(at_near) // _BLOCK)):  # its texts as Python strings
+        explained.append(
+            explain_frame(
+                alive_ids.gather(part),
+                all_ids.gather(final[rows][part]),
+                rep_keys.gather(lookup[rows[part]]),  # near duplicates and their heads: distinct keys
+                rep_keys.gather(lookup[final[rows][part]]),
+                similarity[rows][part],
+                head_veto[rows][part],
+                alive_rows.gather(part).to_numpy(),
+                config.near_dup,
+                axes=bool(_axis_values(frame, recipe)) if config.near_dup.axis_guard else False,
+                workers=options.workers,
+            )
+        )
+    info["explain"] = Explained(pl.concat([e.frame for e in explained]), explained[0].checked)
     marks = pl.DataFrame(
         {
             "exact": head[rows][dup] != rows[dup],
@@ -418,7 +431,12 @@ def _dedup(
     )
     # write the marks into the full-length columns (a join would copy every column of the frame)
     at = alive_rows.gather(dup)
+    key = rep_keys.gather(lookup[head[rows]])
+    del rep_keys
+    if len(dead_rows):
+        key = pl.concat([key, dead_keys], rechunk=False).gather(pl.concat([alive_rows, dead_rows]).arg_sort())
     frame = frame.with_columns(
+        key.alias("key"),
         frame["reason"].scatter(at, marks["reason"]),
         frame["detail"].scatter(at, marks["detail"]),
         pl.repeat(None, frame.height, dtype=pl.Utf8, eager=True)
