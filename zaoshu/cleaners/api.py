@@ -3,8 +3,10 @@
 The pipeline, in order, over columns (polars, numpy), never a Python loop per row where a column
 operation can do it:
 read columns -> normalize -> dedup key -> measures -> rules -> exact dups -> near dups -> report -> write.
-The parallel work is polars' and numpy's own; the two passes over the input (read, write) are plain
-Python loops, one line at a time.
+Texts are not all held at once: the first pass reads, normalizes and judges the input a chunk at a time,
+keeps the columns dedup and the report need (the key, not the texts) and spills each chunk's texts to an
+Arrow file; the second pass streams the input again beside them. Both passes' per-line loops are Python,
+so over more than one chunk they run in worker processes; the rest is polars' and numpy's own threads.
 """
 
 from __future__ import annotations
