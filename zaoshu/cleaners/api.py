@@ -360,7 +360,8 @@ def _dedup(
     key_all = keys.pop()
     is_alive = frame["reason"].is_null() & (key_all.str.len_chars() > 0)
     alive_rows, dead_rows = is_alive.arg_true(), (~is_alive).arg_true()
-    alive_ids = frame["id"].gather(alive_rows)
+    everyone = bool(is_alive.all())  # the usual case: no copies of the columns for the alive rows
+    alive_ids = frame["id"] if everyone else frame["id"].gather(alive_rows)
     dead_keys = key_all.gather(dead_rows)
     ref_keys = pl.Series("key", [], dtype=pl.Utf8)
     ref_ids = pl.Series("id", [], dtype=pl.Utf8)
@@ -371,7 +372,7 @@ def _dedup(
         )
         ref_keys, ref_ids = prepared["key"], prepared["id"]
     n_ref = len(ref_keys)
-    alive_keys = pl.concat([ref_keys, key_all if is_alive.all() else key_all.gather(alive_rows)])
+    alive_keys = pl.concat([ref_keys, key_all if everyone else key_all.gather(alive_rows)])
     del key_all
     n = len(alive_keys)
     head = exact_heads(alive_keys) if config.exact_dup else np.arange(n)
