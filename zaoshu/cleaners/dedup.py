@@ -175,15 +175,15 @@ def band_pairs(band_hash: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
     A bucket's pairs depend only on its members in row order (the caps on large buckets included), so
     any split of a band's rows that keeps each bucket whole gives the same pairs."""
-    n = len(band_hash)
-    parts_a, parts_b = [], []
+    n = np.uint64(len(band_hash))
+    pair = pl.Series(np.zeros(0, dtype=np.uint64))
     for j in range(band_hash.shape[1]):
         a, b = bucket_pairs(band_hash[:, j])
-        parts_a.append(a)
-        parts_b.append(b)
-    # distinct pairs; their order does not matter (checked independently, then union-find)
-    pair = pl.Series(np.concatenate(parts_a).astype(np.uint64) * np.uint64(n) + np.concatenate(parts_b))
-    pair = pair.unique().to_numpy()
+        # distinct pairs, folded in band by band: the bands mostly find the same pairs, and all bands'
+        # at once were 14x the distinct ones (1.5 GB at ten million rows); their order does not matter
+        # (checked independently, then union-find)
+        pair = pl.concat([pair, pl.Series(a.astype(np.uint64) * n + b.astype(np.uint64))]).unique()
+    pair = pair.to_numpy()
     return (pair // np.uint64(n)).astype(np.int64), (pair % np.uint64(n)).astype(np.int64)
 
 
