@@ -3,12 +3,16 @@
     python3 benchmarks/clean_ray.py                  # 1,000,000 rows: both engines, same outputs?
     python3 benchmarks/clean_ray.py --rows 100000    # the golden comparison at 100k rows
     python3 benchmarks/clean_ray.py --stages-only    # single-core cost of each parallel stage
+    python3 benchmarks/clean_ray.py --passes-only    # of the per-chunk passes only
 
 Each engine runs in a child process (the records from `benchmarks/clean.py`'s builder, cached under
 --dir). Printed: wall, rows/s, the driver's peak RSS, for Ray the peak RSS of its worker processes (one
 and all together, sampled every 0.2 s), and whether kept rows, rejects and duplicate explanations are
-byte-identical. `--stages-only` times each stage the Ray engine spreads (band hashes, bucket pairs,
-pair checks, veto) on one core, per row or per pair: the basis of the estimate for larger runs.
+byte-identical. `--stages-only` times each stage on one core, per row or per pair: the per-chunk
+passes the Ray engine runs as tasks (pass 1: read, normalize, rules; pass 2: write the chunk's lines),
+the near-duplicate stages it spreads (band hashes, bucket pairs, pair checks, veto) and what stays on
+the driver (exact duplicates, heads from edges, joining the part files): the basis of the estimate
+for larger runs.
 """
 
 from __future__ import annotations
@@ -73,11 +77,80 @@ def run(engine: str, data: Path, out: Path, recipe: Path | None) -> dict:
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
+def chunk_passes(data: Path) -> dict:
+    """Single-core µs per row of pass 1 and pass 2 on the input's first chunk, and of joining its part
+    file. Pass 2's decisions: a rule's reject, else an exact duplicate of an earlier row of the chunk
+    rejected (a whole run marks near duplicates too: more rows rewritten), else kept or normalized."""
+    import shutil
+    import tempfile
+
+    import polars as pl
+
+    from zaoshu.cleaners.api import _pass1, _pass2, load_config
+    from zaoshu.cleaners.dedup import exact_heads
+    from zaoshu.cleaners.io import RowState, split_chunks
+    from zaoshu.recipes import load_recipe
+
+    recipe = load_recipe(RECIPE)
+    chunk = split_chunks([data])[0]
+    with tempfile.TemporaryDirectory() as tmp:
+        spill, names = Path(tmp) / "0.arrow", (Path(tmp) / "k", Path(tmp) / "r")
+        t = time.process_time()
+        frame = _pass1(chunk, spill, load_config(recipe), recipe, False)
+        t1 = time.process_time() - t
+        n = frame.height
+        t = time.process_time()
+        head = exact_heads(frame["key"])
+        t_exact = time.process_time() - t
+        dup = head != np.arange(n)
+        frame = frame.with_columns(
+            reason=pl.when(pl.Series(dup)).then(pl.lit("duplicate")).otherwise(pl.col("reason")),
+            duplicate_of=pl.when(pl.Series(dup)).then(pl.col("id")).otherwise(None),
+        )
+        state = (
+            pl.when(pl.col("reason").is_not_null())
+            .then(pl.lit(RowState.REJECTED.value))
+            .when(pl.col("normalized"))
+            .then(pl.lit(RowState.NORMALIZED.value))
+            .otherwise(pl.lit(RowState.KEPT.value))
+            .cast(pl.Int8)
+        )
+        decisions = frame.select(state.alias("state"), "reason", "detail", "duplicate_of")
+        t = time.process_time()
+        _pass2(chunk, decisions, spill, names)
+        t2 = time.process_time() - t
+        size = sum(p.stat().st_size for p in names)
+        rejected = decisions.with_columns(
+            state=pl.lit(RowState.REJECTED.value, dtype=pl.Int8),
+            reason=pl.lit("duplicate"),
+            duplicate_of=frame["id"],
+        )
+        t = time.process_time()
+        _pass2(chunk, rejected, spill, (Path(tmp) / "k2", Path(tmp) / "r2"))
+        t2_rejected = time.process_time() - t
+        t = time.process_time()
+        with open(Path(tmp) / "joined", "wb") as out:
+            for path in names:
+                with open(path, "rb") as f:
+                    shutil.copyfileobj(f, out, 1 << 20)
+        t_join = time.process_time() - t
+    return {
+        "chunk_rows": n, "chunk_mb": (chunk.end - chunk.start) / 2**20,
+        "rejected_share": float((decisions["state"] == RowState.REJECTED).mean()),
+        "us_per_row": {"pass1_read_normalize_rules": 1e6 * t1 / n, "pass2_write": 1e6 * t2 / n,
+                       "pass2_write_all_rejected": 1e6 * t2_rejected / n,
+                       "driver_exact_heads": 1e6 * t_exact / n, "driver_join_parts": 1e6 * t_join / n},
+        "join_mb_per_s": size / 2**20 / max(t_join, 1e-9),
+    }  # fmt: skip
+
+
 def stages(data: Path, rows: int) -> None:
-    """Single-core seconds of each stage the Ray engine spreads, on the keys of `rows` records."""
+    """Single-core seconds of each stage, on `rows` records (the passes on the first chunk)."""
     import orjson
     import polars as pl
     import ray
+
+    print(json.dumps({"passes": chunk_passes(data)}, indent=1), flush=True)
 
     from zaoshu.cleaners.config import NearDupConfig
     from zaoshu.cleaners.dedup import (
@@ -151,6 +224,7 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=7)
     ap.add_argument("--no-recipe", action="store_true", help="no recipe: the veto instead of the axis guard")
     ap.add_argument("--stages-only", action="store_true")
+    ap.add_argument("--passes-only", action="store_true", help="only the per-chunk passes of --stages-only")
     ap.add_argument("--dir", type=Path, default=Path("/tmp/zaoshu-bench-clean"))
     args = ap.parse_args()
     args.dir.mkdir(parents=True, exist_ok=True)
@@ -159,6 +233,9 @@ def main() -> None:
         np.save(data.with_suffix(".truth.npy"), build(args.rows, args.seed, data))
     if args.stages_only:
         stages(data, args.rows)
+        return
+    if args.passes_only:
+        print(json.dumps(chunk_passes(data), indent=1))
         return
     print(f"load: {os.getloadavg()[0]:.2f} on {os.cpu_count()} cores (other work shares the machine)")
     recipe = None if args.no_recipe else RECIPE

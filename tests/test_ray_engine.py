@@ -19,9 +19,11 @@ ray = pytest.importorskip("ray", reason='the Ray engine needs the ray extra (pip
 from clean_builders import write  # noqa: E402
 from ray_data import rows, shards  # noqa: E402
 
+import zaoshu.cleaners.io as io  # noqa: E402
 from zaoshu.cleaners import CleanOptions, clean  # noqa: E402
 from zaoshu.engines.ray_clean import clean as ray_clean  # noqa: E402
 from zaoshu.engines.ray_dedup import RayEdges  # noqa: E402
+from zaoshu.engines.ray_passes import RayPasses  # noqa: E402
 from zaoshu.errors import ZaoshuError  # noqa: E402
 from zaoshu.recipes import load_recipe  # noqa: E402
 
@@ -45,12 +47,16 @@ def _report(path: Path) -> dict:
     return data
 
 
-def _both(tmp_path: Path, files: list[Path], edges: RayEdges = TINY, **kwargs) -> tuple[Path, Path]:
+def _both(
+    tmp_path: Path, files: list[Path], edges: RayEdges = TINY, passes: RayPasses | None = None, **kwargs
+) -> tuple[Path, Path]:
     local, far = tmp_path / "local" / "out.jsonl", tmp_path / "ray" / "out.jsonl"
     clean(files, local, **kwargs)
     options = kwargs.pop("options", None) or CleanOptions()
     options.engine = "ray"
-    ray_clean(files, far, options=options, edges=edges, **kwargs)
+    passes = passes or RayPasses()
+    ray_clean(files, far, options=options, edges=edges, passes=passes, **kwargs)
+    assert passes.nodes  # the passes ran as Ray tasks
     return local, far
 
 
@@ -86,6 +92,23 @@ def test_same_rows_as_local_with_the_axis_guard(tmp_path: Path) -> None:
     assert max(map(int, near["cluster_sizes"])) > 50  # the templated hot bucket, capped, still one cluster
 
 
+def test_many_chunks_few_in_flight_give_the_same_rows(tmp_path: Path, monkeypatch) -> None:
+    """Chunks of ~8 KB (dozens a file), at most two tasks in flight, the scratch beside the output:
+    results taken in chunk order, part files joined in that order, the folder gone after."""
+    files = shards(tmp_path / "in", 2000, seed=8, axes=False)
+    monkeypatch.setattr(io, "CHUNK_BYTES", 8 << 10)
+    assert len(io.split_chunks(files)) > 30
+    passes = RayPasses(window=2, shared=True)
+    local, far = _both(tmp_path, files, passes=passes, options=CleanOptions(workers=1))
+    _same(local, far)
+    assert sorted(p.name for p in far.parent.iterdir()) == [
+        "out.dups.jsonl",
+        "out.jsonl",
+        "out.rejects.jsonl",
+        "out.report",
+    ]  # the hidden scratch folder removed
+
+
 def test_edges_spilled_to_files_give_the_same_rows(tmp_path: Path) -> None:
     files = shards(tmp_path / "in", 1500, seed=3)
     spill = RayEdges(block_rows=300, partition_rows=700, check_pairs=200, max_edges=10, spill_dir=tmp_path)
@@ -100,8 +123,15 @@ def test_torn_line_in_one_shard(tmp_path: Path) -> None:
     out = tmp_path / "ray" / "out.jsonl"
     with pytest.raises(ZaoshuError) as e:
         ray_clean(files, out, options=CleanOptions(engine="ray"), edges=TINY)
-    assert "part1.jsonl" in str(e.value) and e.value.line == 101
+    assert "part1.jsonl" in str(e.value) and e.value.line == 101  # raised in a task, arrived whole
     assert not [p for p in out.parent.rglob("*") if p.is_file()]  # nothing half-written
+    shared = tmp_path / "shared" / "out.jsonl"
+    with pytest.raises(ZaoshuError):
+        ray_clean(
+            files, shared, options=CleanOptions(engine="ray"), edges=TINY, passes=RayPasses(shared=True)
+        )
+    assert not [p for p in shared.parent.rglob("*") if p.is_file()]
+    assert not list(shared.parent.glob(".out.jsonl.zaoshu-*"))  # nor a scratch folder beside the output
     # skipped, it is a rejected bad_line there as here
     local, far = _both(tmp_path, files, options=CleanOptions(skip_bad_lines=True))
     _same(local, far)

@@ -18,6 +18,7 @@ import sys
 import tempfile
 from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
+from contextvars import ContextVar
 from pathlib import Path
 from typing import Any
 
@@ -176,11 +177,12 @@ def clean(
     own = {p.resolve() for p in (out, rejects, dups)}
     files = expand_inputs(list(inputs), exclude=own)
     chunks = split_chunks(files)
-    with tempfile.TemporaryDirectory(prefix="zaoshu-clean-") as tmp:
+    runner = PASSES.get() or LocalPasses()
+    with runner.scratch(out) as tmp:
         spills = [Path(tmp) / f"{i}.arrow" for i in range(len(chunks))]
         n = len(chunks)
         # a pool per pass: the first pass's workers would hold their memory through dedup
-        with _pool(chunks, options.workers) as pool:
+        with runner.pool(chunks, options.workers) as pool:
             run = pool.map if pool else map
             frames = list(
                 run(_pass1, chunks, spills, [config] * n, [recipe] * n, [options.skip_bad_lines] * n)
@@ -222,7 +224,7 @@ def clean(
         with (
             atomic_write(out) as kept,
             atomic_write(rejects) as rejected,
-            _pool(chunks, options.workers) as pool,
+            runner.pool(chunks, options.workers) as pool,
         ):
             if pool is None:
                 write_outputs(
@@ -284,6 +286,22 @@ def _pool(chunks: list[Chunk], workers: int) -> Iterator[ProcessPoolExecutor | N
     finally:
         del main.__spec__
         main.__dict__.update(hidden)
+
+
+class LocalPasses:
+    """Where the per-chunk passes run (`pool`: an object with an ordered `map`, or None for this
+    process) and keep their spill and part files (`scratch`): here, in worker processes and a temporary
+    folder. An engine on a cluster (`zaoshu.engines`) runs them as its tasks, in a folder its nodes share."""
+
+    def pool(self, chunks: list[Chunk], workers: int) -> contextlib.AbstractContextManager[Any]:
+        return _pool(chunks, workers)
+
+    def scratch(self, out: Path) -> contextlib.AbstractContextManager[str]:
+        return tempfile.TemporaryDirectory(prefix="zaoshu-clean-")
+
+
+#: the passes' runner for this context (None: `LocalPasses`)
+PASSES: ContextVar[LocalPasses | None] = ContextVar("passes", default=None)
 
 
 def _pass2(chunk: Chunk, decisions: pl.DataFrame, spill: Path, names: tuple[Path, Path]) -> tuple[Path, Path]:

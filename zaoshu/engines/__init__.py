@@ -1,8 +1,10 @@
 """Where the cleaning stage runs: this machine (`zaoshu.cleaners.clean`) or a Ray cluster (`ray_clean`).
 
-Both engines run the same stage functions; the Ray one spreads the near-duplicate search (band hashes,
-bucket pairs, the pair checks and the veto) over the cluster's workers and keeps the rest on the driver,
-so the kept rows, the rejects and the report are the local engine's by construction.
+Both engines run the same stage functions; the Ray one runs the per-chunk passes (read, normalize,
+rules; writing each chunk's lines) and the near-duplicate search (band hashes, bucket pairs, the pair
+checks and the veto) as tasks on the cluster's workers, and keeps the joins of their results (exact
+duplicates, clusters, report, the outputs in order) on the driver, so the kept rows, the rejects and the
+report are the local engine's by construction.
 """
 
 from __future__ import annotations
