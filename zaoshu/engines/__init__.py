@@ -10,35 +10,22 @@ report are the local engine's by construction.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from zaoshu.cleaners import CleanOptions
     from zaoshu.cleaners.stats import CleanStats
-    from zaoshu.recipes import Recipe
 
 ENGINES = ("local", "ray")
 
 
-def clean(
-    inputs: list[Path],
-    out: Path,
-    *,
-    recipe: Recipe | None = None,
-    rejects: Path | None = None,
-    report_dir: Path | None = None,
-    options: CleanOptions | None = None,
-    review: Path | None = None,
-) -> CleanStats:
-    """`zaoshu.cleaners.clean` on the engine `options.engine` names (local when no options)."""
+def clean(inputs: list[Path], out: Path, **stage: Any) -> CleanStats:
+    """`zaoshu.cleaners.clean(inputs, out, **stage)` on the engine `stage["options"].engine` names (local
+    when no options): the stage's arguments are declared once, there."""
+    options = stage.get("options")
     if options is not None and options.engine == "ray":
         from zaoshu.engines.ray_clean import clean as ray_clean
 
-        return ray_clean(
-            inputs, out, recipe=recipe, rejects=rejects, report_dir=report_dir, options=options, review=review
-        )
+        return ray_clean(inputs, out, **stage)
     from zaoshu.cleaners import clean as local_clean
 
-    return local_clean(
-        inputs, out, recipe=recipe, rejects=rejects, report_dir=report_dir, options=options, review=review
-    )
+    return local_clean(inputs, out, **stage)

@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from zaoshu.cleaners.api import PASSES
 from zaoshu.cleaners.dedup import edge_source
@@ -22,39 +22,32 @@ from zaoshu.engines.ray_passes import RayPasses
 from zaoshu.engines.ray_session import ray_session, require_ray
 
 if TYPE_CHECKING:
-    from zaoshu.cleaners import CleanOptions
     from zaoshu.cleaners.stats import CleanStats
-    from zaoshu.recipes import Recipe
 
 
 def clean(
     inputs: list[Path],
     out: Path,
     *,
-    recipe: Recipe | None = None,
-    rejects: Path | None = None,
-    report_dir: Path | None = None,
-    options: CleanOptions | None = None,
-    review: Path | None = None,
     edges: RayEdges | None = None,
     passes: RayPasses | None = None,
+    **stage: Any,
 ) -> CleanStats:
-    """`zaoshu.cleaners.clean` with the near-duplicate edges from Ray (`options.ray_address`'s cluster,
-    else a local Ray), and the per-chunk passes as Ray tasks. Joining a cluster, their spill and part
-    files go to a hidden folder beside `out` (every node must read and write the inputs' and the
-    output's folders), removed at the end. The session starts before anything is written: an address
-    that does not answer leaves no file behind."""
+    """`zaoshu.cleaners.clean(inputs, out, **stage)` with the near-duplicate edges from Ray
+    (`options.ray_address`'s cluster, else a local Ray), and the per-chunk passes as Ray tasks. Joining a
+    cluster, their spill and part files go to a hidden folder beside `out` (every node must read and
+    write the inputs' and the output's folders), removed at the end. The session starts before anything
+    is written: an address that does not answer leaves no file behind."""
     from zaoshu.cleaners import clean as local_clean
 
     require_ray()
+    options = stage.get("options")
     address = options.ray_address if options else None
     passes = passes or RayPasses()
     if passes.shared is None:
         passes.shared = address is not None
     with ray_session(address), edge_source(edges or RayEdges()), _passes_on(passes):
-        return local_clean(
-            inputs, out, recipe=recipe, rejects=rejects, report_dir=report_dir, options=options, review=review
-        )
+        return local_clean(inputs, out, **stage)
 
 
 @contextmanager
