@@ -68,7 +68,16 @@ def run(tmp_path: Path, gguf: Path, *extra: str) -> Any:
 
 
 def servers_left() -> list[psutil.Process]:
-    return [p for p in psutil.Process().children(recursive=True) if p.is_running()]
+    """Our llama.cpp servers still running (not other children, such as the tracker process that
+    multiprocessing keeps for the whole session once an earlier test used a worker pool)."""
+    left = []
+    for p in psutil.Process().children(recursive=True):
+        try:
+            if p.is_running() and "llama_cpp.server" in " ".join(p.cmdline()):
+                left.append(p)
+        except psutil.NoSuchProcess:
+            pass
+    return left
 
 
 def raw_records(tmp_path: Path) -> list[dict[str, Any]]:
