@@ -27,6 +27,7 @@ from pathlib import Path
 
 import numpy as np
 import orjson
+from heldout import char_edits, pair_scores
 
 ROOT = Path(__file__).resolve().parent.parent
 RECIPE = ROOT / "prompts" / "wishes.yaml"
@@ -167,21 +168,7 @@ def _edit(rng: random.Random, text: str, style: str) -> str:
             return text + rng.choice(EMOJI)
     if kind < 0.35:
         return rng.choice(PREAMBLES) + text if rng.random() < 0.7 else "“" + text + "”"
-    chars = list(text)
-    # 1-3 edits, at most one per 8 characters: three edits of an 8-character wish make another wish
-    for _ in range(min(rng.choice((1, 1, 2, 3)), max(1, len(text) // 8))):
-        pos = [i for i, c in enumerate(chars) if "\u4e00" <= c <= "\u9fff"]
-        if not pos:
-            break
-        i = rng.choice(pos)
-        op = rng.random()
-        if op < 0.5:
-            chars[i] = rng.choice(COMMON)
-        elif op < 0.75:
-            del chars[i]
-        else:
-            chars.insert(i, rng.choice(COMMON))
-    return "".join(chars)
+    return char_edits(rng, text, COMMON, len(text))
 
 
 def _excluded(recipient: str, scene: str) -> bool:
@@ -240,22 +227,6 @@ def build(rows: int, seed: int, path: Path) -> np.ndarray:
             }  # fmt: skip
             f.write(orjson.dumps(record) + b"\n")
     return truth
-
-
-def pair_scores(pred: np.ndarray, truth: np.ndarray) -> tuple[float, float, float, int]:
-    """Pair precision, recall, F1 of predicted clusters against true ones; and the true pair count."""
-
-    def pairs(counts: np.ndarray) -> int:
-        return int((counts * (counts - 1) // 2).sum())
-
-    _, joint = np.unique(np.stack([pred, truth]), axis=1, return_counts=True)
-    tp = pairs(joint)
-    p_all = pairs(np.unique(pred, return_counts=True)[1])
-    t_all = pairs(np.unique(truth, return_counts=True)[1])
-    precision = tp / p_all if p_all else 1.0
-    recall = tp / t_all if t_all else 1.0
-    f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
-    return precision, recall, f1, t_all
 
 
 CHILD = """

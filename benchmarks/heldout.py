@@ -66,6 +66,25 @@ SIZES = [1] * 55 + [2] * 20 + [3] * 12 + [4] * 8 + [5, 6, 7, 8, 6]
 _KEY_DROP = re.compile(r"[\W_]+")
 
 
+def char_edits(rng: random.Random, text: str, common: str, span: int) -> str:
+    """1-3 edits of Chinese characters (replace, delete or insert one of `common`), at most one per 8
+    characters of `span`: three edits of an 8-character wish make another wish."""
+    chars = list(text)
+    for _ in range(min(rng.choice((1, 1, 2, 3)), max(1, span // 8))):
+        pos = [i for i, c in enumerate(chars) if "\u4e00" <= c <= "\u9fff"]
+        if not pos:
+            break
+        i = rng.choice(pos)
+        op = rng.random()
+        if op < 0.5:
+            chars[i] = rng.choice(common)
+        elif op < 0.75:
+            del chars[i]
+        else:
+            chars.insert(i, rng.choice(common))
+    return "".join(chars)
+
+
 def _key(text: str) -> str:
     return _KEY_DROP.sub("", text)
 
@@ -111,7 +130,7 @@ class _Gen:
         limit = rng.choice((16, 24, 36, 48))
         recipient, scene = rng.choice(RELATIONS), rng.choice(SCENES)
         if kind == "name":
-            values = list({self.name() for _ in range(3)})
+            values = list(dict.fromkeys(self.name() for _ in range(3)))  # distinct, in a seeded order
             tpl = rng.choice(
                 ("祝{v}{s}快乐，", "亲爱的{v}，{s}快乐！", "{v}，祝你{s}快乐，", "给{v}的{s}祝福：")
             )
@@ -192,20 +211,7 @@ class _Gen:
                 return text.replace(a, b, 1)
             end = len(text.rstrip("！。~!"))
             return text[:end] + rng.choice(PARTICLES) + text[end:]
-        chars = list(text)
-        for _ in range(min(rng.choice((1, 1, 2, 3)), max(1, len(_key(text)) // 8))):
-            pos = [i for i, c in enumerate(chars) if "\u4e00" <= c <= "\u9fff"]
-            if not pos:
-                break
-            i = rng.choice(pos)
-            op = rng.random()
-            if op < 0.5:
-                chars[i] = rng.choice(COMMON)
-            elif op < 0.75:
-                del chars[i]
-            else:
-                chars.insert(i, rng.choice(COMMON))
-        return "".join(chars)
+        return char_edits(rng, text, COMMON, len(_key(text)))
 
 
 def generate(rows: int, seed: int) -> tuple[list[tuple[int, int, bool, str, str, str]], int]:
