@@ -126,14 +126,14 @@ def iter_lines(path: str | Path) -> Iterator[tuple[int, bytes]]:
 
 def parse_line(raw: bytes, *, path: str | Path, line: int) -> Any:
     try:
-        raw.decode("utf-8")
-    except UnicodeDecodeError as e:
-        raise RecordError(
-            f"not UTF-8 (byte {e.start}); expected UTF-8 JSON Lines", path=path, line=line
-        ) from None
-    try:
-        return orjson.loads(raw)
+        return orjson.loads(raw)  # orjson refuses bytes that are not UTF-8, so one pass checks both
     except orjson.JSONDecodeError as e:
+        try:
+            raw.decode("utf-8")
+        except UnicodeDecodeError as u:
+            raise RecordError(
+                f"not UTF-8 (byte {u.start}); expected UTF-8 JSON Lines", path=path, line=line
+            ) from None
         raise RecordError(
             f"not valid JSON ({e}); expected one JSON object per line", path=path, line=line
         ) from None

@@ -5,19 +5,15 @@ operation can do it:
 read columns -> normalize -> dedup key -> measures -> rules -> exact dups -> near dups -> report -> write.
 Texts are not all held at once: the first pass reads, normalizes and judges the input a chunk at a time,
 keeps the columns dedup and the report need (the key, not the texts) and spills each chunk's texts to an
-Arrow file; the second pass streams the input again beside them. Both passes' per-line loops are Python,
-so over more than one chunk they run in worker processes; the rest is polars' and numpy's own threads.
+Arrow file; the second pass streams the input again beside them. Parallel work is polars', numpy's and
+rapidfuzz's own threads.
 """
 
 from __future__ import annotations
 
 import contextlib
-import multiprocessing
 import shutil
-import sys
 import tempfile
-from collections.abc import Iterator
-from concurrent.futures import ProcessPoolExecutor
 from contextvars import ContextVar
 from pathlib import Path
 from typing import Any
@@ -181,7 +177,6 @@ def clean(
     with runner.scratch(out) as tmp:
         spills = [Path(tmp) / f"{i}.arrow" for i in range(len(chunks))]
         n = len(chunks)
-        # a pool per pass: the first pass's workers would hold their memory through dedup
         with runner.pool(chunks, options.workers) as pool:
             run = pool.map if pool else map
             frames = list(
@@ -197,7 +192,7 @@ def clean(
         keys = [frame["key"]]  # handed over in a list: _dedup lets them go once it holds the distinct ones
         frame = frame.drop("key")
         frame, near_info = _dedup(frame, keys, refs, config, recipe, options)
-        explained = near_info.pop("explain")
+        explained, distinct_keys = near_info.pop("explain"), near_info.pop("keys")
         stats.lap("dedup")
         reviewed = None
         if review is not None:
@@ -215,7 +210,10 @@ def clean(
         stats.count(frame)
         stats.reviewed = reviewed.to_dict() if reviewed else {}
         shown = _with_samples(frame, spills, starts, options.samples)
-        data = report_mod.build(shown, stats, ctx=ctx, recipe=recipe, near=near_info, samples=options.samples)
+        data = report_mod.build(
+            shown, stats, ctx=ctx, recipe=recipe, near=near_info, samples=options.samples, keys=distinct_keys
+        )
+        del distinct_keys
         report_mod.write_report(report_dir, shown, data, recipe)
         del shown
         stats.lap("report")
@@ -263,38 +261,16 @@ def _pass1(
     )
 
 
-@contextlib.contextmanager
-def _pool(chunks: list[Chunk], workers: int) -> Iterator[ProcessPoolExecutor | None]:
-    """Worker processes for the passes over more than one chunk (None: in this process).
-
-    The per-line loops of both passes are Python: threads would take turns on the GIL, processes run
-    side by side. Spawned, as forking a process that runs polars' threads can deadlock; and started
-    with the caller's main module hidden, so a script that calls `clean` without an
-    `if __name__ == "__main__":` guard is not run again in each worker (the workers need only zaoshu).
-    """
-    if workers < 2 or len(chunks) < 2:
-        yield None
-        return
-    main = sys.modules["__main__"]
-    hidden = {k: main.__dict__.pop(k) for k in ("__file__", "__spec__") if k in main.__dict__}
-    main.__spec__ = None  # multiprocessing reads the attribute
-    try:  # hidden while the pool lives: it starts a worker when a task finds none idle
-        with ProcessPoolExecutor(
-            min(workers, len(chunks)), mp_context=multiprocessing.get_context("spawn")
-        ) as pool:
-            yield pool
-    finally:
-        del main.__spec__
-        main.__dict__.update(hidden)
-
-
 class LocalPasses:
     """Where the per-chunk passes run (`pool`: an object with an ordered `map`, or None for this
-    process) and keep their spill and part files (`scratch`): here, in worker processes and a temporary
-    folder. An engine on a cluster (`zaoshu.engines`) runs them as its tasks, in a folder its nodes share."""
+    process) and keep their spill and part files (`scratch`): here, one chunk after another, in a
+    temporary folder. Worker processes were tried: on two cores they were no faster (9.2 s single,
+    8.5 s in two spawned workers for pass 1 of a million rows), their start-up and the frames sent back
+    cost what the second core saved. An engine on a cluster (`zaoshu.engines`) runs the passes as its
+    tasks, in a folder its nodes share."""
 
     def pool(self, chunks: list[Chunk], workers: int) -> contextlib.AbstractContextManager[Any]:
-        return _pool(chunks, workers)
+        return contextlib.nullcontext()
 
     def scratch(self, out: Path) -> contextlib.AbstractContextManager[str]:
         return tempfile.TemporaryDirectory(prefix="zaoshu-clean-")
@@ -369,18 +345,18 @@ def _dedup(
     recipe: Recipe | None,
     options: CleanOptions,
 ) -> tuple[pl.DataFrame, dict[str, Any]]:
-    """Mark exact and near duplicates among the rows no rule rejected (reference rows first); the
-    frame comes back with its `key` column, taken out of `keys` (a list of one key column).
+    """Mark exact and near duplicates among the rows no rule rejected (reference rows first); `keys`
+    is a list of one key column, emptied here.
 
     Keys are the largest thing held (a gigabyte or more at ten million rows): through near-dup only
-    the distinct ones are; every row's key comes back at the end (an exact duplicate's is its head's)."""
+    the distinct ones are, and they stay the only copy: the frame comes back with `key_id`, each row's
+    index into `info["keys"]` (an exact duplicate's is its head's; null for rows a rule rejected)."""
     info: dict[str, Any] = {"candidates": 0, "confirmed": 0, "cluster_sizes": {}}
     key_all = keys.pop()
     is_alive = frame["reason"].is_null() & (key_all.str.len_chars() > 0)
-    alive_rows, dead_rows = is_alive.arg_true(), (~is_alive).arg_true()
+    alive_rows = is_alive.arg_true()
     everyone = bool(is_alive.all())  # the usual case: no copies of the columns for the alive rows
     alive_ids = frame["id"] if everyone else frame["id"].gather(alive_rows)
-    dead_keys = key_all.gather(dead_rows)
     ref_keys = pl.Series("key", [], dtype=pl.Utf8)
     ref_ids = pl.Series("id", [], dtype=pl.Utf8)
     if refs is not None and refs.height:
@@ -452,12 +428,11 @@ def _dedup(
     )
     # write the marks into the full-length columns (a join would copy every column of the frame)
     at = alive_rows.gather(dup)
-    key = rep_keys.gather(lookup[head[rows]])
-    del rep_keys
-    if len(dead_rows):
-        key = pl.concat([key, dead_keys], rechunk=False).gather(pl.concat([alive_rows, dead_rows]).arg_sort())
+    key_id = pl.repeat(None, frame.height, dtype=pl.UInt32, eager=True).scatter(
+        alive_rows, pl.Series(lookup[head[rows]], dtype=pl.UInt32)
+    )
     frame = frame.with_columns(
-        key.alias("key"),
+        key_id.alias("key_id"),
         frame["reason"].scatter(at, marks["reason"]),
         frame["detail"].scatter(at, marks["detail"]),
         pl.repeat(None, frame.height, dtype=pl.Utf8, eager=True)
@@ -467,4 +442,5 @@ def _dedup(
     sizes = np.bincount(np.bincount(final[final >= 0])) if n else np.zeros(0)
     info["cluster_sizes"] = {int(s): int(c) for s, c in enumerate(sizes) if s >= 2 and c}
     info["against"] = n_ref
+    info["keys"] = rep_keys
     return frame, info

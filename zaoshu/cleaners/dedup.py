@@ -227,7 +227,9 @@ def _vetoes(config: NearDupConfig, axis_values: dict[str, list[str]] | None) -> 
     return bool(config.veto and not (config.axis_guard and axis_values))
 
 
-def local_edges(keys: pl.Series, config: NearDupConfig, *, veto: bool, workers: int = 2, pick=None) -> Edges:
+def local_edges(
+    keys: pl.Series, config: NearDupConfig, *, veto: bool, workers: int = 2, pick=None, verifier=None
+) -> Edges:
     """The edges on this machine: band hashes, band pairs and short-key pairs, the check, the veto."""
     pick = pick or _picker(keys)
     a, b = band_pairs(band_hashes(keys, config, workers))
@@ -243,9 +245,11 @@ def local_edges(keys: pl.Series, config: NearDupConfig, *, veto: bool, workers: 
         right.append(short_b[sok])
         checked += len(short_a)
     la, lb = np.concatenate(left), np.concatenate(right)
-    codes = _pairwise(pick, la, lb, Verifier(keys), workers) if veto and len(la) else None
-    if veto and codes is None:
-        codes = np.zeros(0, dtype=np.int8)
+    codes = None
+    if veto:
+        codes = (
+            _pairwise(pick, la, lb, verifier or Verifier(keys), workers) if len(la) else np.zeros(0, np.int8)
+        )
     return Edges(la, lb, codes, checked)
 
 
@@ -278,12 +282,15 @@ def near_heads(
         return NearDupResult(np.arange(n), np.ones(n), 0, 0, {}, np.zeros(n, dtype=np.int8))
     pick = _picker(keys)
     veto = _vetoes(config, axis_values)
+    verifier = Verifier(keys) if veto else None  # per-key hashes: built once, used by both steps
     source = EDGE_SOURCE.get()
     if source is local_edges:
-        edges = local_edges(keys, config, veto=veto, workers=workers, pick=pick)
+        edges = local_edges(keys, config, veto=veto, workers=workers, pick=pick, verifier=verifier)
     else:
         edges = source(keys, config, veto=veto, workers=workers)
-    return heads_from_edges(keys, edges, config, axis_values=axis_values, workers=workers, pick=pick)
+    return heads_from_edges(
+        keys, edges, config, axis_values=axis_values, workers=workers, pick=pick, verifier=verifier
+    )
 
 
 def heads_from_edges(
@@ -294,6 +301,7 @@ def heads_from_edges(
     axis_values: dict[str, list[str]] | None = None,
     workers: int = 2,
     pick=None,
+    verifier: Verifier | None = None,
 ) -> NearDupResult:
     """Clusters from verified edges: the veto's and the axis guard's refusals, union-find (each cluster
     keeps its smallest row), axis splits, chained members taken out, similarity to the head."""
@@ -324,7 +332,7 @@ def heads_from_edges(
     dup = np.flatnonzero(head != np.arange(n))
     head_veto = np.zeros(n, dtype=np.int8)
     if edges.codes is not None and len(dup):
-        verifier = Verifier(keys)
+        verifier = verifier or Verifier(keys)
         pairs = np.minimum(la, lb).astype(np.uint64) * np.uint64(n) + np.maximum(la, lb).astype(np.uint64)
         refused, codes = _refuse_chained(head, dup, pick, verifier, workers, pairs)
         head_veto[dup] = codes

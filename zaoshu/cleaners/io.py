@@ -97,19 +97,13 @@ def split_chunks(files: list[Path], size: int | None = None) -> list[Chunk]:
 
 
 def chunk_lines(chunk: Chunk) -> Iterator[tuple[int, bytes]]:
-    """(line number, raw bytes) for every non-blank line of a chunk (as `iter_lines` numbers them)."""
+    """(line number, raw bytes without the newline) for every non-blank line of a chunk."""
     with open(chunk.path, "rb") as f:
         f.seek(chunk.start)
-        left = chunk.end - chunk.start
-        number = chunk.line
-        while left > 0:
-            raw = f.readline(left)
-            if not raw:
-                break
-            left -= len(raw)
-            if raw.strip():
-                yield number, raw
-            number += 1
+        data = f.read(chunk.end - chunk.start)
+    for number, raw in enumerate(data.split(b"\n"), chunk.line):
+        if raw.strip():
+            yield number, raw
 
 
 def _text(value: Any) -> str | None:
@@ -129,35 +123,39 @@ def read_chunk(chunk: Chunk | None, *, skip_bad_lines: bool = False) -> pl.DataF
     A bad line (not UTF-8, not JSON, not a record) raises RecordError naming file and line, or with
     `skip_bad_lines` becomes a row whose `bad` says why (the rejects get it as reason bad_line).
     """
-    columns: dict[str, list[Any]] = {name: [] for name in SCHEMA}
-    axes: dict[str, list[str | None]] = {}
-    fi, path = (chunk.file, chunk.path) if chunk is not None else (0, Path())
-    lines = chunk_lines(chunk) if chunk is not None else iter(())
-    for n, (number, raw) in enumerate(lines, 1):
+    lines, ids, styles, finishes, texts, bads = [], [], [], [], [], []
+    axes: list[dict[str, str | None]] = []  # other axes than style, per row ({} for none)
+    path = chunk.path if chunk is not None else Path()
+    for number, raw in chunk_lines(chunk) if chunk is not None else ():
         try:
             record = check_record(parse_line(raw, path=path, line=number), path=path, line=number)
-            bad = None
         except RecordError as e:
             if not skip_bad_lines:
                 raise
-            record, bad = {"messages": [], "id": None}, str(e)
-        meta = record.get("meta") or {}
+            record, bad = {}, str(e)
+        else:
+            bad = None
         row_axes = record.get("axes") or {}
-        rid = None if bad else _text(record.get("id")) or content_id(record["messages"])
-        style, finish = _text(row_axes.get("style")), _text(meta.get("finish_reason"))
-        row = (fi, number, rid, style, finish, assistant_text(record), bad)
-        for name, value in zip(SCHEMA, row, strict=True):
-            columns[name].append(value)
-        for name, value in row_axes.items():
-            if name != "style":
-                column = axes.get(f"ax_{name}")
-                if column is None:  # not setdefault: its default list would be built every row
-                    column = axes[f"ax_{name}"] = [None] * (n - 1)
-                column.append(_text(value))
-        for column in axes.values():
-            if len(column) < n:
-                column.append(None)
-    return pl.DataFrame(columns | axes, schema_overrides=SCHEMA)
+        lines.append(number)
+        ids.append(None if bad else _text(record.get("id")) or content_id(record["messages"]))
+        styles.append(_text(row_axes.get("style")))
+        finishes.append(_text((record.get("meta") or {}).get("finish_reason")))
+        texts.append(assistant_text(record))
+        bads.append(bad)
+        axes.append({f"ax_{k}": _text(v) for k, v in row_axes.items() if k != "style"} if row_axes else {})
+    columns = {
+        "line": lines,
+        "id": ids,
+        "style": styles,
+        "finish_reason": finishes,
+        "raw": texts,
+        "bad": bads,
+    }
+    frame = pl.DataFrame(columns, schema={k: v for k, v in SCHEMA.items() if k in columns})
+    frame = frame.select(pl.lit(chunk.file if chunk else 0, dtype=pl.UInt16).alias("file"), pl.all())
+    if any(axes):
+        frame = frame.hstack(pl.from_dicts(axes, infer_schema_length=None).cast(pl.Utf8))
+    return frame
 
 
 def _set_assistant(record: dict[str, Any], text: str) -> str:
@@ -183,21 +181,20 @@ def write_outputs(parts: Iterable[tuple[Chunk, pl.DataFrame]], kept: IO[bytes], 
 def write_chunk(chunk: Chunk, decisions: pl.DataFrame, kept: IO[bytes], rejected: IO[bytes]) -> None:
     """`write_outputs` for one chunk."""
     states = decisions["state"].to_list()
-    touched = decisions.filter(pl.col("state") != RowState.KEPT).select(DECISION_COLUMNS[1:]).iter_rows()
-    path = chunk.path
+    touched = iter(decisions.filter(pl.col("state") != RowState.KEPT).select(DECISION_COLUMNS[1:]).rows())
+    path = str(chunk.path)
     for state, (number, raw) in zip(states, chunk_lines(chunk), strict=True):
         if state == RowState.KEPT:
-            kept.write(raw if raw.endswith(b"\n") else raw + b"\n")
+            kept.write(raw + b"\n")
             continue
         text, changes, reason, detail, duplicate_of = next(touched)
+        info = {"reason": reason, "detail": detail}
         if reason == "bad_line":
-            info = {"reason": reason, "detail": detail, "file": str(path), "line": number}
-            rejected.write(
-                dumps({"reject": info, "raw": raw.decode("utf-8", errors="replace").rstrip("\r\n")})
-            )
+            info |= {"file": path, "line": number}
+            rejected.write(dumps({"reject": info, "raw": raw.decode("utf-8", errors="replace").rstrip("\r")}))
             continue
-        record = orjson.loads(raw)
         if state == RowState.NORMALIZED:
+            record = orjson.loads(raw)
             original = _set_assistant(record, text)
             record["meta"] = {
                 **(record.get("meta") or {}),
@@ -205,11 +202,21 @@ def write_chunk(chunk: Chunk, decisions: pl.DataFrame, kept: IO[bytes], rejected
             }
             kept.write(dumps(record))
             continue
-        info = {"reason": reason, "detail": detail}
         if duplicate_of is not None:
             info["duplicate_of"] = duplicate_of
         if changes:
             info["normalized"] = text
-        info |= {"file": str(path), "line": number}
-        # the record whole, `reject` its first key (a rejects file cleaned again gets the new reject)
-        rejected.write(dumps({"reject": info} | {k: v for k, v in record.items() if k != "reject"}))
+        info |= {"file": path, "line": number}
+        rejected.write(_with_reject(info, raw))
+
+
+def _with_reject(info: dict[str, Any], raw: bytes) -> bytes:
+    """The record's line with `reject` as its first key (a rejects file cleaned again gets the new one).
+
+    The line is not parsed: `{"reject": ...,` goes in front of the rest of the object as it was, which
+    keeps the record's own bytes and costs a tenth of a parse and dump. A line that may hold a key
+    `reject` already is parsed, so the old one is dropped (a JSON object must not repeat a key)."""
+    if b'"reject"' in raw:
+        record = orjson.loads(raw)
+        return dumps({"reject": info} | {k: v for k, v in record.items() if k != "reject"})
+    return b'{"reject":' + orjson.dumps(info) + b"," + raw.strip()[1:] + b"\n"

@@ -66,9 +66,12 @@ def build(
     recipe: Recipe | None,
     near: dict[str, Any],
     samples: int,
+    keys: pl.Series,
 ) -> dict[str, Any]:
+    """report.json's numbers. `keys`: the distinct dedup keys, which `key_id` indexes (for the
+    diversity measure)."""
     # only the columns read below: a filter of the whole frame copies every text column
-    kept = frame.select("style", "n_chars", "key", "reason").filter(pl.col("reason").is_null())
+    kept = frame.select("style", "n_chars", "key_id", "reason").filter(pl.col("reason").is_null())
     axes = [c[3:] for c in frame.columns if c.startswith("ax_")]
     if recipe is not None:
         axes = [a for a in recipe.values if a in axes] + [a for a in axes if a not in recipe.values]
@@ -106,9 +109,12 @@ def build(
             "max_chars": declared,
             "allowed": allowed,
         }
-        sample = (
-            part["key"] if part.height <= DISTINCT_SAMPLE else part["key"].sample(DISTINCT_SAMPLE, seed=0)
+        ids = (
+            part["key_id"]
+            if part.height <= DISTINCT_SAMPLE
+            else part["key_id"].sample(DISTINCT_SAMPLE, seed=0)
         )
+        sample = keys.gather(ids.drop_nulls())
         distinct[style] = {
             "distinct_2": _distinct2(sample.to_list()),
             "texts": min(part.height, DISTINCT_SAMPLE),

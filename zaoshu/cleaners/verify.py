@@ -267,15 +267,20 @@ class Verifier:
         # added, dropped or replaced numeral or negation. One ordinary character replaced, inserted
         # or dropped, the usual edit of a copy, passes without it.
         subs = indel - lev
-        look = (subs >= 2) | (self.neg_num[ra] != self.neg_num[rb])
-        look |= (subs == 1) & (self.who[ra] != self.who[rb])
+        numbers, who = self.neg_num[ra] != self.neg_num[rb], self.who[ra] != self.who[rb]
+        look = (subs >= 2) | numbers | ((subs == 1) & who)
+        named = numbers | who
         for i in np.flatnonzero(look):
-            codes[i] = _veto(a[i], b[i])
+            codes[i] = _veto(a[i], b[i], named=bool(named[i]))
         return codes
 
 
-def _veto(a: str, b: str) -> int:
-    """The first veto (its code) the edit from key a to key b triggers, or PASS."""
+def _veto(a: str, b: str, *, named: bool = True) -> int:
+    """The first veto (its code) the edit from key a to key b triggers, or PASS.
+
+    `named`: the keys' numerals, negations or name characters differ. When they do not, only the block
+    veto can refuse the pair (the other vetoes look for an edit of exactly those characters), and most
+    pairs the check lets through are such copies: their edit script is read for blocks only."""
     ops = Levenshtein.opcodes(a, b).as_list()
     # two random typos side by side look like a two-character block too: a short block is a swapped
     # word only where both sides name someone or something (a surname, a known word)
@@ -286,6 +291,8 @@ def _veto(a: str, b: str) -> int:
             i2 - i1 >= 3 and j2 - j1 >= 3 and not set(a[i1:i2]) & set(b[j1:j2])
         ):
             return 1
+    if not named:
+        return PASS
     for tag, i1, i2, j1, j2 in ops:
         if tag == "equal":
             continue
