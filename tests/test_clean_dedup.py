@@ -10,9 +10,9 @@ from clean_builders import read, record, write
 from datasketch import MinHash
 
 from zaoshu.cleaners import CleanOptions, NearDupConfig, clean
-from zaoshu.cleaners.dedup import components, near_heads
+from zaoshu.cleaners.dedup import components, near_heads, veto_batch
 from zaoshu.cleaners.minhash import codepoints, lsh_bands, lsh_params, shingle_hash
-from zaoshu.cleaners.verify import VETOES, veto_codes
+from zaoshu.cleaners.verify import VETOES
 from zaoshu.recipes import load_recipe
 
 BASE = "祝姐姐生日快乐，愿你前程似锦，岁岁平安，万事胜意！"
@@ -154,7 +154,7 @@ def test_the_veto_names_what_it_refused() -> None:
         ["祝妹妹生日快乐", "祝爷爷九十岁生日", "李老师节日快乐", "今年再熬夜", "祝你前途似锦万事如意"],
         dtype=object,
     )
-    codes = veto_codes(keys, other)
+    codes = veto_batch(keys, other)
     assert [VETOES[c - 1] if c else None for c in codes] == ["block", "number", "kin", "negation", None]
 
 

@@ -25,7 +25,7 @@ from rapidfuzz.distance import Indel, Levenshtein
 from zaoshu.cleaners.axes import AxisSets, axis_sets, conflicts, split_conflicts
 from zaoshu.cleaners.config import NearDupConfig
 from zaoshu.cleaners.minhash import _P, _mix64, bucket_pairs, codepoints, lsh_bands, lsh_params
-from zaoshu.cleaners.verify import PASS, VETOES, Verifier
+from zaoshu.cleaners.verify import PASS, UNCHECKED, VETOES, Verifier, script
 
 
 @dataclass
@@ -145,13 +145,16 @@ def _short_pairs_of(keys: pl.Series, short: int) -> tuple[np.ndarray, np.ndarray
 
 
 def _pairwise(pick, a: np.ndarray, b: np.ndarray, scorer, workers: int) -> np.ndarray:
-    """`scorer` (a rapidfuzz distance or a `Verifier`) over pairs of rows, a block of pairs at a time."""
+    """`scorer` over pairs of rows, a block of pairs at a time: a rapidfuzz distance, a `Verifier`
+    (its codes), or a method of one (it gets the rows beside their keys)."""
     parts = []
     for lo in range(0, len(a), _BLOCK):
         ra, rb = a[lo : lo + _BLOCK], b[lo : lo + _BLOCK]
         x, y = pick(ra), pick(rb)
         if isinstance(scorer, Verifier):
             parts.append(scorer.codes(ra, rb, x, y, workers=workers))
+        elif isinstance(getattr(scorer, "__self__", None), Verifier):
+            parts.append(scorer(ra, rb, x, y, workers=workers))
         else:
             parts.append(process.cpdist(x, y, scorer=scorer, workers=workers))
     return np.concatenate(parts) if parts else np.zeros(0)
@@ -247,9 +250,15 @@ def local_edges(
     la, lb = np.concatenate(left), np.concatenate(right)
     codes = None
     if veto:
-        codes = (
-            _pairwise(pick, la, lb, verifier or Verifier(keys), workers) if len(la) else np.zeros(0, np.int8)
-        )
+        verifier = verifier or Verifier(keys)
+        needs = _pairwise(pick, la, lb, verifier.needs, workers) if len(la) else np.zeros(0, np.int8)
+        # A pair whose rows the pairs needing no script join already changes no cluster whatever its
+        # veto says: its script (near-dup's one Python loop) is not read. Most pairs within a cluster
+        # of copies are such; where the veto runs the axis guard does not, so nothing cuts them apart.
+        joined = components(len(keys), la[needs == 0], lb[needs == 0])
+        ask = np.flatnonzero((needs > 0) & (joined[la] != joined[lb]))
+        codes = np.where(needs > 0, UNCHECKED, PASS).astype(np.int8)
+        codes[ask] = script(pick(la[ask]), pick(lb[ask]), needs[ask])
     return Edges(la, lb, codes, checked)
 
 
@@ -309,7 +318,9 @@ def heads_from_edges(
     pick = pick or _picker(keys)
     la, lb = edges.left, edges.right
     vetoed: dict[str, int] = {}
+    unchecked = 0  # counted as confirmed: the pairs around them join their rows all the same
     if edges.codes is not None and len(la):
+        unchecked = int((edges.codes == UNCHECKED).sum())
         counts = np.bincount(edges.codes, minlength=len(VETOES) + 1)
         vetoed = {name: int(counts[i + 1]) for i, name in enumerate(VETOES)}
         fine = edges.codes == PASS
@@ -343,7 +354,7 @@ def heads_from_edges(
     similarity = np.ones(n)
     if len(dup):
         similarity[dup] = _pairwise(pick, dup, head[dup], Indel.normalized_similarity, workers)
-    return NearDupResult(head, similarity, edges.checked, len(la), vetoed, head_veto)
+    return NearDupResult(head, similarity, edges.checked, len(la) + unchecked, vetoed, head_veto)
 
 
 def _refuse_chained(

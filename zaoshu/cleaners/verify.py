@@ -13,7 +13,7 @@ edit between the two dedup keys (rapidfuzz `Levenshtein.opcodes`)
 - ``kin``: swaps one kinship or address character for another (外公→外婆, 表哥→表姐, 老师→老板), or one
   common surname for another (王老师→李老师).
 
-Only pairs whose edit could hold such a change are scripted (see `veto_codes`), so the Python loop
+Only pairs whose edit could hold such a change are scripted (see `Verifier.needs`), so the Python loop
 runs over a share of the pairs.
 """
 
@@ -27,8 +27,9 @@ from rapidfuzz.distance import Indel, Levenshtein
 from zaoshu.cleaners.minhash import _P, _mix64, codepoints
 
 VETOES = ("block", "number", "negation", "kin")
-#: codes in `veto_codes`' result: 0 passes, i + 1 is VETOES[i].
+#: veto codes: 0 passes, i + 1 is VETOES[i]; UNCHECKED: not scripted, as it could change no cluster
 PASS = 0
+UNCHECKED = len(VETOES) + 1
 
 NEGATION = frozenset("不没别无未非莫勿")
 NUMERALS = frozenset("0123456789零一二三四五六七八九十百千万亿两")
@@ -253,13 +254,11 @@ class Verifier:
             who.append(_subsequence_hash(cps, offsets, _WHO))
         self.neg_num, self.who = np.concatenate(neg_num), np.concatenate(who)
 
-    def codes(
+    def needs(
         self, ra: np.ndarray, rb: np.ndarray, a: np.ndarray, b: np.ndarray, *, workers: int = 1
     ) -> np.ndarray:
-        """For rows ra[i], rb[i] with keys a[i], b[i]: PASS, or the code of the veto that refuses the pair."""
-        codes = np.zeros(len(a), dtype=np.int8)
-        if len(a) == 0:
-            return codes
+        """Per pair of rows ra[i], rb[i] with keys a[i], b[i]: 0 when its edit needs no script, 1 when
+        only a swapped block could refuse it, 2 when its numerals, negations or names differ too."""
         lev = process.cpdist(a, b, scorer=Levenshtein.distance, workers=workers)
         indel = process.cpdist(a, b, scorer=Indel.distance, workers=workers)
         # What needs the script: two or more characters replaced (indel - lev counts replacements;
@@ -269,10 +268,23 @@ class Verifier:
         subs = indel - lev
         numbers, who = self.neg_num[ra] != self.neg_num[rb], self.who[ra] != self.who[rb]
         look = (subs >= 2) | numbers | ((subs == 1) & who)
-        named = numbers | who
-        for i in np.flatnonzero(look):
-            codes[i] = _veto(a[i], b[i], named=bool(named[i]))
-        return codes
+        return np.where(look, np.where(numbers | who, 2, 1), 0).astype(np.int8)
+
+    def codes(
+        self, ra: np.ndarray, rb: np.ndarray, a: np.ndarray, b: np.ndarray, *, workers: int = 1
+    ) -> np.ndarray:
+        """For rows ra[i], rb[i] with keys a[i], b[i]: PASS, or the code of the veto that refuses the pair."""
+        if len(a) == 0:
+            return np.zeros(0, dtype=np.int8)
+        return script(a, b, self.needs(ra, rb, a, b, workers=workers))
+
+
+def script(a: np.ndarray, b: np.ndarray, needs: np.ndarray) -> np.ndarray:
+    """The veto's codes of pairs of keys by their `Verifier.needs`: the edit script of those that need it."""
+    codes = np.zeros(len(a), dtype=np.int8)
+    for i in np.flatnonzero(needs):
+        codes[i] = _veto(a[i], b[i], named=needs[i] == 2)
+    return codes
 
 
 def _veto(a: str, b: str, *, named: bool = True) -> int:
@@ -363,10 +375,3 @@ def _numeral_run(text: str, lo: int, hi: int) -> bool:
         return False
     around = text[max(lo - 1, 0) : hi + 1]
     return sum(c in NUMERALS for c in around) >= 2
-
-
-def veto_codes(a: np.ndarray, b: np.ndarray, *, workers: int = 1) -> np.ndarray:
-    """For each pair of keys (object arrays a[i], b[i]): PASS, or the code of the veto that refuses it."""
-    n = len(a)
-    both = pl.Series(np.concatenate([a, b]), dtype=pl.Utf8)
-    return Verifier(both).codes(np.arange(n), np.arange(n, 2 * n), a, b, workers=workers)
