@@ -16,24 +16,10 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from zaoshu.errors import RecipeError, ZaoshuError
 
 #: Phrases that mark talk about the answer, refusals or meta text rather than a wish (any recipe).
-DEFAULT_META_PHRASES = [
-    "当前祝福语如下",
-    "祝福语如下",
-    "以下是",
-    "作为一个AI",
-    "作为AI",
-    "作为一个人工智能",
-    "作为人工智能",
-    "语言模型",
-    "AI助手",
-    "抱歉",
-    "我无法",
-    "无法满足",
-    "字数",
-    "###",
-    "请直接返回",
-    "不要说任何其他话",
-]
+DEFAULT_META_PHRASES = (  # noqa: SIM905 - a list of words reads best as words
+    "当前祝福语如下 祝福语如下 以下是 作为一个AI 作为AI 作为一个人工智能 作为人工智能 语言模型 AI助手 "
+    "抱歉 我无法 无法满足 字数 ### 请直接返回 不要说任何其他话"
+).split()
 
 _NAME = r"^[a-z][a-z0-9_]*$"
 

@@ -88,13 +88,6 @@ def codepoints(keys: list[str] | pl.Series) -> tuple[np.ndarray, np.ndarray]:
     return cps, offsets
 
 
-def segment_sums(values: np.ndarray, offsets: np.ndarray) -> np.ndarray:
-    """Sum of small non-negative `values` (uint8/bool) over each [offsets[i], offsets[i+1])."""
-    csum = np.zeros(len(values) + 1, dtype=np.int64)
-    np.cumsum(values.view(np.uint8) if values.dtype == bool else values, out=csum[1:])
-    return csum[offsets[1:]] - csum[offsets[:-1]]
-
-
 def shingles(cps: np.ndarray, offsets: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
     """Hashes of every character n-gram of every text, and each text's first shingle (length rows + 1).
 
