@@ -36,7 +36,6 @@ from zaoshu.cleaners.io import (
     write_chunk,
     write_outputs,
 )
-from zaoshu.cleaners.minhash import codepoints
 from zaoshu.cleaners.normalize import dedup_keys, key_expr, normalize_frame
 from zaoshu.cleaners.rules import RULES, RuleContext, apply_rules
 from zaoshu.cleaners.stats import CleanStats
@@ -58,33 +57,6 @@ def load_config(recipe: Recipe | None) -> CleanConfig:
     )
 
 
-def repetition(cps: np.ndarray, offsets: np.ndarray, *, max_period: int = 8) -> tuple[np.ndarray, np.ndarray]:
-    """Per key: the largest share of positions equal to the character `p` places before, and that p.
-
-    0.9 at p = 2 is 快乐快乐快乐…; ordinary wishes stay well under 0.3. Vectorized over all keys: one
-    comparison of shifted code point arrays per period (1..8: a character, a word, a short clause),
-    counted per key through a cumulative sum.
-    """
-    n = len(offsets) - 1
-    lengths = np.diff(offsets)
-    starts = offsets[:-1]
-    best = np.zeros(n)
-    period = np.zeros(n, dtype=np.int32)
-    csum = np.zeros(len(cps) + 1, dtype=np.int32)
-    for p in range(1, max_period + 1):
-        if len(cps) <= p or not (lengths >= 2 * p).any():
-            break
-        # csum[i + 1] = number of positions j <= i with cps[j] == cps[j + p]
-        np.cumsum((cps[p:] == cps[:-p]).view(np.uint8), out=csum[1 : len(cps) - p + 1])
-        last = np.maximum(starts + lengths - p, starts)  # comparisons j in [start, start + len - p)
-        ratio = (csum[last] - csum[starts]) / np.maximum(lengths - p, 1)
-        ratio[lengths < 2 * p] = 0
-        better = ratio > best
-        best[better] = ratio[better]
-        period[better] = p
-    return best, period
-
-
 def _axis_values(frame: pl.DataFrame, recipe: Recipe | None) -> dict[str, list[str]]:
     """Axis values (as dedup keys) the near-dup guard looks for in texts: the recipe's and the data's."""
     names: dict[str, set[str]] = {}
@@ -103,27 +75,15 @@ def _axis_values(frame: pl.DataFrame, recipe: Recipe | None) -> dict[str, list[s
     return {k: v for k, v in out.items() if v}
 
 
-def _prepare(frame: pl.DataFrame, chunk: int = 200_000) -> pl.DataFrame:
-    """Normalized text, dedup key and the repetition measure (from the key's code points, in numpy).
-
-    `raw` is kept only where normalizing changed the text (the report's samples show it); repetition
-    runs `chunk` rows at a time so its temporaries stay small. The other measures are the rules' own
-    (`rules.measure`).
-    """
+def _prepare(frame: pl.DataFrame) -> pl.DataFrame:
+    """Normalized text and dedup key; `raw` is kept only where normalizing changed the text (the
+    report's samples show it). The measures are the rules' own (`rules.measure`)."""
     norm = normalize_frame(frame["raw"])
     frame = frame.with_columns(norm["text"], norm["changes"])
     del norm
-    frame = frame.with_columns(
+    return frame.with_columns(
         dedup_keys(frame["text"]),
         pl.when(pl.col("changes").list.len() > 0).then(pl.col("raw")).alias("raw"),
-    )
-    ratios, periods = [np.zeros(0)], [np.zeros(0, dtype=np.int32)]
-    for lo in range(0, frame.height, chunk):
-        ratio, period = repetition(*codepoints(frame["key"].slice(lo, chunk)))
-        ratios.append(ratio)
-        periods.append(period)
-    return frame.with_columns(
-        repeat_ratio=pl.Series(np.concatenate(ratios)), repeat_period=pl.Series(np.concatenate(periods))
     )
 
 

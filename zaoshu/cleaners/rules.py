@@ -12,12 +12,15 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import lru_cache
 
+import numpy as np
 import polars as pl
 import regex
 
 from zaoshu.cleaners import semantic
 from zaoshu.cleaners.config import CleanConfig
+from zaoshu.cleaners.minhash import codepoints
 from zaoshu.cleaners.normalize import EMOJI_BLOCKS, dedup_key
 from zaoshu.recipes import Recipe
 
@@ -47,17 +50,67 @@ def count_emoji(texts: pl.Series) -> pl.Series:
     return out
 
 
-#: what rules measure in a text, each defined here only (n_emoji: `count_emoji`)
-MEASURES = {
-    "n_chars": pl.col("text").str.len_chars(),
-    "n_han": pl.col("text").str.count_matches(r"\p{Han}"),
-    "n_alnum": pl.col("text").str.count_matches(r"[\p{L}\p{N}]"),
-}
+def repetition(cps: np.ndarray, offsets: np.ndarray, *, max_period: int = 8) -> tuple[np.ndarray, np.ndarray]:
+    """Per key: the largest share of positions equal to the character `p` places before, and that p.
+
+    0.9 at p = 2 is 快乐快乐快乐…; ordinary wishes stay well under 0.3. Vectorized over all keys: one
+    comparison of shifted code point arrays per period (1..8: a character, a word, a short clause),
+    counted per key through a cumulative sum.
+    """
+    n = len(offsets) - 1
+    lengths = np.diff(offsets)
+    starts = offsets[:-1]
+    best = np.zeros(n)
+    period = np.zeros(n, dtype=np.int32)
+    csum = np.zeros(len(cps) + 1, dtype=np.int32)
+    for p in range(1, max_period + 1):
+        if len(cps) <= p or not (lengths >= 2 * p).any():
+            break
+        # csum[i + 1] = number of positions j <= i with cps[j] == cps[j + p]
+        np.cumsum((cps[p:] == cps[:-p]).view(np.uint8), out=csum[1 : len(cps) - p + 1])
+        last = np.maximum(starts + lengths - p, starts)  # comparisons j in [start, start + len - p)
+        ratio = (csum[last] - csum[starts]) / np.maximum(lengths - p, 1)
+        ratio[lengths < 2 * p] = 0
+        better = ratio > best
+        best[better] = ratio[better]
+        period[better] = p
+    return best, period
 
 
-def measure(frame: pl.DataFrame) -> pl.DataFrame:
-    """`frame` with the MEASURES columns and n_emoji."""
-    return frame.with_columns(**MEASURES, n_emoji=count_emoji(frame["text"]))
+@lru_cache(maxsize=1)
+def _char_classes() -> tuple[np.ndarray, np.ndarray]:
+    """Lookup tables by code point: is it Han (\\p{Han}), is it a letter or digit ([\\p{L}\\p{N}])."""
+    points = np.r_[0:0xD800, 0xE000:0x110000].astype(np.uint32)  # every code point but the surrogates
+    chars = pl.Series([points.tobytes().decode("utf-32-le")]).str.split("").explode()
+    han, alnum = np.zeros(0x110000, dtype=bool), np.zeros(0x110000, dtype=bool)
+    han[points] = chars.str.contains(r"\p{Han}").to_numpy()
+    alnum[points] = chars.str.contains(r"[\p{L}\p{N}]").to_numpy()
+    return han, alnum
+
+
+def _per_key(flags: np.ndarray, offsets: np.ndarray) -> np.ndarray:
+    """How many of each key's code points are flagged."""
+    csum = np.zeros(len(flags) + 1, dtype=np.int64)
+    np.cumsum(flags, out=csum[1:])
+    return csum[offsets[1:]] - csum[offsets[:-1]]
+
+
+def measure(frame: pl.DataFrame, block: int = 200_000) -> pl.DataFrame:
+    """`frame` with what the rules measure, each defined here only: n_chars and n_emoji of the text;
+    n_han (Han characters), n_alnum (letters and digits), repeat_ratio and repeat_period of its dedup
+    key (the text without punctuation, symbols and spaces), from the key's code points in numpy, a
+    block of rows at a time (two regex counts over the texts cost more than all four here)."""
+    han, alnum = _char_classes()
+    parts = [pl.DataFrame(schema={"n_han": pl.Int64, "n_alnum": pl.Int64, "repeat_ratio": pl.Float64,
+                                  "repeat_period": pl.Int32})]  # fmt: skip
+    for lo in range(0, frame.height, block):
+        cps, offsets = codepoints(frame["key"].slice(lo, block))
+        ratio, period = repetition(cps, offsets)
+        counts = {"n_han": _per_key(han[cps], offsets), "n_alnum": _per_key(alnum[cps], offsets)}
+        parts.append(pl.DataFrame(counts | {"repeat_ratio": ratio, "repeat_period": period}))
+    return frame.with_columns(
+        n_chars=pl.col("text").str.len_chars(), n_emoji=count_emoji(frame["text"])
+    ).hstack(pl.concat(parts))
 
 
 @dataclass
