@@ -100,7 +100,7 @@ def chunk_passes(data: Path) -> dict:
         t1 = time.process_time() - t
         n = frame.height
         t = time.process_time()
-        head = exact_heads(frame["key"])
+        head = exact_heads(frame.select("h1", "h2"))
         t_exact = time.process_time() - t
         dup = head != np.arange(n)
         frame = frame.with_columns(
@@ -158,6 +158,7 @@ def stages(data: Path, rows: int) -> None:
         band_pairs,
         exact_heads,
         heads_from_edges,
+        key_hashes,
         local_edges,
         passes,
         veto_batch,
@@ -175,7 +176,7 @@ def stages(data: Path, rows: int) -> None:
     t = time.perf_counter()
     keys = dedup_keys(normalize_frame(pl.Series("raw", texts))["text"])
     prep = time.perf_counter() - t
-    head = exact_heads(keys)
+    head = exact_heads(key_hashes(keys))
     keys = keys.gather(np.flatnonzero(head == np.arange(len(keys))))
     config = NearDupConfig()
     t = time.perf_counter()

@@ -12,6 +12,7 @@ rapidfuzz's own threads.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import shutil
 import tempfile
 from contextvars import ContextVar
@@ -23,7 +24,7 @@ import polars as pl
 
 from zaoshu.cleaners import report as report_mod
 from zaoshu.cleaners.config import CleanConfig, CleanOptions, parse_clean_config
-from zaoshu.cleaners.dedup import exact_heads, near_heads
+from zaoshu.cleaners.dedup import exact_heads, key_hashes, near_heads
 from zaoshu.cleaners.explain import Explained, explain_frame, write_dups
 from zaoshu.cleaners.io import (
     DECISION_COLUMNS,
@@ -149,9 +150,7 @@ def clean(
         stats.lap("read")
         against = expand_inputs(list(options.against), exclude=own) if options.against else []
         refs = read_columns(against) if against else None
-        keys = [frame["key"]]  # handed over in a list: _dedup lets them go once it holds the distinct ones
-        frame = frame.drop("key")
-        frame, near_info = _dedup(frame, keys, refs, config, recipe, options)
+        frame, near_info = _dedup(frame, (spills, starts), refs, config, recipe, options)
         explained, distinct_keys = near_info.pop("explain"), near_info.pop("keys")
         stats.lap("dedup")
         reviewed = None
@@ -203,22 +202,37 @@ def clean(
 
 
 #: what pass 1 keeps of a chunk besides its axes (`ax_*`); the texts wait in its spill file
-KEPT_COLUMNS = ("file", "line", "id", "style", "n_chars", "key", "reason", "detail", "normalized")
-#: what the spill file of a chunk holds: pass 2 and the report's samples read it back
-SPILL_COLUMNS = ("text", "changes", "raw")
+KEPT_COLUMNS = (
+    "file",
+    "line",
+    "id",
+    "style",
+    "n_chars",
+    "reason",
+    "detail",
+    "normalized",
+    "keyed",
+    "h1",
+    "h2",
+)
+#: what the spill file of a chunk holds: dedup reads back the distinct keys, pass 2 the texts, the report
+#: its samples
+SPILL_COLUMNS = ("text", "changes", "raw", "key")
 
 
 def _pass1(
     chunk: Chunk, spill: Path, config: CleanConfig, recipe: Recipe | None, skip_bad_lines: bool
 ) -> pl.DataFrame:
-    """Read, normalize and judge one chunk; its texts go to `spill`, the columns dedup and the report
-    need come back."""
+    """Read, normalize and judge one chunk; its texts and keys go to `spill`, the columns dedup and the
+    report need come back (a key as its hashes, `keyed` if not empty)."""
     frame, _ = _judged(read_chunk(chunk, skip_bad_lines=skip_bad_lines), config, recipe)
     frame.select(SPILL_COLUMNS).write_ipc(spill)
     axes = [c for c in frame.columns if c.startswith("ax_")]
-    return frame.with_columns(normalized=pl.col("changes").list.len() > 0).select(
-        *KEPT_COLUMNS[:5], *axes, *KEPT_COLUMNS[5:]
-    )
+    return frame.with_columns(
+        key_hashes(frame["key"]),
+        normalized=pl.col("changes").list.len() > 0,
+        keyed=pl.col("key").str.len_bytes() > 0,
+    ).select(*KEPT_COLUMNS[:5], *axes, *KEPT_COLUMNS[5:])
 
 
 class LocalPasses:
@@ -264,15 +278,23 @@ def _with_samples(frame: pl.DataFrame, spills: list[Path], starts: np.ndarray, s
         .sort()
         .to_numpy()
     )
-    text = pl.repeat(None, frame.height, dtype=pl.Utf8, eager=True)
-    raw = text.clone()
-    at = np.searchsorted(starts, rows, side="right") - 1
-    for i in np.unique(at):
-        mine = rows[at == i]
-        part = pl.read_ipc(spills[i], columns=["text", "raw"])[mine - starts[i]]
-        text = text.scatter(mine, part["text"])
-        raw = raw.scatter(mine, part["raw"])
-    return frame.with_columns(text.alias("text"), raw.alias("raw"))
+    part = spilled(spills, starts, rows, ["text", "raw"])
+    empty = pl.repeat(None, frame.height, dtype=pl.Utf8, eager=True)
+    return frame.with_columns(
+        empty.scatter(rows, part["text"]).alias("text"), empty.scatter(rows, part["raw"]).alias("raw")
+    )
+
+
+def spilled(spills: list[Path], starts: np.ndarray, rows: np.ndarray, columns: list[str]) -> pl.DataFrame:
+    """`columns` of the frame's rows `rows` (ascending) read back from the chunks' spill files (chunk i
+    holds the rows from starts[i])."""
+    bounds = np.searchsorted(rows, starts)
+    parts = [
+        pl.read_ipc(spills[i], columns=columns)[rows[lo:hi] - starts[i]]
+        for i, (lo, hi) in enumerate(itertools.pairwise(bounds))
+        if hi > lo
+    ]
+    return pl.concat(parts) if parts else pl.DataFrame(schema=dict.fromkeys(columns, pl.Utf8))
 
 
 def judge(record: dict[str, Any], *, recipe: Recipe | None = None) -> tuple[str, str] | None:
@@ -299,21 +321,21 @@ def judge(record: dict[str, Any], *, recipe: Recipe | None = None) -> tuple[str,
 
 def _dedup(
     frame: pl.DataFrame,
-    keys: list[pl.Series],
+    spill: tuple[list[Path], np.ndarray],
     refs: pl.DataFrame | None,
     config: CleanConfig,
     recipe: Recipe | None,
     options: CleanOptions,
 ) -> tuple[pl.DataFrame, dict[str, Any]]:
-    """Mark exact and near duplicates among the rows no rule rejected (reference rows first); `keys`
-    is a list of one key column, emptied here.
+    """Mark exact and near duplicates among the rows no rule rejected (reference rows first).
 
-    Keys are the largest thing held (a gigabyte or more at ten million rows): through near-dup only
-    the distinct ones are, and they stay the only copy: the frame comes back with `key_id`, each row's
-    index into `info["keys"]` (an exact duplicate's is its head's; null for rows a rule rejected)."""
+    Keys are the largest thing there is to hold (a gigabyte or more at ten million rows): exact
+    duplicates are found by the keys' hashes, and only the distinct keys are read back from the
+    spill files (`spill`: the files and the frame row each starts at). The frame comes back with
+    `key_id`, each row's index into `info["keys"]` (an exact duplicate's is its head's; null for rows
+    a rule rejected)."""
     info: dict[str, Any] = {"candidates": 0, "confirmed": 0, "cluster_sizes": {}}
-    key_all = keys.pop()
-    is_alive = frame["reason"].is_null() & (key_all.str.len_chars() > 0)
+    is_alive = frame["reason"].is_null() & frame["keyed"]
     alive_rows = is_alive.arg_true()
     everyone = bool(is_alive.all())  # the usual case: no copies of the columns for the alive rows
     alive_ids = frame["id"] if everyone else frame["id"].gather(alive_rows)
@@ -326,13 +348,14 @@ def _dedup(
         )
         ref_keys, ref_ids = prepared["key"], prepared["id"]
     n_ref = len(ref_keys)
-    alive_keys = pl.concat([ref_keys, key_all if everyone else key_all.gather(alive_rows)])
-    del key_all
-    n = len(alive_keys)
-    head = exact_heads(alive_keys) if config.exact_dup else np.arange(n)
+    hashes = frame.select("h1", "h2")
+    hashes = pl.concat([key_hashes(ref_keys), hashes if everyone else hashes[alive_rows]])
+    n = hashes.height
+    head = exact_heads(hashes) if config.exact_dup else np.arange(n)
+    del hashes
     reps = np.flatnonzero(head == np.arange(n))
-    rep_keys = alive_keys.gather(reps)
-    del alive_keys
+    mine = alive_rows.to_numpy()[reps[reps >= n_ref] - n_ref]
+    rep_keys = pl.concat([ref_keys.gather(reps[reps < n_ref]), spilled(*spill, mine, ["key"])["key"]])
     lookup = np.full(n, -1, dtype=np.int64)
     lookup[reps] = np.arange(len(reps))
     final = head.copy()
@@ -391,7 +414,7 @@ def _dedup(
     key_id = pl.repeat(None, frame.height, dtype=pl.UInt32, eager=True).scatter(
         alive_rows, pl.Series(lookup[head[rows]], dtype=pl.UInt32)
     )
-    frame = frame.with_columns(
+    frame = frame.drop("keyed", "h1", "h2").with_columns(
         key_id.alias("key_id"),
         frame["reason"].scatter(at, marks["reason"]),
         frame["detail"].scatter(at, marks["detail"]),
