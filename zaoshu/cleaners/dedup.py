@@ -265,7 +265,10 @@ def local_edges(
         joined = components(len(keys), la[needs == 0], lb[needs == 0])
         ask = np.flatnonzero((needs > 0) & (joined[la] != joined[lb]))
         codes = np.where(needs > 0, UNCHECKED, PASS).astype(np.int8)
-        codes[ask] = script(pick(la[ask]), pick(lb[ask]), needs[ask])
+        for part in np.array_split(
+            ask, max(1, len(ask) // _BLOCK)
+        ):  # keys as Python strings, a block at a time
+            codes[part] = script(pick(la[part]), pick(lb[part]), needs[part])
     return Edges(la, lb, codes, checked)
 
 
