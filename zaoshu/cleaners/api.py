@@ -289,8 +289,10 @@ def spilled(spills: list[Path], starts: np.ndarray, rows: np.ndarray, columns: l
     """`columns` of the frame's rows `rows` (ascending) read back from the chunks' spill files (chunk i
     holds the rows from starts[i])."""
     bounds = np.searchsorted(rows, starts)
+    # a gather of strings keeps its source's whole buffers alive (polars' string views: all of a chunk's
+    # keys, a gigabyte at ten million rows); `+ ""` copies out just the rows taken
     parts = [
-        pl.read_ipc(spills[i], columns=columns)[rows[lo:hi] - starts[i]]
+        pl.read_ipc(spills[i], columns=columns)[rows[lo:hi] - starts[i]].with_columns(pl.col(pl.Utf8) + "")
         for i, (lo, hi) in enumerate(itertools.pairwise(bounds))
         if hi > lo
     ]
