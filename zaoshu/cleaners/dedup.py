@@ -194,7 +194,8 @@ def band_pairs(band_hash: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
             np.concatenate([pair, np.sort(a.astype(np.uint64) * n + b.astype(np.uint64))]), kind="stable"
         )
         pair = pair[np.r_[True, pair[1:] != pair[:-1]]] if len(pair) else pair
-    return (pair // n).astype(np.int64), (pair % n).astype(np.int64)
+    rows = np.int32 if len(band_hash) < 2**31 else np.int64  # half the memory of the pairs at 10M rows
+    return (pair // n).astype(rows), (pair % n).astype(rows)
 
 
 def passes(x: np.ndarray, y: np.ndarray, threshold: float, *, short: bool, workers: int = 1) -> np.ndarray:
@@ -203,6 +204,16 @@ def passes(x: np.ndarray, y: np.ndarray, threshold: float, *, short: bool, worke
     if short:
         return process.cpdist(x, y, scorer=Levenshtein.distance, workers=workers) <= 1
     return process.cpdist(x, y, scorer=Indel.normalized_similarity, workers=workers) >= threshold
+
+
+def _checked(
+    pick, a: np.ndarray, b: np.ndarray, threshold: float, *, short: bool, workers: int
+) -> np.ndarray:
+    """`passes` over pairs of rows, a block of pairs at a time: a bool per pair, not its score."""
+    blocks = range(0, len(a), _BLOCK)
+    parts = [passes(pick(a[i : i + _BLOCK]), pick(b[i : i + _BLOCK]), threshold, short=short, workers=workers)
+             for i in blocks]  # fmt: skip
+    return np.concatenate([np.zeros(0, dtype=bool), *parts])
 
 
 def veto_batch(x: np.ndarray, y: np.ndarray, *, workers: int = 1) -> np.ndarray:
@@ -244,17 +255,11 @@ def local_edges(
     pick = pick or _picker(keys)
     a, b = band_pairs(band_hashes(keys, config, workers))
     short_a, short_b = _short_pairs_of(keys, config.short_chars)
-    sim = _pairwise(pick, a, b, Indel.normalized_similarity, workers)
-    ok = sim >= config.threshold
-    left, right = [a[ok]], [b[ok]]
-    checked = len(a)
-    if len(short_a):
-        dist = _pairwise(pick, short_a, short_b, Levenshtein.distance, workers)
-        sok = dist <= 1
-        left.append(short_a[sok])
-        right.append(short_b[sok])
-        checked += len(short_a)
-    la, lb = np.concatenate(left), np.concatenate(right)
+    ok = _checked(pick, a, b, config.threshold, short=False, workers=workers)
+    short_ok = _checked(pick, short_a, short_b, config.threshold, short=True, workers=workers)
+    la, lb = np.concatenate([a[ok], short_a[short_ok]]), np.concatenate([b[ok], short_b[short_ok]])
+    checked = len(a) + len(short_a)
+    del a, b, ok
     codes = None
     if veto:
         verifier = verifier or Verifier(keys)
@@ -265,9 +270,7 @@ def local_edges(
         joined = components(len(keys), la[needs == 0], lb[needs == 0])
         ask = np.flatnonzero((needs > 0) & (joined[la] != joined[lb]))
         codes = np.where(needs > 0, UNCHECKED, PASS).astype(np.int8)
-        for part in np.array_split(
-            ask, max(1, len(ask) // _BLOCK)
-        ):  # keys as Python strings, a block at a time
+        for part in np.array_split(ask, max(1, len(ask) // _BLOCK)):  # a block of keys as Python strings
             codes[part] = script(pick(la[part]), pick(lb[part]), needs[part])
     return Edges(la, lb, codes, checked)
 
