@@ -228,11 +228,15 @@ def _pass1(
     frame, _ = _judged(read_chunk(chunk, skip_bad_lines=skip_bad_lines), config, recipe)
     frame.select(SPILL_COLUMNS).write_ipc(spill)
     axes = [c for c in frame.columns if c.startswith("ax_")]
-    return frame.with_columns(
+    kept = frame.with_columns(
         key_hashes(frame["key"]),
         normalized=pl.col("changes").list.len() > 0,
         keyed=pl.col("key").str.len_bytes() > 0,
     ).select(*KEPT_COLUMNS[:5], *axes, *KEPT_COLUMNS[5:])
+    # a string column of nulls built row by row holds 16 bytes a row (string views), made anew none: most
+    # chunks' reasons, details and often styles are all null (half a gigabyte at ten million rows)
+    nulls = [c for c, t in kept.schema.items() if t == pl.Utf8 and kept[c].null_count() == kept.height]
+    return kept.with_columns(pl.lit(None, dtype=pl.Utf8).alias(c) for c in nulls)
 
 
 class LocalPasses:
@@ -378,20 +382,22 @@ def _dedup(
         info["candidates"], info["confirmed"] = near.candidates, near.confirmed
         info["vetoed"] = near.vetoed
         del near
-    rows = np.arange(n_ref, n)
-    dup = np.flatnonzero(final[rows] != rows)  # an exact duplicate's final head is never itself
+    # this input's rows among the alive ones (after the reference rows): views, not copies
+    final_in, head_in, rows_in = final[n_ref:], head[n_ref:], np.arange(n_ref, n)
+    dup = np.flatnonzero(final_in != rows_in)  # an exact duplicate's final head is never itself
+    del rows_in
     all_ids = pl.concat([ref_ids, alive_ids])
-    at_near = dup[head[rows][dup] == rows[dup]]  # near duplicates (not exact ones)
+    at_near = dup[head_in[dup] == dup + n_ref]  # near duplicates (not exact ones)
     explained = []
     for part in np.array_split(at_near, max(1, len(at_near) // _BLOCK)):  # its texts as Python strings
         explained.append(
             explain_frame(
                 alive_ids.gather(part),
-                all_ids.gather(final[rows][part]),
-                rep_keys.gather(lookup[rows[part]]),  # near duplicates and their heads: distinct keys
-                rep_keys.gather(lookup[final[rows][part]]),
-                similarity[rows][part],
-                head_veto[rows][part],
+                all_ids.gather(final_in[part]),
+                rep_keys.gather(lookup[part + n_ref]),  # near duplicates and their heads: distinct keys
+                rep_keys.gather(lookup[final_in[part]]),
+                similarity[n_ref:][part],
+                head_veto[n_ref:][part],
                 alive_rows.gather(part).to_numpy(),
                 config.near_dup,
                 axes=bool(_axis_values(frame, recipe)) if config.near_dup.axis_guard else False,
@@ -401,9 +407,9 @@ def _dedup(
     info["explain"] = Explained(pl.concat([e.frame for e in explained]), explained[0].checked)
     marks = pl.DataFrame(
         {
-            "exact": head[rows][dup] != rows[dup],
-            "head": all_ids.gather(head[rows][dup]),
-            "sim": similarity[rows][dup],
+            "exact": head_in[dup] != dup + n_ref,
+            "head": all_ids.gather(head_in[dup]),
+            "sim": similarity[n_ref:][dup],
         }
     ).select(
         reason=pl.when("exact").then(pl.lit("duplicate")).otherwise(pl.lit("near_duplicate")),
@@ -414,7 +420,7 @@ def _dedup(
     # write the marks into the full-length columns (a join would copy every column of the frame)
     at = alive_rows.gather(dup)
     key_id = pl.repeat(None, frame.height, dtype=pl.UInt32, eager=True).scatter(
-        alive_rows, pl.Series(lookup[head[rows]], dtype=pl.UInt32)
+        alive_rows, pl.Series(lookup[head_in], dtype=pl.UInt32)
     )
     frame = frame.drop("keyed", "h1", "h2").with_columns(
         key_id.alias("key_id"),
@@ -422,7 +428,7 @@ def _dedup(
         frame["detail"].scatter(at, marks["detail"]),
         pl.repeat(None, frame.height, dtype=pl.Utf8, eager=True)
         .alias("duplicate_of")
-        .scatter(at, all_ids.gather(final[rows][dup])),
+        .scatter(at, all_ids.gather(final_in[dup])),
     )
     sizes = np.bincount(np.bincount(final[final >= 0])) if n else np.zeros(0)
     info["cluster_sizes"] = {int(s): int(c) for s, c in enumerate(sizes) if s >= 2 and c}
