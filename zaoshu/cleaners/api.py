@@ -355,6 +355,7 @@ def _dedup(
         ref_keys, ref_ids = prepared["key"], prepared["id"]
     n_ref = len(ref_keys)
     hashes = frame.select("h1", "h2")
+    frame = frame.drop("keyed", "h1", "h2")  # let go before near-dup, not after it
     hashes = pl.concat([key_hashes(ref_keys), hashes if everyone else hashes[alive_rows]])
     n = hashes.height
     head = exact_heads(hashes) if config.exact_dup else np.arange(n)
@@ -422,7 +423,7 @@ def _dedup(
     key_id = pl.repeat(None, frame.height, dtype=pl.UInt32, eager=True).scatter(
         alive_rows, pl.Series(lookup[head_in], dtype=pl.UInt32)
     )
-    frame = frame.drop("keyed", "h1", "h2").with_columns(
+    frame = frame.with_columns(
         key_id.alias("key_id"),
         frame["reason"].scatter(at, marks["reason"]),
         frame["detail"].scatter(at, marks["detail"]),
