@@ -375,10 +375,8 @@ def _dedup(
             axis_values=_axis_values(frame, recipe) if config.near_dup.axis_guard else None,
             workers=options.workers,
         )
-        rep_final = reps[near.head]
-        rep_sim = near.similarity
-        final = rep_final[lookup[head]]
-        similarity = rep_sim[lookup[head]]
+        final = reps[near.head][lookup[head]]
+        similarity = near.similarity[lookup[head]]
         head_veto = near.head_veto[lookup[head]]
         info["candidates"], info["confirmed"] = near.candidates, near.confirmed
         info["vetoed"] = near.vetoed
@@ -418,20 +416,23 @@ def _dedup(
         .then(pl.lit("same text as ") + pl.col("head"))
         .otherwise(pl.format("similarity {}", pl.col("sim").round(2))),
     )
-    # write the marks into the full-length columns (a join would copy every column of the frame)
     at = alive_rows.gather(dup)
     key_id = pl.repeat(None, frame.height, dtype=pl.UInt32, eager=True).scatter(
         alive_rows, pl.Series(lookup[head_in], dtype=pl.UInt32)
     )
-    frame = frame.with_columns(
-        key_id.alias("key_id"),
-        frame["reason"].scatter(at, marks["reason"]),
-        frame["detail"].scatter(at, marks["detail"]),
-        pl.repeat(None, frame.height, dtype=pl.Utf8, eager=True)
-        .alias("duplicate_of")
-        .scatter(at, all_ids.gather(final_in[dup])),
-    )
+    duplicate_of = all_ids.gather(final_in[dup])
     sizes = np.bincount(np.bincount(final[final >= 0])) if n else np.zeros(0)
+    # The per-row arrays go, then each full-length column is written in turn (its old one let go before
+    # the next is made): at ten million rows this is where the stage holds the most. A join would copy
+    # every column of the frame.
+    del head, final, head_in, final_in, similarity, head_veto, lookup, dup
+    frame = frame.with_columns(key_id.alias("key_id"))
+    del key_id
+    frame = frame.with_columns(frame["reason"].scatter(at, marks["reason"]))
+    frame = frame.with_columns(frame["detail"].scatter(at, marks["detail"]))
+    del marks
+    no_one = pl.repeat(None, frame.height, dtype=pl.Utf8, eager=True)
+    frame = frame.with_columns(no_one.scatter(at, duplicate_of).alias("duplicate_of"))
     info["cluster_sizes"] = {int(s): int(c) for s, c in enumerate(sizes) if s >= 2 and c}
     info["against"] = n_ref
     info["keys"] = rep_keys
