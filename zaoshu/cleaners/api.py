@@ -4,8 +4,8 @@ The pipeline, in order, over columns (polars, numpy), never a Python loop per ro
 operation can do it:
 read columns -> normalize -> dedup key -> measures -> rules -> exact dups -> near dups -> report -> write.
 Texts are not all held at once: the first pass reads, normalizes and judges the input a chunk at a time,
-keeps the columns dedup and the report need (the key, not the texts) and spills each chunk's texts to an
-Arrow file; the second pass streams the input again beside them. Parallel work is polars', numpy's and
+keeps the columns dedup and the report need (the key as two hashes) and spills each chunk's texts and keys
+to an Arrow file; the second pass streams the input again beside them. Parallel work is polars', numpy's and
 rapidfuzz's own threads.
 """
 
@@ -201,7 +201,7 @@ def clean(
     return stats
 
 
-#: what pass 1 keeps of a chunk besides its axes (`ax_*`); the texts wait in its spill file
+#: what pass 1 keeps of a chunk besides its axes (`ax_*`); the texts and keys wait in its spill file
 KEPT_COLUMNS = (
     "file",
     "line",
