@@ -18,7 +18,7 @@ import orjson
 import polars as pl
 
 from zaoshu.errors import RecordError, ZaoshuError
-from zaoshu.records import assistant_text, check_record, content_id, dumps, parse_line
+from zaoshu.records import assistant_text, check_record, content_id, parse_line
 
 
 class RowState(IntEnum):
@@ -179,19 +179,27 @@ def write_outputs(parts: Iterable[tuple[Chunk, pl.DataFrame]], kept: IO[bytes], 
 
 
 def write_chunk(chunk: Chunk, decisions: pl.DataFrame, kept: IO[bytes], rejected: IO[bytes]) -> None:
-    """`write_outputs` for one chunk."""
+    """`write_outputs` for one chunk: a kept line is copied as read, the others are rebuilt."""
     states = decisions["state"].to_list()
-    touched = iter(decisions.filter(pl.col("state") != RowState.KEPT).select(DECISION_COLUMNS[1:]).rows())
+    changed = pl.col("changes").list.len() > 0  # only then are the text and its changes written
+    touched = decisions.filter(pl.col("state") != RowState.KEPT).select(
+        pl.when(changed).then("text"), pl.when(changed).then("changes"), *DECISION_COLUMNS[3:]
+    )
+    touched_rows = iter(touched.rows())
     path = str(chunk.path)
+    keep: list[bytes] = []
+    drop: list[bytes] = []
     for state, (number, raw) in zip(states, chunk_lines(chunk), strict=True):
         if state == RowState.KEPT:
-            kept.write(raw + b"\n")
+            keep.append(raw)
             continue
-        text, changes, reason, detail, duplicate_of = next(touched)
+        text, changes, reason, detail, duplicate_of = next(touched_rows)
         info = {"reason": reason, "detail": detail}
         if reason == "bad_line":
             info |= {"file": path, "line": number}
-            rejected.write(dumps({"reject": info, "raw": raw.decode("utf-8", errors="replace").rstrip("\r")}))
+            drop.append(
+                orjson.dumps({"reject": info, "raw": raw.decode("utf-8", errors="replace").rstrip("\r")})
+            )
             continue
         if state == RowState.NORMALIZED:
             record = orjson.loads(raw)
@@ -200,14 +208,17 @@ def write_chunk(chunk: Chunk, decisions: pl.DataFrame, kept: IO[bytes], rejected
                 **(record.get("meta") or {}),
                 "clean": {"changes": changes, "original": original},
             }
-            kept.write(dumps(record))
+            keep.append(orjson.dumps(record))
             continue
         if duplicate_of is not None:
             info["duplicate_of"] = duplicate_of
         if changes:
             info["normalized"] = text
         info |= {"file": path, "line": number}
-        rejected.write(_with_reject(info, raw))
+        drop.append(_with_reject(info, raw))
+    for lines, handle in ((keep, kept), (drop, rejected)):
+        if lines:  # a chunk's lines in one write
+            handle.write(b"\n".join(lines) + b"\n")
 
 
 def _with_reject(info: dict[str, Any], raw: bytes) -> bytes:
@@ -218,5 +229,5 @@ def _with_reject(info: dict[str, Any], raw: bytes) -> bytes:
     `reject` already is parsed, so the old one is dropped (a JSON object must not repeat a key)."""
     if b'"reject"' in raw:
         record = orjson.loads(raw)
-        return dumps({"reject": info} | {k: v for k, v in record.items() if k != "reject"})
-    return b'{"reject":' + orjson.dumps(info) + b"," + raw.strip()[1:] + b"\n"
+        return orjson.dumps({"reject": info} | {k: v for k, v in record.items() if k != "reject"})
+    return b'{"reject":' + orjson.dumps(info) + b"," + raw.strip()[1:]

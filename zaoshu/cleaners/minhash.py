@@ -16,8 +16,6 @@ from functools import lru_cache
 
 import numpy as np
 import polars as pl
-from datasketch import MinHash
-from datasketch.lsh import _optimal_param
 
 _P = np.uint64(0x100000001B3)
 _M1 = np.uint64(0xBF58476D1CE4E5B9)
@@ -65,12 +63,16 @@ def _fmix32(h: np.ndarray) -> np.ndarray:
 @lru_cache(maxsize=8)
 def permutations(num_perm: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """(a, b) of datasketch's affine32 scheme for this num_perm and seed."""
+    from datasketch import MinHash  # imported when used: it loads scipy, 0.4 s for every worker process
+
     a, b = MinHash(num_perm=num_perm, seed=seed, scheme="affine32").permutations
     return a.astype(np.uint32), b.astype(np.uint32)
 
 
 def lsh_params(threshold: float, num_perm: int) -> tuple[int, int]:
     """(bands, rows per band) datasketch's MinHashLSH would choose (equal false +/- weights)."""
+    from datasketch.lsh import _optimal_param
+
     return _optimal_param(threshold, num_perm, 0.5, 0.5)
 
 
