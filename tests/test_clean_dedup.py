@@ -10,7 +10,7 @@ from clean_builders import read, record, write
 from datasketch import MinHash
 
 from zaoshu.cleaners import CleanOptions, NearDupConfig, clean
-from zaoshu.cleaners.dedup import components, near_heads, veto_batch
+from zaoshu.cleaners.dedup import SKETCH_COLUMNS, components, near_heads, sketch, veto_batch
 from zaoshu.cleaners.minhash import codepoints, lsh_bands, lsh_params, shingle_hash
 from zaoshu.cleaners.verify import VETOES
 from zaoshu.recipes import load_recipe
@@ -206,6 +206,27 @@ def test_near_heads_on_keys_directly() -> None:
     result = near_heads(keys, NearDupConfig())
     assert result.head.tolist() == [0, 0, 2]
     assert result.similarity[1] >= 0.85
+
+
+def test_keys_sketched_ahead_give_the_clusters_computed_on_the_spot() -> None:
+    """The clean stage sketches keys in its first pass (band hashes, the veto's hashes); near-dup given
+    those must find what it finds computing them itself, vetoes included."""
+    import polars as pl
+
+    texts = [BASE, *EDITS, *HARD_NEGATIVES, *DISTINCT]
+    keys = pl.Series("key", [t.replace("，", "").replace("！", "") for t in texts])
+    config = NearDupConfig()
+    sketched = sketch(keys, config)
+    assert sketched.columns == list(SKETCH_COLUMNS) and sketched["bands"].dtype.shape == (14,)
+    given = {c: sketched[c].to_numpy() for c in SKETCH_COLUMNS}
+    ahead, on_the_spot = near_heads(keys, config, sketched=given), near_heads(keys, config)
+    assert given == {}  # taken as used
+    assert ahead.head.tolist() == on_the_spot.head.tolist()
+    assert ahead.vetoed == on_the_spot.vetoed and sum(ahead.vetoed.values()) > 0
+    assert ahead.head[0] == 0 and len(set(ahead.head.tolist())) > 1
+    # an empty key (a row near-dup never sees) is sketched as zeros
+    empty = sketch(pl.Series("key", ["", BASE]), config)
+    assert not empty["bands"][0].to_numpy().any() and empty["bands"][1].to_numpy().any()
 
 
 def test_axes_with_more_than_64_values_keep_every_value_apart() -> None:

@@ -29,7 +29,7 @@ import polars as pl
 
 from zaoshu.cleaners import report as report_mod
 from zaoshu.cleaners.config import CleanConfig, CleanOptions, parse_clean_config
-from zaoshu.cleaners.dedup import exact_heads, key_hashes, near_heads
+from zaoshu.cleaners.dedup import SKETCH_COLUMNS, exact_heads, key_hashes, near_heads, sketch
 from zaoshu.cleaners.explain import Explained, explain_frame, write_dups
 from zaoshu.cleaners.io import (
     DECISION_COLUMNS,
@@ -220,8 +220,8 @@ KEPT_COLUMNS = (
     "h1",
     "h2",
 )
-#: what the spill file of a chunk holds: dedup reads back the distinct keys, pass 2 the texts, the report
-#: its samples
+#: what the spill file of a chunk holds: dedup reads back the distinct keys (and their `dedup.sketch`,
+#: where near-dup runs), pass 2 the texts, the report its samples
 SPILL_COLUMNS = ("text", "changes", "raw", "key")
 
 
@@ -229,9 +229,17 @@ def _pass1(
     chunk: Chunk, spill: Path, config: CleanConfig, recipe: Recipe | None, skip_bad_lines: bool
 ) -> pl.DataFrame:
     """Read, normalize and judge one chunk; its texts and keys go to `spill`, the columns dedup and the
-    report need come back (a key as its hashes, `keyed` if not empty)."""
+    report need come back (a key as its hashes, `keyed` if not empty). The keys a rule kept are
+    sketched for near-dup here too."""
     frame, _ = _judged(read_chunk(chunk, skip_bad_lines=skip_bad_lines), config, recipe)
-    frame.select(SPILL_COLUMNS).write_ipc(spill)
+    spilled = frame.select(SPILL_COLUMNS)
+    if config.near_dup.enabled:
+        alive = frame.select(
+            pl.when(pl.col("reason").is_null()).then("key").otherwise(pl.lit(""))
+        ).to_series()
+        spilled = spilled.hstack(sketch(alive, config.near_dup))
+    spilled.write_ipc(spill)
+    del spilled
     axes = [c for c in frame.columns if c.startswith("ax_")]
     kept = frame.with_columns(
         key_hashes(frame["key"]),
@@ -391,19 +399,30 @@ def _dedup(
     del hashes
     reps = np.flatnonzero(head == np.arange(n))
     mine = alive_rows.to_numpy()[reps[reps >= n_ref] - n_ref]
-    rep_keys = pl.concat([ref_keys.gather(reps[reps < n_ref]), spilled(*spill, mine, ["key"])["key"]])
+    near_dup = config.near_dup.enabled and n > 1
+    read_back = spilled(*spill, mine, ["key", *SKETCH_COLUMNS] if near_dup else ["key"])
+    ref_reps = ref_keys.gather(reps[reps < n_ref])
+    rep_keys = pl.concat([ref_reps, read_back["key"]])
+    sketched = None
+    if near_dup:  # as arrays in a dict near-dup empties as it goes (the band hashes are large)
+        both = pl.concat([sketch(ref_reps, config.near_dup), read_back.drop("key")])
+        sketched = {c: both[c].to_numpy() for c in SKETCH_COLUMNS}
+        del both
+    del read_back, ref_reps
     lookup = np.full(n, -1, dtype=np.int64)
     lookup[reps] = np.arange(len(reps))
     final = head.copy()
     similarity = np.ones(n)
     head_veto = np.zeros(n, dtype=np.int8)
-    if config.near_dup.enabled and n > 1:
+    if near_dup:
         near = near_heads(
             rep_keys,
             config.near_dup,
             axis_values=_axis_values(frame, recipe) if config.near_dup.axis_guard else None,
             workers=options.workers,
+            sketched=sketched,
         )
+        del sketched
         final = reps[near.head][lookup[head]]
         similarity = near.similarity[lookup[head]]
         head_veto = near.head_veto[lookup[head]]

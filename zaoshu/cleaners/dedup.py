@@ -25,7 +25,7 @@ from rapidfuzz.distance import Indel, Levenshtein
 from zaoshu.cleaners.axes import AxisSets, axis_sets, conflicts, split_conflicts
 from zaoshu.cleaners.config import NearDupConfig
 from zaoshu.cleaners.minhash import _P, _mix64, bucket_pairs, codepoints, lsh_bands, lsh_params
-from zaoshu.cleaners.verify import PASS, UNCHECKED, VETOES, Verifier, script
+from zaoshu.cleaners.verify import PASS, UNCHECKED, VETOES, Verifier, script, veto_hashes
 
 
 @dataclass
@@ -139,6 +139,25 @@ def band_hashes(keys: pl.Series, config: NearDupConfig, workers: int = 2) -> np.
     return out
 
 
+#: the columns `sketch` makes
+SKETCH_COLUMNS = ("bands", "neg_num", "who")
+
+
+def sketch(keys: pl.Series, config: NearDupConfig) -> pl.DataFrame:
+    """Near-dup's work on each key alone, done in the clean stage's first pass where its workers share
+    it out (two processes on two cores; the threads of `band_hashes` gain little): the key's LSH band
+    hashes (`bands`) and, where the veto runs, its `veto_hashes` (`neg_num`, `who`). Zeros for an
+    empty key, which near-dup never sees."""
+    keyed = (keys.str.len_bytes() > 0).arg_true().to_numpy()
+    bands, _ = lsh_params(config.lsh_threshold, config.num_perm)
+    band_hash = np.zeros((len(keys), bands), dtype=np.uint32)
+    band_hash[keyed] = band_hashes(keys.gather(keyed), config, workers=1)
+    neg_num, who = np.zeros(len(keys), dtype=np.uint64), np.zeros(len(keys), dtype=np.uint64)
+    if config.veto:
+        neg_num[keyed], who[keyed] = veto_hashes(keys.gather(keyed))
+    return pl.DataFrame({"bands": band_hash, "neg_num": neg_num, "who": who})
+
+
 def _short_pairs_of(keys: pl.Series, short: int) -> tuple[np.ndarray, np.ndarray]:
     """`_short_pairs` over the short keys only (their code points, not everyone's)."""
     if short <= 2:
@@ -249,11 +268,20 @@ def _vetoes(config: NearDupConfig, axis_values: dict[str, list[str]] | None) -> 
 
 
 def local_edges(
-    keys: pl.Series, config: NearDupConfig, *, veto: bool, workers: int = 2, pick=None, verifier=None
+    keys: pl.Series,
+    config: NearDupConfig,
+    *,
+    veto: bool,
+    workers: int = 2,
+    pick=None,
+    verifier=None,
+    sketched: dict[str, np.ndarray] | None = None,
 ) -> Edges:
-    """The edges on this machine: band hashes, band pairs and short-key pairs, the check, the veto."""
+    """The edges on this machine: band hashes, band pairs and short-key pairs, the check, the veto.
+
+    `sketched`: the keys' `sketch` columns; its `bands` are taken out of it (let go once paired)."""
     pick = pick or _picker(keys)
-    a, b = band_pairs(band_hashes(keys, config, workers))
+    a, b = band_pairs(sketched.pop("bands") if sketched else band_hashes(keys, config, workers))
     short_a, short_b = _short_pairs_of(keys, config.short_chars)
     ok = _checked(pick, a, b, config.threshold, short=False, workers=workers)
     short_ok = _checked(pick, short_a, short_b, config.threshold, short=True, workers=workers)
@@ -296,18 +324,25 @@ def near_heads(
     *,
     axis_values: dict[str, list[str]] | None = None,
     workers: int = 2,
+    sketched: dict[str, np.ndarray] | None = None,
 ) -> NearDupResult:
-    """Cluster near-duplicate keys (all distinct, all non-empty, in priority order: earlier rows win)."""
+    """Cluster near-duplicate keys (all distinct, all non-empty, in priority order: earlier rows win).
+
+    `sketched`: the keys' `sketch` columns as arrays, if made already (emptied here, as used)."""
     keys = keys if isinstance(keys, pl.Series) else pl.Series("key", keys, dtype=pl.Utf8)
     n = len(keys)
     if n < 2:
         return NearDupResult(np.arange(n), np.ones(n), 0, 0, {}, np.zeros(n, dtype=np.int8))
     pick = _picker(keys)
     veto = _vetoes(config, axis_values)
-    verifier = Verifier(keys) if veto else None  # per-key hashes: built once, used by both steps
+    hashes = (sketched.pop("neg_num"), sketched.pop("who")) if sketched and veto else None
+    verifier = Verifier(keys, hashes) if veto else None  # per-key hashes: built once, used by both steps
+    del hashes
     source = EDGE_SOURCE.get()
     if source is local_edges:
-        edges = local_edges(keys, config, veto=veto, workers=workers, pick=pick, verifier=verifier)
+        edges = local_edges(
+            keys, config, veto=veto, workers=workers, pick=pick, verifier=verifier, sketched=sketched
+        )
     else:
         edges = source(keys, config, veto=veto, workers=workers)
     return heads_from_edges(

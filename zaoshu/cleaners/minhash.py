@@ -147,6 +147,8 @@ def lsh_bands(
     `keep_signatures`, also returns the signatures (texts × num_perm, uint32) for tests and benchmarks.
     """
     a, b = permutations(num_perm, seed)
+    if not keep_signatures:  # the bands use the first bands * rows permutations only
+        a, b = a[: bands * rows], b[: bands * rows]
     n = len(offsets) - 1
     out = np.empty((n, bands), dtype=np.uint64)
     sigs = np.empty((n, num_perm), dtype=np.uint32) if keep_signatures else None
@@ -179,9 +181,6 @@ def lsh_bands(
     return out, sigs
 
 
-_LOW_MASK = (1 << 22) - 1
-
-
 def bucket_pairs(column: np.ndarray, *, full_upto: int = 8) -> tuple[np.ndarray, np.ndarray]:
     """Pairs (i < j) of rows with equal values in `column`.
 
@@ -189,37 +188,29 @@ def bucket_pairs(column: np.ndarray, *, full_upto: int = 8) -> tuple[np.ndarray,
     with the bucket's first row and its next three neighbours, enough to connect them without the
     quadratic blow-up; the similarity check and union-find do the rest.
     """
-    # rows whose value some other row shares: a counting pass over the low bits finds a small superset
-    low = (column & np.uint64(_LOW_MASK)).astype(np.int64)
-    maybe = np.flatnonzero(np.bincount(low, minlength=_LOW_MASK + 1)[low] > 1)
-    sub = column[maybe]
-    shared = maybe[pl.Series(sub).is_duplicated().to_numpy()] if len(sub) else maybe
-    if len(shared) < 2:
-        empty = np.empty(0, dtype=np.int64)
-        return empty, empty
-    order = shared[np.argsort(column[shared], kind="stable")]
+    if len(column) < 2:
+        return np.empty(0, dtype=np.int64), np.empty(0, dtype=np.int64)
+    # rows by value, equal values in row order (polars' stable sort: 2-4x numpy's on two cores)
+    order = pl.DataFrame({"v": column}).with_row_index("r").sort("v", maintain_order=True)["r"].to_numpy()
     s = column[order]
-    n = len(s)
-    if n < 2:
-        empty = np.empty(0, dtype=np.int64)
-        return empty, empty
-    new = np.empty(n, dtype=bool)
-    new[0] = True
-    new[1:] = s[1:] != s[:-1]
+    new = np.r_[True, s[1:] != s[:-1]]
+    size = np.diff(np.r_[np.flatnonzero(new), len(s)])
+    bucket_size = np.repeat(size, size)
+    shared = bucket_size > 1  # rows no other row shares a value with pair with none
+    order, new, bucket_size = order[shared].astype(np.int64), new[shared], bucket_size[shared]
     bucket = np.cumsum(new) - 1
-    first = np.flatnonzero(new)
-    size = np.diff(np.append(first, n))[bucket]
-    left: list[np.ndarray] = []
-    right: list[np.ndarray] = []
+    n = len(order)
+    left: list[np.ndarray] = [np.empty(0, dtype=np.int64)]
+    right: list[np.ndarray] = [np.empty(0, dtype=np.int64)]
     for d in range(1, full_upto):
         i = np.arange(n - d)
-        ok = (bucket[i] == bucket[i + d]) & ((size[i] <= full_upto) | (d <= 3))
+        ok = (bucket[i] == bucket[i + d]) & ((bucket_size[i] <= full_upto) | (d <= 3))
         if not ok.any():
             break
         left.append(order[i[ok]])
         right.append(order[i[ok] + d])
-    big = np.flatnonzero(size > full_upto)
-    head = first[bucket[big]]
+    big = np.flatnonzero(bucket_size > full_upto)
+    head = np.flatnonzero(new)[bucket[big]]
     keep = big != head
     left.append(order[head[keep]])
     right.append(order[big[keep]])

@@ -88,21 +88,23 @@ def _subsequence_hash(cps: np.ndarray, offsets: np.ndarray, chars: np.ndarray) -
     return out
 
 
+def veto_hashes(keys: pl.Series, block: int = 1 << 20) -> tuple[np.ndarray, np.ndarray]:
+    """Per key, what tells whether a pair needs its edit script: a hash of its numerals and negations,
+    and one of its kinship, surname and address characters (equal hashes: an edit touched none)."""
+    neg_num, who = [np.zeros(0, dtype=np.uint64)], [np.zeros(0, dtype=np.uint64)]
+    for lo in range(0, len(keys), block):  # a block of code points at a time: 4 bytes a character
+        cps, offsets = codepoints(keys.slice(lo, block))
+        neg_num.append(_subsequence_hash(cps, offsets, _NEG_NUM))
+        who.append(_subsequence_hash(cps, offsets, _WHO))
+    return np.concatenate(neg_num), np.concatenate(who)
+
+
 class Verifier:
-    """The veto over pairs of rows of one key column.
+    """The veto over pairs of rows of one key column, with its keys' `veto_hashes` (computed here
+    unless given: the clean stage makes them in its first pass, where its workers share them out)."""
 
-    What tells whether a pair needs its edit script is computed once per key, not per pair: a hash of
-    the key's numerals and negations, and one of its kinship, surname and address characters (equal
-    hashes: the edit touched none of them).
-    """
-
-    def __init__(self, keys: pl.Series, block: int = 1 << 20) -> None:
-        neg_num, who = [np.zeros(0, dtype=np.uint64)], [np.zeros(0, dtype=np.uint64)]
-        for lo in range(0, len(keys), block):  # a block of code points at a time: 4 bytes a character
-            cps, offsets = codepoints(keys.slice(lo, block))
-            neg_num.append(_subsequence_hash(cps, offsets, _NEG_NUM))
-            who.append(_subsequence_hash(cps, offsets, _WHO))
-        self.neg_num, self.who = np.concatenate(neg_num), np.concatenate(who)
+    def __init__(self, keys: pl.Series, hashes: tuple[np.ndarray, np.ndarray] | None = None) -> None:
+        self.neg_num, self.who = hashes if hashes is not None else veto_hashes(keys)
 
     def needs(
         self, ra: np.ndarray, rb: np.ndarray, a: np.ndarray, b: np.ndarray, *, workers: int = 1
