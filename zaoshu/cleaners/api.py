@@ -340,6 +340,24 @@ def spilled(spills: list[Path], starts: np.ndarray, rows: np.ndarray, columns: l
     return pl.concat(parts) if parts else pl.DataFrame(schema=dict.fromkeys(columns, pl.Utf8))
 
 
+def spilled_arrays(
+    spills: list[Path], starts: np.ndarray, rows: np.ndarray, columns: tuple[str, ...]
+) -> dict[str, np.ndarray]:
+    """`spilled` for numeric columns, as numpy arrays filled a chunk at a time (no second whole copy)."""
+    out: dict[str, np.ndarray] = {}
+    bounds = np.searchsorted(rows, starts)
+    for i, (lo, hi) in enumerate(itertools.pairwise(bounds)):
+        if hi == lo:
+            continue
+        part = pl.read_ipc(spills[i], columns=list(columns))[rows[lo:hi] - starts[i]]
+        for c in columns:
+            values = part[c].to_numpy()
+            if c not in out:
+                out[c] = np.empty((len(rows), *values.shape[1:]), dtype=values.dtype)
+            out[c][lo:hi] = values
+    return out
+
+
 def judge(record: dict[str, Any], *, recipe: Recipe | None = None) -> tuple[str, str] | None:
     """One record through the normalizers and rules (not dedup): None to keep it, else (reason, detail).
 
@@ -399,16 +417,16 @@ def _dedup(
     del hashes
     reps = np.flatnonzero(head == np.arange(n))
     mine = alive_rows.to_numpy()[reps[reps >= n_ref] - n_ref]
-    near_dup = config.near_dup.enabled and n > 1
-    read_back = spilled(*spill, mine, ["key", *SKETCH_COLUMNS] if near_dup else ["key"])
     ref_reps = ref_keys.gather(reps[reps < n_ref])
-    rep_keys = pl.concat([ref_reps, read_back["key"]])
+    rep_keys = pl.concat([ref_reps, spilled(*spill, mine, ["key"])["key"]])
+    near_dup = config.near_dup.enabled and n > 1
     sketched = None
     if near_dup:  # as arrays in a dict near-dup empties as it goes (the band hashes are large)
-        both = pl.concat([sketch(ref_reps, config.near_dup), read_back.drop("key")])
-        sketched = {c: both[c].to_numpy() for c in SKETCH_COLUMNS}
-        del both
-    del read_back, ref_reps
+        sketched = spilled_arrays(*spill, mine, SKETCH_COLUMNS)
+        if len(ref_reps):
+            refs_sketched = sketch(ref_reps, config.near_dup)
+            sketched = {c: np.concatenate([refs_sketched[c].to_numpy(), a]) for c, a in sketched.items()}
+    del ref_reps
     lookup = np.full(n, -1, dtype=np.int64)
     lookup[reps] = np.arange(len(reps))
     final = head.copy()
