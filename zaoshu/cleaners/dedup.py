@@ -343,7 +343,9 @@ def near_heads(
         edges = local_edges(
             keys, config, veto=veto, workers=workers, pick=pick, verifier=verifier, sketched=sketched
         )
-    else:
+    else:  # an engine's source makes its own band hashes: the given ones go now
+        if sketched:
+            sketched.pop("bands", None)
         edges = source(keys, config, veto=veto, workers=workers)
     return heads_from_edges(
         keys, edges, config, axis_values=axis_values, workers=workers, pick=pick, verifier=verifier
