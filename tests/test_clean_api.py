@@ -123,6 +123,11 @@ def test_bad_lines_are_errors_naming_file_and_line(
     assert f"{src}:3:" in str(e.value) and expected in str(e.value)
     assert out.read_text() == PREVIOUS  # never replaced by a half-written file
     assert not list(tmp_path.glob("*.tmp"))
+    assert not (tmp_path / "clean.report").exists()  # the report folder it made is gone again
+    (tmp_path / "clean.report").mkdir()
+    with pytest.raises(RecordError):
+        clean([src], out, recipe=recipe)
+    assert (tmp_path / "clean.report").is_dir()  # a folder that was there before stays
 
     stats = clean([src], out, recipe=recipe, options=CleanOptions(skip_bad_lines=True))
     assert stats.read == 3 and stats.rejected == {"bad_line": 1, "duplicate": 1}

@@ -145,6 +145,20 @@ def check_writable(files: Iterable[PathLike | None] = (), dirs: Iterable[PathLik
             raise _os_error(e, raw) from None
 
 
+@contextlib.contextmanager
+def removed_if_left_empty(folder: PathLike) -> Iterator[None]:
+    """A folder a command makes for its outputs (`check_writable` inside the block) goes again when the
+    command fails before writing into it: a failed run leaves no empty folder behind."""
+    existed = Path(folder).exists()
+    try:
+        yield
+    except BaseException:
+        if not existed:
+            with contextlib.suppress(OSError):  # only an empty folder: anything written there stays
+                Path(folder).rmdir()
+        raise
+
+
 def _os_error(e: OSError, path: PathLike) -> ZaoshuError:
     reason = e.strerror or str(e)
     if e.errno in (errno.EACCES, errno.EPERM, errno.EROFS):

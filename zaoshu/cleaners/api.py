@@ -45,7 +45,7 @@ from zaoshu.cleaners.io import (
 from zaoshu.cleaners.normalize import dedup_keys, key_expr, normalize_frame
 from zaoshu.cleaners.rules import RULES, RuleContext, apply_rules
 from zaoshu.cleaners.stats import CleanStats
-from zaoshu.files import atomic_write, check_replaceable, check_writable, guard_outputs
+from zaoshu.files import atomic_write, check_replaceable, check_writable, guard_outputs, removed_if_left_empty
 from zaoshu.recipes import Recipe
 
 DEDUP_REASONS = ("duplicate", "near_duplicate")
@@ -133,77 +133,84 @@ def clean(
     dups = out.with_name(out.stem + ".dups.jsonl")
     guard_outputs([out, rejects, dups], inputs_read, output_dirs=[report_dir])
     check_replaceable([out, rejects, dups])
-    check_writable([out, rejects, dups], [report_dir])
-    config = options.apply(load_config(recipe))
-    stats = CleanStats(out=str(out), rejects=str(rejects), report=str(report_dir))
-    own = {p.resolve() for p in (out, rejects, dups)}
-    files = expand_inputs(list(inputs), exclude=own)
-    chunks = split_chunks(files)
-    runner = PASSES.get() or LocalPasses()
-    with runner.scratch(out) as tmp:
-        spills = [Path(tmp) / f"{i}.arrow" for i in range(len(chunks))]
-        n = len(chunks)
-        with runner.pool(chunks, options.workers, 1) as pool:
-            run = pool.map if pool else map
-            frames = list(
-                run(_pass1, chunks, spills, [config] * n, [recipe] * n, [options.skip_bad_lines] * n)
-            )
-        starts = np.cumsum([0, *(f.height for f in frames)])
-        frame = pl.concat(frames, how="diagonal_relaxed")
-        del frames
-        ctx = RuleContext.build(config, recipe, frame["style"].drop_nulls().unique().sort().to_list())
-        stats.lap("read")
-        against = expand_inputs(list(options.against), exclude=own) if options.against else []
-        refs = read_columns(against) if against else None
-        frame, near_info = _dedup(frame, (spills, starts), refs, config, recipe, options)
-        explained, distinct_keys = near_info.pop("explain"), near_info.pop("keys")
-        stats.lap("dedup")
-        reviewed = None
-        if review is not None:
-            from zaoshu.review import apply_to_frame, read_decisions
-
-            frame, reviewed = apply_to_frame(frame, read_decisions(review))
-        frame = frame.with_columns(
-            state=pl.when(pl.col("reason").is_not_null())
-            .then(pl.lit(RowState.REJECTED.value))
-            .when(pl.col("normalized"))
-            .then(pl.lit(RowState.NORMALIZED.value))
-            .otherwise(pl.lit(RowState.KEPT.value))
-            .cast(pl.Int8)
-        )
-        stats.count(frame)
-        stats.reviewed = reviewed.to_dict() if reviewed else {}
-        shown = _with_samples(frame, spills, starts, options.samples)
-        data = report_mod.build(
-            shown, stats, ctx=ctx, recipe=recipe, near=near_info, samples=options.samples, keys=distinct_keys
-        )
-        del distinct_keys
-        report_mod.write_report(report_dir, shown, data, recipe)
-        del shown
-        stats.lap("report")
-        decisions = frame.select("state", "reason", "detail", "duplicate_of")
-        parts = [decisions.slice(starts[i], starts[i + 1] - starts[i]) for i in range(n)]
-        with (
-            atomic_write(out) as kept,
-            atomic_write(rejects) as rejected,
-            runner.pool(chunks, options.workers, 2) as pool,
-        ):
-            if pool is None:
-                write_outputs(
-                    ((c, _decisions(d, s)) for c, d, s in zip(chunks, parts, spills, strict=True)),
-                    kept,
-                    rejected,
+    with removed_if_left_empty(report_dir):  # a run that fails early leaves no empty report folder
+        check_writable([out, rejects, dups], [report_dir])
+        config = options.apply(load_config(recipe))
+        stats = CleanStats(out=str(out), rejects=str(rejects), report=str(report_dir))
+        own = {p.resolve() for p in (out, rejects, dups)}
+        files = expand_inputs(list(inputs), exclude=own)
+        chunks = split_chunks(files)
+        runner = PASSES.get() or LocalPasses()
+        with runner.scratch(out) as tmp:
+            spills = [Path(tmp) / f"{i}.arrow" for i in range(len(chunks))]
+            n = len(chunks)
+            with runner.pool(chunks, options.workers, 1) as pool:
+                run = pool.map if pool else map
+                frames = list(
+                    run(_pass1, chunks, spills, [config] * n, [recipe] * n, [options.skip_bad_lines] * n)
                 )
-            else:  # each worker writes a chunk's outputs to files of its own, joined here in order
-                names = [(Path(tmp) / f"{i}.kept", Path(tmp) / f"{i}.rejected") for i in range(n)]
-                for k, r in pool.map(_pass2, chunks, parts, spills, names):
-                    for path, handle in ((k, kept), (r, rejected)):
-                        with open(path, "rb") as f:
-                            shutil.copyfileobj(f, handle, 1 << 20)
-                        path.unlink()
-    write_dups(dups, explained, frame, [str(p) for p in files])
-    stats.lap("write")
-    return stats
+            starts = np.cumsum([0, *(f.height for f in frames)])
+            frame = pl.concat(frames, how="diagonal_relaxed")
+            del frames
+            ctx = RuleContext.build(config, recipe, frame["style"].drop_nulls().unique().sort().to_list())
+            stats.lap("read")
+            against = expand_inputs(list(options.against), exclude=own) if options.against else []
+            refs = read_columns(against) if against else None
+            frame, near_info = _dedup(frame, (spills, starts), refs, config, recipe, options)
+            explained, distinct_keys = near_info.pop("explain"), near_info.pop("keys")
+            stats.lap("dedup")
+            reviewed = None
+            if review is not None:
+                from zaoshu.review import apply_to_frame, read_decisions
+
+                frame, reviewed = apply_to_frame(frame, read_decisions(review))
+            frame = frame.with_columns(
+                state=pl.when(pl.col("reason").is_not_null())
+                .then(pl.lit(RowState.REJECTED.value))
+                .when(pl.col("normalized"))
+                .then(pl.lit(RowState.NORMALIZED.value))
+                .otherwise(pl.lit(RowState.KEPT.value))
+                .cast(pl.Int8)
+            )
+            stats.count(frame)
+            stats.reviewed = reviewed.to_dict() if reviewed else {}
+            shown = _with_samples(frame, spills, starts, options.samples)
+            data = report_mod.build(
+                shown,
+                stats,
+                ctx=ctx,
+                recipe=recipe,
+                near=near_info,
+                samples=options.samples,
+                keys=distinct_keys,
+            )
+            del distinct_keys
+            report_mod.write_report(report_dir, shown, data, recipe)
+            del shown
+            stats.lap("report")
+            decisions = frame.select("state", "reason", "detail", "duplicate_of")
+            parts = [decisions.slice(starts[i], starts[i + 1] - starts[i]) for i in range(n)]
+            with (
+                atomic_write(out) as kept,
+                atomic_write(rejects) as rejected,
+                runner.pool(chunks, options.workers, 2) as pool,
+            ):
+                if pool is None:
+                    write_outputs(
+                        ((c, _decisions(d, s)) for c, d, s in zip(chunks, parts, spills, strict=True)),
+                        kept,
+                        rejected,
+                    )
+                else:  # each worker writes a chunk's outputs to files of its own, joined here in order
+                    names = [(Path(tmp) / f"{i}.kept", Path(tmp) / f"{i}.rejected") for i in range(n)]
+                    for k, r in pool.map(_pass2, chunks, parts, spills, names):
+                        for path, handle in ((k, kept), (r, rejected)):
+                            with open(path, "rb") as f:
+                                shutil.copyfileobj(f, handle, 1 << 20)
+                            path.unlink()
+        write_dups(dups, explained, frame, [str(p) for p in files])
+        stats.lap("write")
+        return stats
 
 
 #: what pass 1 keeps of a chunk besides its axes (`ax_*`); the texts and keys wait in its spill file
