@@ -125,7 +125,7 @@ class CleanOptions:
     length_tolerance: float | None = None
     against: list[Path] = field(default_factory=list)
     skip_bad_lines: bool = False
-    #: worker threads for signatures and the similarity check (numpy and rapidfuzz release the GIL).
+    #: worker processes for pass 1 over more than one 16 MB chunk; threads for the similarity check.
     workers: int = 2
     #: samples per reason in the report.
     samples: int = 5

@@ -42,7 +42,13 @@ SkipBadLines = Annotated[
     bool,
     typer.Option("--skip-bad-lines", help="Send bad lines to the rejects as bad_line instead of stopping."),
 ]
-Workers = Annotated[int, typer.Option("--workers", help="Threads for signatures and similarity checks.")]
+Workers = Annotated[
+    int,
+    typer.Option(
+        "--workers",
+        help="Processes for the first pass over inputs past 16 MB, threads for the similarity checks.",
+    ),
+]
 Engine = Annotated[
     str,
     typer.Option(
