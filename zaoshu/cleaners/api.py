@@ -239,14 +239,14 @@ def _pass1(
     report need come back (a key as its hashes, `keyed` if not empty). The keys a rule kept are
     sketched for near-dup here too."""
     frame, _ = _judged(read_chunk(chunk, skip_bad_lines=skip_bad_lines), config, recipe)
-    spilled = frame.select(SPILL_COLUMNS)
+    to_spill = frame.select(SPILL_COLUMNS)
     if config.near_dup.enabled:
         alive = frame.select(
             pl.when(pl.col("reason").is_null()).then("key").otherwise(pl.lit(""))
         ).to_series()
-        spilled = spilled.hstack(sketch(alive, config.near_dup))
-    spilled.write_ipc(spill)
-    del spilled
+        to_spill = to_spill.hstack(sketch(alive, config.near_dup))
+    to_spill.write_ipc(spill)
+    del to_spill
     axes = [c for c in frame.columns if c.startswith("ax_")]
     kept = frame.with_columns(
         key_hashes(frame["key"]),
