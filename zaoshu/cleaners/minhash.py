@@ -196,7 +196,7 @@ def bucket_pairs(column: np.ndarray, *, full_upto: int = 8) -> tuple[np.ndarray,
     new = np.r_[True, s[1:] != s[:-1]]
     size = np.diff(np.r_[np.flatnonzero(new), len(s)])
     bucket_size = np.repeat(size, size)
-    shared = bucket_size > 1  # rows no other row shares a value with pair with none
+    shared = bucket_size > 1  # a row whose value no other row has is in no pair
     order, new, bucket_size = order[shared].astype(np.int64), new[shared], bucket_size[shared]
     bucket = np.cumsum(new) - 1
     n = len(order)
