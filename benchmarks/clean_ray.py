@@ -180,7 +180,7 @@ def stages(data: Path, rows: int) -> None:
     keys = keys.gather(np.flatnonzero(head == np.arange(len(keys))))
     config = NearDupConfig()
     t = time.perf_counter()
-    bh = band_hashes(keys, config, 1)
+    bh = band_hashes(keys, config)
     t_bands = time.perf_counter() - t
     t = time.perf_counter()
     a, b = band_pairs(bh)

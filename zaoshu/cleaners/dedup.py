@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
+from functools import partial
 
 import numpy as np
 import polars as pl
@@ -24,7 +25,7 @@ from rapidfuzz.distance import Indel, Levenshtein
 
 from zaoshu.cleaners.axes import AxisSets, axis_sets, conflicts, split_conflicts
 from zaoshu.cleaners.config import NearDupConfig
-from zaoshu.cleaners.minhash import _P, _mix64, bucket_pairs, codepoints, lsh_bands, lsh_params
+from zaoshu.cleaners.minhash import bucket_pairs, codepoints, lsh_bands, lsh_params
 from zaoshu.cleaners.verify import PASS, UNCHECKED, VETOES, Verifier, script, veto_hashes
 
 
@@ -79,52 +80,13 @@ def components(n: int, left: np.ndarray, right: np.ndarray) -> np.ndarray:
             parent = grand
 
 
-def _short_pairs(cps: np.ndarray, offsets: np.ndarray, short: int) -> tuple[np.ndarray, np.ndarray]:
-    """Pairs of short keys that share a one-character deletion (edit distance <= 1 candidates)."""
-    lengths = np.diff(offsets)
-    rows = np.flatnonzero((lengths >= 2) & (lengths < short))
-    if len(rows) < 2:
-        empty = np.empty(0, dtype=np.int64)
-        return empty, empty
-    width = short
-    grid = np.zeros((len(rows), width), dtype=np.uint64)
-    for k in range(width - 1):
-        inside = k < lengths[rows]
-        grid[inside, k] = cps[offsets[rows[inside]] + k]
-    hashes = []
-    owners = []
-    with np.errstate(over="ignore"):
-        for i in range(-1, width - 1):  # -1: the key itself; i: the key without its i-th character
-            if i < 0:
-                v = grid
-            else:
-                v = np.concatenate(
-                    [grid[:, :i], grid[:, i + 1 :], np.zeros((len(rows), 1), dtype=np.uint64)], axis=1
-                )
-                v[lengths[rows] <= i] = 0  # no such position: no variant (all-zero rows are dropped)
-            acc = np.zeros(len(rows), dtype=np.uint64)
-            for k in range(width):
-                acc *= _P
-                acc += v[:, k]
-            ok = v.any(axis=1)
-            hashes.append(_mix64(acc[ok]))
-            owners.append(rows[ok])
-            del v
-    h = np.concatenate(hashes)
-    owner = np.concatenate(owners)
-    a, b = bucket_pairs(h)
-    a, b = owner[a], owner[b]
-    keep = a != b
-    return np.minimum(a[keep], b[keep]), np.maximum(a[keep], b[keep])
-
-
 #: keys per block of signatures, and pairs per block of checks: what is held at once stays small.
 _BLOCK = 1 << 18
 #: up to this many keys, all of them are converted to Python strings once (about 130 bytes a key).
 _ALL_KEYS = 3_000_000
 
 
-def band_hashes(keys: pl.Series, config: NearDupConfig, workers: int = 2) -> np.ndarray:
+def band_hashes(keys: pl.Series, config: NearDupConfig) -> np.ndarray:
     """LSH band hashes of every key (rows × bands), computed a block of keys at a time.
 
     Kept as 32 bits: at ten million keys a band sees a few thousand chance collisions, which the exact
@@ -134,7 +96,7 @@ def band_hashes(keys: pl.Series, config: NearDupConfig, workers: int = 2) -> np.
     for lo in range(0, len(keys), _BLOCK):
         cps, offsets = codepoints(keys.slice(lo, _BLOCK))
         part, _ = lsh_bands(cps, offsets, ngram=config.ngram, num_perm=config.num_perm, bands=bands,
-                            rows=rows, seed=config.seed, workers=workers)  # fmt: skip
+                            rows=rows, seed=config.seed)  # fmt: skip
         out[lo : lo + len(part)] = part >> np.uint64(32)
     return out
 
@@ -145,43 +107,47 @@ SKETCH_COLUMNS = ("bands", "neg_num", "who")
 
 def sketch(keys: pl.Series, config: NearDupConfig) -> pl.DataFrame:
     """Near-dup's work on each key alone, done in the clean stage's first pass where its workers share
-    it out (two processes on two cores; the threads of `band_hashes` gain little): the key's LSH band
+    it out (two processes on two cores): the key's LSH band
     hashes (`bands`) and, where the veto runs, its `veto_hashes` (`neg_num`, `who`). Zeros for an
     empty key, which near-dup never sees."""
     keyed = (keys.str.len_bytes() > 0).arg_true().to_numpy()
     bands, _ = lsh_params(config.lsh_threshold, config.num_perm)
     band_hash = np.zeros((len(keys), bands), dtype=np.uint32)
-    band_hash[keyed] = band_hashes(keys.gather(keyed), config, workers=1)
+    band_hash[keyed] = band_hashes(keys.gather(keyed), config)
     neg_num, who = np.zeros(len(keys), dtype=np.uint64), np.zeros(len(keys), dtype=np.uint64)
     if config.veto:
         neg_num[keyed], who[keyed] = veto_hashes(keys.gather(keyed))
     return pl.DataFrame({"bands": band_hash, "neg_num": neg_num, "who": who})
 
 
-def _short_pairs_of(keys: pl.Series, short: int) -> tuple[np.ndarray, np.ndarray]:
-    """`_short_pairs` over the short keys only (their code points, not everyone's)."""
-    if short <= 2:
+def short_pairs(keys: pl.Series, short: int) -> tuple[np.ndarray, np.ndarray]:
+    """Pairs of keys of 2 to `short - 1` characters that are one edit apart or may be (candidates for
+    Levenshtein distance <= 1): the key itself or one of its one-character deletions equal to the other
+    key's or one of its deletions. Each key and its deletions are hashed; equal hashes pair up."""
+    lengths = keys.str.len_chars()
+    rows = ((lengths >= 2) & (lengths < short)).arg_true()
+    if len(rows) < 2:
         return (np.empty(0, np.int64),) * 2
-    idx = (keys.str.len_chars() < short).arg_true().to_numpy()
-    cps, offsets = codepoints(keys.gather(idx))
-    a, b = _short_pairs(cps, offsets, short)
-    return idx[a].astype(np.int64), idx[b].astype(np.int64)
+    part, n = keys.gather(rows), lengths.gather(rows)
+    variants = [pl.DataFrame({"row": rows, "v": part})]
+    for i in range(short - 1):  # the key without its i-th character, for keys that have one
+        has = n > i
+        deleted = part.str.slice(0, i) + part.str.slice(i + 1)
+        variants.append(pl.DataFrame({"row": rows.filter(has), "v": deleted.filter(has)}))
+    every = pl.concat(variants)
+    a, b = bucket_pairs(every["v"].hash(seed=13).to_numpy())
+    owner = every["row"].cast(pl.Int64).to_numpy()
+    a, b = owner[a], owner[b]
+    keep = a != b
+    return np.minimum(a[keep], b[keep]), np.maximum(a[keep], b[keep])
 
 
-def _pairwise(pick, a: np.ndarray, b: np.ndarray, scorer, workers: int) -> np.ndarray:
-    """`scorer` over pairs of rows, a block of pairs at a time: a rapidfuzz distance, a `Verifier`
-    (its codes), or a method of one (it gets the rows beside their keys)."""
-    parts = []
-    for lo in range(0, len(a), _BLOCK):
-        ra, rb = a[lo : lo + _BLOCK], b[lo : lo + _BLOCK]
-        x, y = pick(ra), pick(rb)
-        if isinstance(scorer, Verifier):
-            parts.append(scorer.codes(ra, rb, x, y, workers=workers))
-        elif isinstance(getattr(scorer, "__self__", None), Verifier):
-            parts.append(scorer(ra, rb, x, y, workers=workers))
-        else:
-            parts.append(process.cpdist(x, y, scorer=scorer, workers=workers))
-    return np.concatenate(parts) if parts else np.zeros(0)
+def _by_block(pick, a: np.ndarray, b: np.ndarray, score) -> np.ndarray:
+    """`score(rows_a, rows_b, keys_a, keys_b)` over pairs of rows, a block of pairs at a time: beyond
+    `_ALL_KEYS` the keys are Python strings only a block at a time."""
+    parts = [score(a[i : i + _BLOCK], b[i : i + _BLOCK], pick(a[i : i + _BLOCK]), pick(b[i : i + _BLOCK]))
+             for i in range(0, len(a), _BLOCK)]  # fmt: skip
+    return np.concatenate([np.zeros(0, dtype=bool), *parts])
 
 
 @dataclass
@@ -217,22 +183,16 @@ def band_pairs(band_hash: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return (pair // n).astype(rows), (pair % n).astype(rows)
 
 
+def _similarity(_a: np.ndarray, _b: np.ndarray, x: np.ndarray, y: np.ndarray, *, workers: int) -> np.ndarray:
+    return process.cpdist(x, y, scorer=Indel.normalized_similarity, workers=workers)
+
+
 def passes(x: np.ndarray, y: np.ndarray, threshold: float, *, short: bool, workers: int = 1) -> np.ndarray:
     """Which pairs of keys pass the exact check: Indel similarity >= threshold, or for short-key pairs
     Levenshtein distance <= 1. Pure in the two keys, so any worker gives the same answer."""
     if short:
         return process.cpdist(x, y, scorer=Levenshtein.distance, workers=workers) <= 1
     return process.cpdist(x, y, scorer=Indel.normalized_similarity, workers=workers) >= threshold
-
-
-def _checked(
-    pick, a: np.ndarray, b: np.ndarray, threshold: float, *, short: bool, workers: int
-) -> np.ndarray:
-    """`passes` over pairs of rows, a block of pairs at a time: a bool per pair, not its score."""
-    blocks = range(0, len(a), _BLOCK)
-    parts = [passes(pick(a[i : i + _BLOCK]), pick(b[i : i + _BLOCK]), threshold, short=short, workers=workers)
-             for i in blocks]  # fmt: skip
-    return np.concatenate([np.zeros(0, dtype=bool), *parts])
 
 
 def veto_batch(x: np.ndarray, y: np.ndarray, *, workers: int = 1) -> np.ndarray:
@@ -244,27 +204,13 @@ def veto_batch(x: np.ndarray, y: np.ndarray, *, workers: int = 1) -> np.ndarray:
     return verifier.codes(np.arange(m), np.arange(m, 2 * m), x, y, workers=workers)
 
 
-def _picker(keys: pl.Series):
-    """Keys of given rows as an object array (all converted once up to `_ALL_KEYS`, else per block)."""
-    if (
-        len(keys) <= _ALL_KEYS
-    ):  # one object array, indexed for every block of pairs (the conversion is the cost)
+def _picker(keys: pl.Series) -> Callable[[np.ndarray], np.ndarray]:
+    """Keys of given rows as an object array: up to `_ALL_KEYS` all are converted once (the conversion is
+    the cost), beyond that (their Python strings alone would pass a gigabyte) a block at a time."""
+    if len(keys) <= _ALL_KEYS:
         every = keys.to_numpy()
-
-        def pick(rows: np.ndarray) -> np.ndarray:
-            return every[rows]
-    else:  # beyond that its Python strings alone would pass a gigabyte: convert a block at a time
-
-        def pick(rows: np.ndarray) -> np.ndarray:
-            return keys.gather(rows).to_numpy()
-
-    return pick
-
-
-def _vetoes(config: NearDupConfig, axis_values: dict[str, list[str]] | None) -> bool:
-    """Whether the veto runs: where the recipe's axes are known the axis guard stands in for it (the veto
-    there refused only copies: recall 0.983 -> 0.957 on the recipe's benchmark)."""
-    return bool(config.veto and not (config.axis_guard and axis_values))
+        return lambda rows: every[rows]
+    return lambda rows: keys.gather(rows).to_numpy()
 
 
 def local_edges(
@@ -281,17 +227,21 @@ def local_edges(
 
     `sketched`: the keys' `sketch` columns; its `bands` are taken out of it (let go once paired)."""
     pick = pick or _picker(keys)
-    a, b = band_pairs(sketched.pop("bands") if sketched else band_hashes(keys, config, workers))
-    short_a, short_b = _short_pairs_of(keys, config.short_chars)
-    ok = _checked(pick, a, b, config.threshold, short=False, workers=workers)
-    short_ok = _checked(pick, short_a, short_b, config.threshold, short=True, workers=workers)
+    a, b = band_pairs(sketched.pop("bands") if sketched else band_hashes(keys, config))
+    short_a, short_b = short_pairs(keys, config.short_chars)
+    ok = _by_block(
+        pick, a, b, lambda _a, _b, x, y: passes(x, y, config.threshold, short=False, workers=workers)
+    )
+    short_ok = _by_block(
+        pick, short_a, short_b, lambda _a, _b, x, y: passes(x, y, 0, short=True, workers=workers)
+    )
     la, lb = np.concatenate([a[ok], short_a[short_ok]]), np.concatenate([b[ok], short_b[short_ok]])
     checked = len(a) + len(short_a)
     del a, b, ok
     codes = None
     if veto:
         verifier = verifier or Verifier(keys)
-        needs = _pairwise(pick, la, lb, verifier.needs, workers) if len(la) else np.zeros(0, np.int8)
+        needs = _by_block(pick, la, lb, partial(verifier.needs, workers=workers)).astype(np.int8)
         # A pair whose rows the pairs needing no script join already changes no cluster whatever its
         # veto says: its script (near-dup's one Python loop) is not read. Most pairs within a cluster
         # of copies are such; where the veto runs the axis guard does not, so nothing cuts them apart.
@@ -334,7 +284,9 @@ def near_heads(
     if n < 2:
         return NearDupResult(np.arange(n), np.ones(n), 0, 0, {}, np.zeros(n, dtype=np.int8))
     pick = _picker(keys)
-    veto = _vetoes(config, axis_values)
+    # where the recipe's axes are known the axis guard stands in for the veto (the veto there refused
+    # only copies: recall 0.983 -> 0.957 on the recipe's benchmark)
+    veto = bool(config.veto and not (config.axis_guard and axis_values))
     hashes = (sketched.pop("neg_num"), sketched.pop("who")) if sketched and veto else None
     verifier = Verifier(keys, hashes) if veto else None  # per-key hashes: built once, used by both steps
     del hashes
@@ -403,7 +355,7 @@ def heads_from_edges(
         dup = np.setdiff1d(dup, refused, assume_unique=True)
     similarity = np.ones(n)
     if len(dup):
-        similarity[dup] = _pairwise(pick, dup, head[dup], Indel.normalized_similarity, workers)
+        similarity[dup] = _by_block(pick, dup, head[dup], partial(_similarity, workers=workers))
     return NearDupResult(head, similarity, edges.checked, len(la) + unchecked, vetoed, head_veto)
 
 
@@ -430,7 +382,7 @@ def _refuse_chained(
     direct = np.isin(np.minimum(dup, h).astype(np.uint64) * n + np.maximum(dup, h).astype(np.uint64), edges)
     codes = np.zeros(len(dup), dtype=np.int8)
     ask = np.flatnonzero(~direct)
-    codes[ask] = _pairwise(pick, dup[ask], h[ask], verifier, workers)
+    codes[ask] = _by_block(pick, dup[ask], h[ask], partial(verifier.codes, workers=workers))
     suspect = dup[codes != PASS]
     if not len(suspect):
         return suspect, codes
@@ -441,7 +393,7 @@ def _refuse_chained(
     hi = np.minimum(np.searchsorted(fine_heads, head[suspect], side="right"), lo + votes)
     who = np.repeat(suspect, hi - lo)
     other = fine[np.concatenate([np.arange(a, b) for a, b in zip(lo, hi, strict=True)])] if len(who) else who
-    passes = _pairwise(pick, who, other, verifier, workers) == PASS
+    passes = _by_block(pick, who, other, partial(verifier.codes, workers=workers)) == PASS
     ayes = np.bincount(np.searchsorted(suspect, who), weights=passes, minlength=len(suspect))
     asked = (hi - lo) + 1  # the kept row said no
     return suspect[ayes * 2 <= asked], codes

@@ -22,7 +22,7 @@ import polars as pl
 import pyarrow as pa
 
 from zaoshu.cleaners.config import NearDupConfig
-from zaoshu.cleaners.dedup import Edges, _short_pairs_of, band_hashes, passes, veto_batch
+from zaoshu.cleaners.dedup import Edges, band_hashes, passes, short_pairs, veto_batch
 from zaoshu.cleaners.minhash import bucket_pairs, lsh_params
 
 
@@ -32,7 +32,7 @@ def _keys(arrow: pa.Array, rows: np.ndarray) -> np.ndarray:
 
 def _band_parts(arrow: pa.Array, lo: int, hi: int, config: NearDupConfig, per_band: int):
     """Band hashes of keys lo..hi, as (rows, hashes) per partition (band j, hash % per_band)."""
-    block = band_hashes(pl.Series("key", arrow.slice(lo, hi - lo)), config, 1)
+    block = band_hashes(pl.Series("key", arrow.slice(lo, hi - lo)), config)
     rows = np.arange(lo, hi, dtype=np.int64)
     out = []
     for j in range(block.shape[1]):
@@ -114,7 +114,7 @@ class RayEdges:
             check.remote(keys_ref, n, config.threshold, veto, *[pr[q] for pr in pairs]) for q in range(checks)
         ]
         del pairs
-        short_a, short_b = _short_pairs_of(keys, config.short_chars)
+        short_a, short_b = short_pairs(keys, config.short_chars)
         short = ray.remote(_check_short)
         for lo in range(0, len(short_a), self.check_pairs):
             hi = lo + self.check_pairs
