@@ -21,6 +21,7 @@ import tempfile
 from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
 from contextvars import ContextVar
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -149,14 +150,14 @@ def clean(
                 frames = list(
                     run(_pass1, chunks, spills, [config] * n, [recipe] * n, [options.skip_bad_lines] * n)
                 )
-            starts = np.cumsum([0, *(f.height for f in frames)])
+            spilled = Spills(spills, np.cumsum([0, *(f.height for f in frames)]))
             frame = pl.concat(frames, how="diagonal_relaxed")
             del frames
             ctx = RuleContext.build(config, recipe, frame["style"].drop_nulls().unique().sort().to_list())
             stats.lap("read")
             against = expand_inputs(list(options.against), exclude=own) if options.against else []
             refs = read_columns(against) if against else None
-            frame, near_info = _dedup(frame, (spills, starts), refs, config, recipe, options)
+            frame, near_info = _dedup(frame, spilled, refs, config, recipe, options)
             explained, distinct_keys = near_info.pop("explain"), near_info.pop("keys")
             stats.lap("dedup")
             reviewed = None
@@ -174,7 +175,7 @@ def clean(
             )
             stats.count(frame)
             stats.reviewed = reviewed.to_dict() if reviewed else {}
-            shown = _with_samples(frame, spills, starts, options.samples)
+            shown = _with_samples(frame, spilled, options.samples)
             data = report_mod.build(
                 shown,
                 stats,
@@ -189,7 +190,7 @@ def clean(
             del shown
             stats.lap("report")
             decisions = frame.select("state", "reason", "detail", "duplicate_of")
-            parts = [decisions.slice(starts[i], starts[i + 1] - starts[i]) for i in range(n)]
+            parts = [decisions.slice(lo, hi - lo) for lo, hi in itertools.pairwise(spilled.starts)]
             with (
                 atomic_write(out) as kept,
                 atomic_write(rejects) as rejected,
@@ -315,7 +316,7 @@ def _decisions(decisions: pl.DataFrame, spill: Path) -> pl.DataFrame:
     return pl.concat([decisions, texts], how="horizontal").select(DECISION_COLUMNS)
 
 
-def _with_samples(frame: pl.DataFrame, spills: list[Path], starts: np.ndarray, samples: int) -> pl.DataFrame:
+def _with_samples(frame: pl.DataFrame, spills: Spills, samples: int) -> pl.DataFrame:
     """The frame with `text` and `raw` for the rows the report shows (the first `samples` of each
     reason, as `report.build` picks them), read back from the spill files; null elsewhere."""
     rows = (
@@ -326,43 +327,44 @@ def _with_samples(frame: pl.DataFrame, spills: list[Path], starts: np.ndarray, s
         .sort()
         .to_numpy()
     )
-    part = spilled(spills, starts, rows, ["text", "raw"])
+    part = spills.frame(rows, ["text", "raw"])
     empty = pl.repeat(None, frame.height, dtype=pl.Utf8, eager=True)
     return frame.with_columns(
         empty.scatter(rows, part["text"]).alias("text"), empty.scatter(rows, part["raw"]).alias("raw")
     )
 
 
-def spilled(spills: list[Path], starts: np.ndarray, rows: np.ndarray, columns: list[str]) -> pl.DataFrame:
-    """`columns` of the frame's rows `rows` (ascending) read back from the chunks' spill files (chunk i
-    holds the rows from starts[i])."""
-    bounds = np.searchsorted(rows, starts)
-    # a gather of strings keeps its source's whole buffers alive (polars' string views: all of a chunk's
-    # keys, a gigabyte at ten million rows); `+ ""` copies out just the rows taken
-    parts = [
-        pl.read_ipc(spills[i], columns=columns)[rows[lo:hi] - starts[i]].with_columns(pl.col(pl.Utf8) + "")
-        for i, (lo, hi) in enumerate(itertools.pairwise(bounds))
-        if hi > lo
-    ]
-    return pl.concat(parts) if parts else pl.DataFrame(schema=dict.fromkeys(columns, pl.Utf8))
+@dataclass
+class Spills:
+    """Pass 1's spill files: file i holds the texts, keys and sketches of the frame's rows from starts[i]."""
 
+    files: list[Path]
+    starts: np.ndarray
 
-def spilled_arrays(
-    spills: list[Path], starts: np.ndarray, rows: np.ndarray, columns: tuple[str, ...]
-) -> dict[str, np.ndarray]:
-    """`spilled` for numeric columns, as numpy arrays filled a chunk at a time (no second whole copy)."""
-    out: dict[str, np.ndarray] = {}
-    bounds = np.searchsorted(rows, starts)
-    for i, (lo, hi) in enumerate(itertools.pairwise(bounds)):
-        if hi == lo:
-            continue
-        part = pl.read_ipc(spills[i], columns=list(columns))[rows[lo:hi] - starts[i]]
-        for c in columns:
-            values = part[c].to_numpy()
-            if c not in out:
-                out[c] = np.empty((len(rows), *values.shape[1:]), dtype=values.dtype)
-            out[c][lo:hi] = values
-    return out
+    def _parts(self, rows: np.ndarray, columns: list[str]) -> Iterator[tuple[int, int, pl.DataFrame]]:
+        """(lo, hi, part): `columns` of rows[lo:hi] (`rows` ascending), one spill file at a time."""
+        bounds = np.searchsorted(rows, self.starts)
+        for i, (lo, hi) in enumerate(itertools.pairwise(bounds)):
+            if hi > lo:
+                yield lo, hi, pl.read_ipc(self.files[i], columns=columns)[rows[lo:hi] - self.starts[i]]
+
+    def frame(self, rows: np.ndarray, columns: list[str]) -> pl.DataFrame:
+        """`columns` (strings) of the frame's rows `rows`, ascending."""
+        # a gather of strings keeps its source's whole buffers alive (polars' string views: all of a chunk's
+        # keys, a gigabyte at ten million rows); `+ ""` copies out just the rows taken
+        parts = [part.with_columns(pl.col(pl.Utf8) + "") for _, _, part in self._parts(rows, columns)]
+        return pl.concat(parts) if parts else pl.DataFrame(schema=dict.fromkeys(columns, pl.Utf8))
+
+    def arrays(self, rows: np.ndarray, columns: list[str]) -> dict[str, np.ndarray]:
+        """Numeric `columns` of the rows `rows` as numpy arrays, filled a file at a time (no second copy)."""
+        out: dict[str, np.ndarray] = {}
+        for lo, hi, part in self._parts(rows, columns):
+            for c in columns:
+                values = part[c].to_numpy()
+                if c not in out:
+                    out[c] = np.empty((len(rows), *values.shape[1:]), dtype=values.dtype)
+                out[c][lo:hi] = values
+        return out
 
 
 def judge(record: dict[str, Any], *, recipe: Recipe | None = None) -> tuple[str, str] | None:
@@ -389,7 +391,7 @@ def judge(record: dict[str, Any], *, recipe: Recipe | None = None) -> tuple[str,
 
 def _dedup(
     frame: pl.DataFrame,
-    spill: tuple[list[Path], np.ndarray],
+    spills: Spills,
     refs: pl.DataFrame | None,
     config: CleanConfig,
     recipe: Recipe | None,
@@ -399,7 +401,7 @@ def _dedup(
 
     Keys are the largest thing there is to hold (a gigabyte or more at ten million rows): exact
     duplicates are found by the keys' hashes, and only the distinct keys are read back from the
-    spill files (`spill`: the files and the frame row each starts at). The frame comes back with
+    spill files. The frame comes back with
     `key_id`, each row's index into `info["keys"]` (an exact duplicate's is its head's; null for rows
     a rule rejected)."""
     info: dict[str, Any] = {"candidates": 0, "confirmed": 0, "cluster_sizes": {}}
@@ -425,11 +427,11 @@ def _dedup(
     reps = np.flatnonzero(head == np.arange(n))
     mine = alive_rows.to_numpy()[reps[reps >= n_ref] - n_ref]
     ref_reps = ref_keys.gather(reps[reps < n_ref])
-    rep_keys = pl.concat([ref_reps, spilled(*spill, mine, ["key"])["key"]])
+    rep_keys = pl.concat([ref_reps, spills.frame(mine, ["key"])["key"]])
     near_dup = config.near_dup.enabled and n > 1
     sketched = None
     if near_dup:  # as arrays in a dict near-dup empties as it goes (the band hashes are large)
-        sketched = spilled_arrays(*spill, mine, SKETCH_COLUMNS)
+        sketched = spills.arrays(mine, list(SKETCH_COLUMNS))
         if len(ref_reps):
             refs_sketched = sketch(ref_reps, config.near_dup)
             sketched = {c: np.concatenate([refs_sketched[c].to_numpy(), a]) for c, a in sketched.items()}
@@ -439,11 +441,12 @@ def _dedup(
     final = head.copy()
     similarity = np.ones(n)
     head_veto = np.zeros(n, dtype=np.int8)
+    axis_values = _axis_values(frame, recipe) if config.near_dup.axis_guard else {}
     if near_dup:
         near = near_heads(
             rep_keys,
             config.near_dup,
-            axis_values=_axis_values(frame, recipe) if config.near_dup.axis_guard else None,
+            axis_values=axis_values,
             workers=options.workers,
             sketched=sketched,
         )
@@ -472,7 +475,7 @@ def _dedup(
                 head_veto[n_ref:][part],
                 alive_rows.gather(part).to_numpy(),
                 config.near_dup,
-                axes=bool(_axis_values(frame, recipe)) if config.near_dup.axis_guard else False,
+                axes=bool(axis_values),
                 workers=options.workers,
             )
         )
