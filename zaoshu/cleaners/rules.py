@@ -389,24 +389,21 @@ def apply_rules(frame: pl.DataFrame, ctx: RuleContext) -> pl.DataFrame:
     # A record without some axis (one checked alone, imported data): that axis is unknown, not an error.
     missing = [f"ax_{a}" for a in ctx.axes if f"ax_{a}" not in frame.columns]
     frame = frame.with_columns([pl.lit(None, dtype=pl.Utf8).alias(c) for c in missing])
-    if not built:
-        return frame.with_columns(reason=pl.lit(None, dtype=pl.Utf8), detail=pl.lit(None, dtype=pl.Utf8))
-    hits = frame.select([cond.alias(f"_h{i}") for i, (_, cond, _) in enumerate(built)])
-    code = pl.lit(None, dtype=pl.Int32)
-    for i in reversed(range(len(built))):
-        code = pl.when(pl.col(f"_h{i}")).then(pl.lit(i, dtype=pl.Int32)).otherwise(code)
-    first = hits.select(code.alias("c")).to_series()
-    names = pl.Series([name for name, _, _ in built])
+    first = frame.select(  # the index of the first rule that rejects the row, null for a kept row
+        pl.coalesce(
+            pl.lit(None, dtype=pl.Int32),
+            *(pl.when(c).then(pl.lit(i, pl.Int32)) for i, (_, c, _) in enumerate(built)),
+        )
+    ).to_series()
     reason = first.replace_strict(
-        list(range(len(built))), names.to_list(), default=None, return_dtype=pl.Utf8
+        range(len(built)), [name for name, _, _ in built], default=None, return_dtype=pl.Utf8
     )
-    detail = pl.Series("detail", [None] * frame.height, dtype=pl.Utf8)
-    rejected = first.is_not_null()
-    if rejected.any():
-        idx = rejected.arg_true()
-        part = frame[idx].with_columns(_c=first.gather(idx))
-        expr: pl.Expr = pl.lit(None, dtype=pl.Utf8)
-        for i in reversed(range(len(built))):
-            expr = pl.when(pl.col("_c") == i).then(built[i][2]).otherwise(expr)
-        detail = detail.scatter(idx, part.select(expr).to_series())
-    return frame.with_columns(reason.alias("reason"), detail)
+    detail = pl.repeat(None, frame.height, dtype=pl.Utf8, eager=True)
+    idx = first.is_not_null().arg_true()
+    if len(idx):
+        which = pl.lit(first.gather(idx))
+        explain = pl.coalesce(
+            pl.lit(None, dtype=pl.Utf8), *(pl.when(which == i).then(d) for i, (_, _, d) in enumerate(built))
+        )
+        detail = detail.scatter(idx, frame[idx].select(explain).to_series())
+    return frame.with_columns(reason.alias("reason"), detail.alias("detail"))
