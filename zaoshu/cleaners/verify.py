@@ -19,8 +19,6 @@ runs over a share of the pairs.
 
 from __future__ import annotations
 
-import itertools
-
 import numpy as np
 import polars as pl
 from rapidfuzz import process
@@ -184,8 +182,18 @@ def _veto(a: str, b: str, *, named: bool = True) -> int:
 def _regions(ops: list) -> list[tuple[int, int, int, int]]:
     """The changed regions of an edit script: runs of non-equal operations merged (a name swapped for a
     longer one is a replace beside an insert)."""
-    runs = (list(run) for equal, run in itertools.groupby(ops, key=lambda op: op[0] == "equal") if not equal)
-    return [(run[0][1], run[-1][2], run[0][3], run[-1][4]) for run in runs]
+    out: list[tuple[int, int, int, int]] = []
+    cur: tuple[int, int, int, int] | None = None
+    for tag, i1, i2, j1, j2 in ops:
+        if tag == "equal":
+            if cur is not None:
+                out.append(cur)
+            cur = None
+        else:
+            cur = (i1, i2, j1, j2) if cur is None else (cur[0], i2, cur[2], j2)
+    if cur is not None:
+        out.append(cur)
+    return out
 
 
 def _names(text: str, lo: int, hi: int) -> bool:
