@@ -22,6 +22,7 @@ from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
 from contextvars import ContextVar
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -41,15 +42,13 @@ from zaoshu.cleaners.io import (
     read_columns,
     split_chunks,
     write_chunk,
-    write_outputs,
 )
-from zaoshu.cleaners.normalize import dedup_keys, key_expr, normalize_frame
+from zaoshu.cleaners.normalize import dedup_keys, normalize_frame
 from zaoshu.cleaners.rules import RULES, RuleContext, apply_rules
 from zaoshu.cleaners.stats import CleanStats
 from zaoshu.files import atomic_write, check_replaceable, check_writable, guard_outputs, removed_if_left_empty
 from zaoshu.recipes import Recipe
 
-DEDUP_REASONS = ("duplicate", "near_duplicate")
 #: near duplicates explained at a time (their keys become Python strings there)
 _BLOCK = 1 << 20
 
@@ -77,7 +76,7 @@ def _axis_values(frame: pl.DataFrame, recipe: Recipe | None) -> dict[str, list[s
             )
     out: dict[str, list[str]] = {}
     for axis, values in names.items():
-        keys = pl.select(key_expr(pl.Series(sorted(values), dtype=pl.Utf8))).to_series().to_list()
+        keys = dedup_keys(pl.Series(sorted(values), dtype=pl.Utf8)).to_list()
         out[axis] = sorted({k for k in keys if len(k) >= 2})
     return {k: v for k, v in out.items() if v}
 
@@ -92,24 +91,6 @@ def _prepare(frame: pl.DataFrame) -> pl.DataFrame:
         dedup_keys(frame["text"]),
         pl.when(pl.col("changes").list.len() > 0).then(pl.col("raw")).alias("raw"),
     )
-
-
-def _judged(
-    frame: pl.DataFrame, config: CleanConfig, recipe: Recipe | None
-) -> tuple[pl.DataFrame, RuleContext]:
-    """`_prepare` and the rules over all rows; a bad line (read with skip_bad_lines) is rejected as such."""
-    frame = _prepare(frame)
-    for axis in recipe.values if recipe else {}:  # records without (some) axes
-        if f"ax_{axis}" not in frame.columns:
-            frame = frame.with_columns(pl.lit(None, dtype=pl.Utf8).alias(f"ax_{axis}"))
-    ctx = RuleContext.build(config, recipe, frame["style"].drop_nulls().unique().sort().to_list())
-    frame = apply_rules(frame, ctx)
-    bad = pl.col("bad").is_not_null()
-    frame = frame.with_columns(
-        reason=pl.when(bad).then(pl.lit("bad_line")).otherwise(pl.col("reason")),
-        detail=pl.when(bad).then(pl.col("bad")).otherwise(pl.col("detail")),
-    )
-    return frame, ctx
 
 
 def clean(
@@ -144,12 +125,9 @@ def clean(
         runner = PASSES.get() or LocalPasses()
         with runner.scratch(out) as tmp:
             spills = [Path(tmp) / f"{i}.arrow" for i in range(len(chunks))]
-            n = len(chunks)
             with runner.pool(chunks, options.workers, 1) as pool:
-                run = pool.map if pool else map
-                frames = list(
-                    run(_pass1, chunks, spills, [config] * n, [recipe] * n, [options.skip_bad_lines] * n)
-                )
+                pass1 = partial(_pass1, config=config, recipe=recipe, skip_bad_lines=options.skip_bad_lines)
+                frames = list((pool.map if pool else map)(pass1, chunks, spills))
             spilled = Spills(spills, np.cumsum([0, *(f.height for f in frames)]))
             frame = pl.concat(frames, how="diagonal_relaxed")
             del frames
@@ -157,8 +135,7 @@ def clean(
             stats.lap("read")
             against = expand_inputs(list(options.against), exclude=own) if options.against else []
             refs = read_columns(against) if against else None
-            frame, near_info = _dedup(frame, spilled, refs, config, recipe, options)
-            explained, distinct_keys = near_info.pop("explain"), near_info.pop("keys")
+            frame, near_info, explained, distinct_keys = _dedup(frame, spilled, refs, config, recipe, options)
             stats.lap("dedup")
             reviewed = None
             if review is not None:
@@ -197,13 +174,12 @@ def clean(
                 runner.pool(chunks, options.workers, 2) as pool,
             ):
                 if pool is None:
-                    write_outputs(
-                        ((c, _decisions(d, s)) for c, d, s in zip(chunks, parts, spills, strict=True)),
-                        kept,
-                        rejected,
-                    )
+                    for c, d, s in zip(chunks, parts, spills, strict=True):
+                        write_chunk(c, _decisions(d, s), kept, rejected)
                 else:  # each worker writes a chunk's outputs to files of its own, joined here in order
-                    names = [(Path(tmp) / f"{i}.kept", Path(tmp) / f"{i}.rejected") for i in range(n)]
+                    names = [
+                        (Path(tmp) / f"{i}.kept", Path(tmp) / f"{i}.rejected") for i in range(len(chunks))
+                    ]
                     for k, r in pool.map(_pass2, chunks, parts, spills, names):
                         for path, handle in ((k, kept), (r, rejected)):
                             with open(path, "rb") as f:
@@ -239,7 +215,15 @@ def _pass1(
     """Read, normalize and judge one chunk; its texts and keys go to `spill`, the columns dedup and the
     report need come back (a key as its hashes, `keyed` if not empty). The keys a rule kept are
     sketched for near-dup here too."""
-    frame, _ = _judged(read_chunk(chunk, skip_bad_lines=skip_bad_lines), config, recipe)
+    frame = _prepare(read_chunk(chunk, skip_bad_lines=skip_bad_lines))
+    frame = apply_rules(
+        frame, RuleContext.build(config, recipe, frame["style"].drop_nulls().unique().sort().to_list())
+    )
+    bad = pl.col("bad").is_not_null()  # a bad line (read with skip_bad_lines) is rejected as such
+    frame = frame.with_columns(
+        reason=pl.when(bad).then(pl.lit("bad_line")).otherwise(pl.col("reason")),
+        detail=pl.when(bad).then(pl.col("bad")).otherwise(pl.col("detail")),
+    )
     to_spill = frame.select(SPILL_COLUMNS)
     if config.near_dup.enabled:
         alive = frame.select(
@@ -304,7 +288,7 @@ PASSES: ContextVar[LocalPasses | None] = ContextVar("passes", default=None)
 
 
 def _pass2(chunk: Chunk, decisions: pl.DataFrame, spill: Path, names: tuple[Path, Path]) -> tuple[Path, Path]:
-    """`write_outputs` for one chunk, into files `names` (kept, rejected)."""
+    """`write_chunk` into files of its own, `names` (kept, rejected)."""
     with open(names[0], "wb") as kept, open(names[1], "wb") as rejected:
         write_chunk(chunk, _decisions(decisions, spill), kept, rejected)
     return names
@@ -396,14 +380,14 @@ def _dedup(
     config: CleanConfig,
     recipe: Recipe | None,
     options: CleanOptions,
-) -> tuple[pl.DataFrame, dict[str, Any]]:
+) -> tuple[pl.DataFrame, dict[str, Any], Explained, pl.Series]:
     """Mark exact and near duplicates among the rows no rule rejected (reference rows first).
 
     Keys are the largest thing there is to hold (a gigabyte or more at ten million rows): exact
     duplicates are found by the keys' hashes, and only the distinct keys are read back from the
-    spill files. The frame comes back with
-    `key_id`, each row's index into `info["keys"]` (an exact duplicate's is its head's; null for rows
-    a rule rejected)."""
+    spill files. Returns the frame with `reason`, `detail`, `duplicate_of` and `key_id` (each row's
+    index into the distinct keys; an exact duplicate's is its head's, null where a rule rejected), the
+    report's near-dup numbers, the near duplicates explained and the distinct keys."""
     info: dict[str, Any] = {"candidates": 0, "confirmed": 0, "cluster_sizes": {}}
     is_alive = frame["reason"].is_null() & frame["keyed"]
     alive_rows = is_alive.arg_true()
@@ -463,9 +447,9 @@ def _dedup(
     del rows_in
     all_ids = pl.concat([ref_ids, alive_ids])
     at_near = dup[head_in[dup] == dup + n_ref]  # near duplicates (not exact ones)
-    explained = []
+    blocks = []
     for part in np.array_split(at_near, max(1, len(at_near) // _BLOCK)):  # its texts as Python strings
-        explained.append(
+        blocks.append(
             explain_frame(
                 alive_ids.gather(part),
                 all_ids.gather(final_in[part]),
@@ -479,7 +463,7 @@ def _dedup(
                 workers=options.workers,
             )
         )
-    info["explain"] = Explained(pl.concat([e.frame for e in explained]), explained[0].checked)
+    explained = Explained(pl.concat([e.frame for e in blocks]), blocks[0].checked)
     marks = pl.DataFrame(
         {
             "exact": head_in[dup] != dup + n_ref,
@@ -511,5 +495,4 @@ def _dedup(
     frame = frame.with_columns(no_one.scatter(at, duplicate_of).alias("duplicate_of"))
     info["cluster_sizes"] = {int(s): int(c) for s, c in enumerate(sizes) if s >= 2 and c}
     info["against"] = n_ref
-    info["keys"] = rep_keys
-    return frame, info
+    return frame, info, explained, rep_keys

@@ -8,7 +8,7 @@ row's state: as it is, rewritten (normalized text + `meta.clean`) or with its `r
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from enum import IntEnum
 from pathlib import Path
@@ -29,8 +29,8 @@ class RowState(IntEnum):
     REJECTED = 2  #: written to the rejects with its `reject` (a bad line: its raw text)
 
 
+#: the columns of a chunk read (and `file`, the input's index, in front)
 SCHEMA = {
-    "file": pl.UInt16,
     "line": pl.UInt32,
     "id": pl.Utf8,
     "style": pl.Utf8,
@@ -110,13 +110,12 @@ def _text(value: Any) -> str | None:
     return value if value is None or type(value) is str else str(value)
 
 
-def read_columns(files: list[Path], *, skip_bad_lines: bool = False) -> pl.DataFrame:
-    """`read_chunk` over whole files."""
-    frames = [read_chunk(c, skip_bad_lines=skip_bad_lines) for c in split_chunks(files)]
-    return pl.concat(frames, how="diagonal_relaxed") if frames else read_chunk(None)
+def read_columns(files: list[Path]) -> pl.DataFrame:
+    """`read_chunk` over whole files (at least one: `split_chunks` gives every file a chunk)."""
+    return pl.concat([read_chunk(c) for c in split_chunks(files)], how="diagonal_relaxed")
 
 
-def read_chunk(chunk: Chunk | None, *, skip_bad_lines: bool = False) -> pl.DataFrame:
+def read_chunk(chunk: Chunk, *, skip_bad_lines: bool = False) -> pl.DataFrame:
     """One row per non-blank line of the chunk: file, line, id, style, finish_reason, raw text,
     ax_<axis>, bad.
 
@@ -125,8 +124,8 @@ def read_chunk(chunk: Chunk | None, *, skip_bad_lines: bool = False) -> pl.DataF
     """
     lines, ids, styles, finishes, texts, bads = [], [], [], [], [], []
     axes: list[dict[str, str | None]] = []  # other axes than style, per row ({} for none)
-    path = chunk.path if chunk is not None else Path()
-    for number, raw in chunk_lines(chunk) if chunk is not None else ():
+    path = chunk.path
+    for number, raw in chunk_lines(chunk):
         try:
             record = check_record(parse_line(raw, path=path, line=number), path=path, line=number)
         except RecordError as e:
@@ -151,8 +150,8 @@ def read_chunk(chunk: Chunk | None, *, skip_bad_lines: bool = False) -> pl.DataF
         "raw": texts,
         "bad": bads,
     }
-    frame = pl.DataFrame(columns, schema={k: v for k, v in SCHEMA.items() if k in columns})
-    frame = frame.select(pl.lit(chunk.file if chunk else 0, dtype=pl.UInt16).alias("file"), pl.all())
+    frame = pl.DataFrame(columns, schema=SCHEMA)
+    frame = frame.select(pl.lit(chunk.file, dtype=pl.UInt16).alias("file"), pl.all())
     if any(axes):
         frame = frame.hstack(pl.from_dicts(axes, infer_schema_length=None).cast(pl.Utf8))
     return frame
@@ -167,19 +166,14 @@ def _set_assistant(record: dict[str, Any], text: str) -> str:
     return ""
 
 
-#: the columns of `decisions` that `write_outputs` reads, in this order
+#: the columns of `decisions` that `write_chunk` reads, in this order
 DECISION_COLUMNS = ("state", "text", "changes", "reason", "detail", "duplicate_of")
 
 
-def write_outputs(parts: Iterable[tuple[Chunk, pl.DataFrame]], kept: IO[bytes], rejected: IO[bytes]) -> None:
-    """Second pass: stream each chunk again and write each line by its row of the chunk's decisions (one
-    row per non-blank line of the chunk, in order; see DECISION_COLUMNS and RowState)."""
-    for chunk, decisions in parts:
-        write_chunk(chunk, decisions, kept, rejected)
-
-
 def write_chunk(chunk: Chunk, decisions: pl.DataFrame, kept: IO[bytes], rejected: IO[bytes]) -> None:
-    """`write_outputs` for one chunk: a kept line is copied as read, the others are rebuilt."""
+    """Pass 2 for one chunk: stream it again and write each line by its row of the chunk's decisions (one
+    row per non-blank line, in order; see DECISION_COLUMNS and RowState): a kept line is copied as
+    read, the others are rebuilt."""
     states = decisions["state"].to_list()
     changed = pl.col("changes").list.len() > 0  # only then are the text and its changes written
     touched = decisions.filter(pl.col("state") != RowState.KEPT).select(
