@@ -17,7 +17,7 @@ import orjson
 import polars as pl
 
 from zaoshu.cleaners.minhash import codepoints
-from zaoshu.cleaners.rules import RuleContext
+from zaoshu.cleaners.rules import RuleContext, StyleLimits
 from zaoshu.cleaners.stats import CleanStats
 from zaoshu.files import write_bytes_atomic
 from zaoshu.recipes import Recipe, is_excluded
@@ -43,9 +43,9 @@ def histogram(lengths: np.ndarray, *, limit: int | None, allowed: int | None, mi
     }
 
 
-def _distinct2(keys: list[str]) -> float | None:
+def _distinct2(keys: pl.Series) -> float | None:
     """Distinct character bigrams / all bigrams over the texts (a diversity measure; 1.0 = no repeats)."""
-    if not keys:
+    if keys.is_empty():
         return None
     cps, offsets = codepoints(keys)
     if len(cps) < 2:
@@ -97,7 +97,7 @@ def build(
     for style in sorted(set(frame["style"].drop_nulls().to_list()) | set(ctx.limits)):
         part = kept.filter(pl.col("style") == style)
         n = part["n_chars"].to_numpy()
-        lo, allowed, declared = ctx.limits.get(style, (ctx.config.min_chars, None, None))
+        lo, allowed, declared = ctx.limits.get(style, StyleLimits(ctx.config.min_chars, None, None))
         lengths[style] = {
             "kept": len(n),
             "min": int(n.min()) if len(n) else None,
@@ -116,10 +116,10 @@ def build(
         )
         sample = keys.gather(ids.drop_nulls())
         distinct[style] = {
-            "distinct_2": _distinct2(sample.to_list()),
+            "distinct_2": _distinct2(sample),
             "texts": min(part.height, DISTINCT_SAMPLE),
         }
-    by_reason = dict(sorted(stats.rejected.items(), key=lambda kv: -kv[1]))
+    by_reason = dict(stats.rejected)  # most first, as `CleanStats.count` sorts them
     sample_rows: dict[str, list[dict[str, Any]]] = {}
     for reason in by_reason:
         part = frame[(frame["reason"] == reason).arg_true().head(samples)]

@@ -1,9 +1,10 @@
 """Rule filters, registered by name: each answers "keep, or reject with this reason and detail".
 
-A rule is built once per run from the recipe and its `clean:` block and returns polars expressions over
-the columns of the frame (`text`, `key`, `style`, `finish_reason`, `ax_<axis>` and the measured columns
-below), each giving a detail string for rows to reject and null for rows to keep. Rules run in the order
-of `clean.rules`; a row's reason is the first rule that rejects it. Regex rules polars cannot run (look-
+A rule is built once per run from the recipe and its `clean:` block and returns (reason, condition,
+detail): polars expressions over the columns of the frame (`text`, `key`, `style`, `finish_reason`,
+`ax_<axis>` and the measured columns below); the condition runs over every row, the detail (a string)
+only over the rows the rule rejects. Rules run in the order of `clean.rules`; a row's reason is the first
+rule that rejects it. Regex rules polars cannot run (look-
 arounds, back-references) fall back to the `regex` module row by row.
 """
 
@@ -13,6 +14,7 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import lru_cache
+from typing import NamedTuple
 
 import numpy as np
 import polars as pl
@@ -113,12 +115,19 @@ def measure(frame: pl.DataFrame, block: int = 200_000) -> pl.DataFrame:
     ).hstack(pl.concat(parts))
 
 
+class StyleLimits(NamedTuple):
+    """A style's length limits: `allowed` is `max_chars` with the length tolerance added."""
+
+    min_chars: int
+    allowed: int | None
+    max_chars: int | None
+
+
 @dataclass
 class RuleContext:
     config: CleanConfig
     recipe: Recipe | None = None
-    #: style -> (min_chars, max_chars allowed after tolerance, declared max)
-    limits: dict[str, tuple[int, int | None, int | None]] = field(default_factory=dict)
+    limits: dict[str, StyleLimits] = field(default_factory=dict)
     axes: list[str] = field(default_factory=list)
 
     @classmethod
@@ -135,7 +144,7 @@ class RuleContext:
             )
             hi = next((v for v in (over and over.max_chars, declared and declared.max_chars) if v), None)
             allowed = int(hi * (1 + config.length_tolerance)) if hi else None
-            ctx.limits[name] = (lo, allowed, hi)
+            ctx.limits[name] = StyleLimits(lo, allowed, hi)
         return ctx
 
 
@@ -193,16 +202,14 @@ def _excluded(ctx: RuleContext) -> Built:
     """An axis combination the recipe's `exclude` skips (data made before the rule was added)."""
     if ctx.recipe is None or not ctx.recipe.exclude:
         return []
-    expr: pl.Expr = pl.lit(None, dtype=pl.Utf8)
-    any_cond: pl.Expr = pl.lit(False)
-    for i, spec in reversed(list(enumerate(ctx.recipe.exclude))):
+    conds, details = [], []
+    for i, spec in enumerate(ctx.recipe.exclude):
         cols = {axis: "style" if axis == "style" else f"ax_{axis}" for axis in spec}
-        conds = [pl.col(cols[a]).is_in([w] if isinstance(w, str) else list(w)) for a, w in spec.items()]
-        cond = pl.all_horizontal(conds).fill_null(False)
+        wanted = [pl.col(cols[a]).is_in([w] if isinstance(w, str) else list(w)) for a, w in spec.items()]
+        conds.append(pl.all_horizontal(wanted).fill_null(False))
         what = pl.concat_str([pl.lit(f"{a}=") + pl.col(col) for a, col in cols.items()], separator=" ")
-        expr = pl.when(cond).then(what + pl.lit(f" (exclude[{i}])")).otherwise(expr)
-        any_cond = any_cond | cond
-    return [("excluded_pair", any_cond, expr)]
+        details.append(pl.when(conds[-1]).then(what + pl.lit(f" (exclude[{i}])")))
+    return [("excluded_pair", pl.any_horizontal(conds), pl.coalesce(pl.lit(None, dtype=pl.Utf8), *details))]
 
 
 def _phrases(reason: str, column: str, phrases: list[str], say: str, *, any_case: bool = False) -> Built:
@@ -255,7 +262,7 @@ def _copied(ctx: RuleContext) -> Built:
 @rule("too_short")
 def _too_short(ctx: RuleContext) -> Built:
     """Fewer characters than the style's min_chars (clean.styles / recipe styles / clean.min_chars)."""
-    lo = _by_style({s: lo for s, (lo, _, _) in ctx.limits.items()}).fill_null(ctx.config.min_chars)
+    lo = _by_style({s: limit.min_chars for s, limit in ctx.limits.items()}).fill_null(ctx.config.min_chars)
     cond = pl.col("n_chars") < lo
     return [("too_short", *_detail(cond, pl.format("{} chars < {}", pl.col("n_chars"), lo)))]
 
@@ -263,8 +270,8 @@ def _too_short(ctx: RuleContext) -> Built:
 @rule("too_long")
 def _too_long(ctx: RuleContext) -> Built:
     """More characters than the style's max_chars plus clean.length_tolerance."""
-    hi = _by_style({s: hi for s, (_, hi, _) in ctx.limits.items()})
-    declared = _by_style({s: declared for s, (_, _, declared) in ctx.limits.items()})
+    hi = _by_style({s: limit.allowed for s, limit in ctx.limits.items()})
+    declared = _by_style({s: limit.max_chars for s, limit in ctx.limits.items()})
     cond = (pl.col("n_chars") > hi).fill_null(False)
     detail = pl.format("{} chars > {} (max_chars {} + tolerance)", pl.col("n_chars"), hi, declared)
     return [("too_long", *_detail(cond, detail))]
