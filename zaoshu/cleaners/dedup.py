@@ -359,27 +359,32 @@ def heads_from_edges(
     return NearDupResult(head, similarity, edges.checked, len(la) + unchecked, vetoed, head_veto)
 
 
+#: other members of its cluster a member the veto refuses against its kept row is asked against
+_VOTES = 6
+
+
 def _refuse_chained(
     head: np.ndarray,
     dup: np.ndarray,
     pick,
     verifier: Verifier,
     workers: int,
-    edges: np.ndarray,
-    votes: int = 6,
+    passed_pairs: np.ndarray,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Members of a cluster to take out: linked through a chain to texts the veto keeps apart.
 
     A chain (祝岳父… ~ 祝Z父… ~ 祝姑父…, the middle one a copy whose edit hit the very word) can link two
     texts the veto refuses. A member the veto refuses against its kept row is asked against up to
-    `votes` other members as well: a copy whose own edits tripped the veto passes most of them and
+    `_VOTES` other members as well: a copy whose own edits tripped the veto passes most of them and
     stays; a sibling linked through the chain fails most and leaves (and is kept). Returns the rows
-    to take out, and the veto code of every `dup` against its head. `edges` (low * n + high) are the
-    pairs that passed already: a member with one to its head needs no second look.
+    to take out, and the veto code of every `dup` against its head. `passed_pairs` (low * n + high)
+    are the pairs that passed already: a member with one to its head needs no second look.
     """
     n = np.uint64(len(head))
     h = head[dup]
-    direct = np.isin(np.minimum(dup, h).astype(np.uint64) * n + np.maximum(dup, h).astype(np.uint64), edges)
+    direct = np.isin(
+        np.minimum(dup, h).astype(np.uint64) * n + np.maximum(dup, h).astype(np.uint64), passed_pairs
+    )
     codes = np.zeros(len(dup), dtype=np.int8)
     ask = np.flatnonzero(~direct)
     codes[ask] = _by_block(pick, dup[ask], h[ask], partial(verifier.codes, workers=workers))
@@ -390,10 +395,10 @@ def _refuse_chained(
     fine = fine[np.argsort(head[fine], kind="stable")]
     fine_heads = head[fine]
     lo = np.searchsorted(fine_heads, head[suspect], side="left")
-    hi = np.minimum(np.searchsorted(fine_heads, head[suspect], side="right"), lo + votes)
+    hi = np.minimum(np.searchsorted(fine_heads, head[suspect], side="right"), lo + _VOTES)
     who = np.repeat(suspect, hi - lo)
     other = fine[np.concatenate([np.arange(a, b) for a, b in zip(lo, hi, strict=True)])] if len(who) else who
-    passes = _by_block(pick, who, other, partial(verifier.codes, workers=workers)) == PASS
-    ayes = np.bincount(np.searchsorted(suspect, who), weights=passes, minlength=len(suspect))
+    aye = _by_block(pick, who, other, partial(verifier.codes, workers=workers)) == PASS
+    ayes = np.bincount(np.searchsorted(suspect, who), weights=aye, minlength=len(suspect))
     asked = (hi - lo) + 1  # the kept row said no
     return suspect[ayes * 2 <= asked], codes
