@@ -97,7 +97,11 @@ _DIRTY = (
 )
 
 
-def normalize_frame(texts: pl.Series, *, max_passes: int = 5, _inner: bool = False) -> pl.DataFrame:
+#: passes of the steps at most (each pass runs on the rows the one before changed)
+_MAX_PASSES = 5
+
+
+def normalize_frame(texts: pl.Series, *, _inner: bool = False) -> pl.DataFrame:
     """Normalize a column of texts. Returns columns `text` (normalized) and `changes` (list of step codes).
 
     Only rows matching a cheap "could change" pattern go through the steps.
@@ -108,10 +112,10 @@ def normalize_frame(texts: pl.Series, *, max_passes: int = 5, _inner: bool = Fal
         empty = pl.Series("changes", [[]] * len(texts), dtype=pl.List(pl.Utf8))
         return pl.DataFrame({"text": texts, "changes": empty})
     idx = dirty.arg_true()
-    part = _normalize_all(texts.gather(idx), max_passes=max_passes, _inner=_inner)
+    part = _normalize_all(texts.gather(idx), _inner=_inner)
     text = texts.scatter(idx, part["text"]).rename("text")
     moved = part.select(pl.Series("i", idx), "changes")
-    changes = (
+    changes = (  # a join: polars cannot scatter into a list column
         pl.DataFrame({"i": pl.int_range(len(texts), eager=True, dtype=idx.dtype)})
         .join(moved, on="i", how="left", maintain_order="left")
         .select(pl.col("changes").fill_null(pl.lit([], dtype=pl.List(pl.Utf8))))
@@ -120,18 +124,17 @@ def normalize_frame(texts: pl.Series, *, max_passes: int = 5, _inner: bool = Fal
     return pl.DataFrame({"text": text, "changes": changes})
 
 
-def _normalize_all(texts: pl.Series, *, max_passes: int, _inner: bool) -> pl.DataFrame:
+def _normalize_all(texts: pl.Series, *, _inner: bool) -> pl.DataFrame:
     """`normalize_frame` of rows that may change.
 
     Steps repeat on the rows that still change (a quote inside a preamble, a preamble inside quotes) until
     a pass changes nothing, which is what makes the result idempotent.
     """
-    original = texts.fill_null("").alias("orig")
-    frame = pl.DataFrame({"orig": original, "cur": original})
+    frame = pl.DataFrame({"orig": texts, "cur": texts})
     changed = {name: pl.Series(f"_c_{name}", [False] * len(frame), dtype=pl.Boolean) for name in STEPS}
     index = pl.Series("idx", range(len(frame)), dtype=pl.UInt32)
     active = frame.with_columns(index)
-    for _ in range(max_passes):
+    for _ in range(_MAX_PASSES):
         passed = _one_pass(active.select("cur"), "cur").with_columns(active["idx"])
         moved = passed.filter(pl.col("_out") != pl.col("cur"))
         if moved.height == 0:
@@ -162,7 +165,7 @@ def _normalize_all(texts: pl.Series, *, max_passes: int, _inner: bool) -> pl.Dat
         .then(
             pl.when(pl.col("text") != pl.col("orig"))
             .then(pl.concat_list([pl.lit("first_line")]))
-            .otherwise(pl.concat_list([pl.lit("x")]).list.slice(0, 0))
+            .otherwise(pl.lit([], dtype=pl.List(pl.Utf8)))
         )
         .otherwise(change_list)
         .alias("changes")
