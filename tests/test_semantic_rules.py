@@ -163,3 +163,20 @@ def test_no_false_rejects_on_the_fake_providers_wishes(tmp_path: Path, recipe) -
     semantic = ("off_topic", "wrong_recipient")
     wrong = [(r["messages"][-1]["content"], got[r["id"]]) for r in rows if got[r["id"]][0] in semantic]
     assert wrong == []
+
+
+def test_an_axis_of_many_values_is_judged_like_a_small_one(tmp_path: Path, wishes_recipe_path: Path) -> None:
+    """A name axis has hundreds of values: wrong_recipient reads them all (no limit of 63 or 64)."""
+    names = [f"王{chr(0x4E00 + i)}{chr(0x4E00 + i)}" for i in range(200)]
+    recipe = _recipe(
+        tmp_path, wishes_recipe_path, {"recipient": names, "scene": ["生日"]}, {"rules": ["wrong_recipient"]}
+    )
+    last, first = names[-1], names[0]
+    rows = [
+        record(f"{last}，生日快乐！", recipient=last),
+        record(f"{first}，生日快乐！", recipient=last),  # another of the 200 by name
+        record(f"祝{last}和{first}生日快乐！", recipient=last),  # its own name too: fine
+    ]
+    got = _verdicts(tmp_path, rows, recipe)
+    assert [got[r["id"]][0] for r in rows] == ["kept", "wrong_recipient", "kept"]
+    assert first in got[rows[1]["id"]][1] and last in got[rows[1]["id"]][1]

@@ -28,7 +28,6 @@ if TYPE_CHECKING:
 ADDRESS_BEFORE = ["祝", "致", "亲爱的", "尊敬的", "敬爱的", "愿", "希望", "恭喜", "感谢", "谢谢"]
 #: … and marks after it (姐姐，… 姐姐！).
 ADDRESS_AFTER = "，,：:！!～~"
-_MAX_BITS = 63
 
 
 @dataclass
@@ -47,12 +46,6 @@ class Vocabulary:
 
     def own(self, value: str) -> list[str]:
         return [p for p in self.phrases() if value in self.owners[p]]
-
-    def bits(self) -> dict[str, int] | None:
-        if len(self.values) > _MAX_BITS:
-            return None
-        index = {v: i for i, v in enumerate(self.values)}
-        return {p: sum(1 << index[v] for v in owners if v in index) for p, owners in self.owners.items()}
 
 
 def vocabularies(recipe: Recipe | None, config: CleanConfig) -> dict[str, Vocabulary]:
@@ -91,22 +84,11 @@ def vocabularies(recipe: Recipe | None, config: CleanConfig) -> dict[str, Vocabu
 
 def _masks(found: pl.Expr, vocab: Vocabulary, own: pl.Expr) -> tuple[pl.Expr, pl.Expr]:
     """(own value named, another value named) from a list column of matched phrases."""
-    bits = vocab.bits()
-    if bits is None:  # too many values for a bit mask: sets, row by row
-        owners = vocab.owners
-
-        def judge(row: dict[str, object]) -> int:
-            mine, phrases = row["own"], row["found"] or []
-            named = set().union(*(owners.get(p, set()) for p in phrases))  # type: ignore[union-attr]
-            return (1 if mine in named else 0) | (2 if named - {mine} else 0)
-
-        code = pl.struct(own.alias("own"), found.alias("found")).map_elements(judge, return_dtype=pl.Int64)
-        return (code & 1) != 0, (code & 2) != 0
-    index = {v: i for i, v in enumerate(vocab.values)}
-    mask = found.list.eval(pl.element().replace_strict(bits, default=0, return_dtype=pl.Int64).bitwise_or())
-    mask = mask.list.first().fill_null(0)
-    own_bit = own.replace_strict({v: 1 << i for v, i in index.items()}, default=0, return_dtype=pl.Int64)
-    return (mask & own_bit) != 0, (mask & ~own_bit) != 0
+    owners = {p: sorted(o) for p, o in vocab.owners.items()}
+    named = found.list.eval(
+        pl.element().replace_strict(owners, default=[], return_dtype=pl.List(pl.Utf8)).explode()
+    )
+    return named.list.contains(own), named.list.set_difference(pl.concat_list(own)).list.len() > 0
 
 
 def _explain(vocab: Vocabulary, own: pl.Expr, found: pl.Expr, what: str) -> pl.Expr:
