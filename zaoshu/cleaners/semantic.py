@@ -6,8 +6,8 @@ the recipe's `clean.keywords` map. A phrase two values share belongs to both; `c
 belong to none (步步高升 holds 高升 but is a stock phrase of any wish). Phrases are found leftmost-longest,
 so 李总监 is never read as 李总 when both are phrases, and an own name masks a shorter one inside it.
 
-Vectorized: every phrase maps to a bit mask of its owners; a row's matches are OR-ed in polars and compared
-with the bit of the row's own value. Axes with more than 63 values fall back to Python sets per row.
+Vectorized: a row's matched phrases become the list of the values that own them, in polars, and that list
+is compared with the row's own value (any number of values).
 """
 
 from __future__ import annotations
