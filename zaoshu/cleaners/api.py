@@ -125,7 +125,7 @@ def clean(
         runner = PASSES.get() or LocalPasses()
         with runner.scratch(out) as tmp:
             spills = [Path(tmp) / f"{i}.arrow" for i in range(len(chunks))]
-            with runner.pool(chunks, options.workers, 1) as pool:
+            with runner.pool(chunks, options.workers, PASS_1) as pool:
                 pass1 = partial(_pass1, config=config, recipe=recipe, skip_bad_lines=options.skip_bad_lines)
                 frames = list((pool.map if pool else map)(pass1, chunks, spills))
             spilled = Spills(spills, np.cumsum([0, *(f.height for f in frames)]))
@@ -171,7 +171,7 @@ def clean(
             with (
                 atomic_write(out) as kept,
                 atomic_write(rejects) as rejected,
-                runner.pool(chunks, options.workers, 2) as pool,
+                runner.pool(chunks, options.workers, PASS_2) as pool,
             ):
                 if pool is None:
                     for c, d, s in zip(chunks, parts, spills, strict=True):
@@ -269,15 +269,19 @@ def _pool(chunks: list[Chunk], workers: int) -> Iterator[ProcessPoolExecutor | N
         main.__dict__.update(hidden)
 
 
+#: the two passes over the chunks: read and judge (`_pass1`), write the outputs (`_pass2`)
+PASS_1, PASS_2 = "read and judge", "write"
+
+
 class LocalPasses:
-    """Where the per-chunk passes run (`pool` for pass `which`: an object with an ordered `map`, or None
+    """Where the per-chunk passes run (`pool` for PASS_1 or PASS_2: an object with an ordered `map`, or None
     for this process) and keep their spill and part files (`scratch`): here, pass 1 in worker processes,
     pass 2 in this one (in workers it took as long, 2.8 s for a million rows: their start-up and part
     files cost what the second core saved), in a temporary folder. An engine on a cluster
     (`zaoshu.engines`) runs both as its tasks, in a folder its nodes share."""
 
-    def pool(self, chunks: list[Chunk], workers: int, which: int) -> contextlib.AbstractContextManager[Any]:
-        return _pool(chunks, workers) if which == 1 else contextlib.nullcontext()
+    def pool(self, chunks: list[Chunk], workers: int, which: str) -> contextlib.AbstractContextManager[Any]:
+        return _pool(chunks, workers) if which == PASS_1 else contextlib.nullcontext()
 
     def scratch(self, out: Path) -> contextlib.AbstractContextManager[str]:
         return tempfile.TemporaryDirectory(prefix="zaoshu-clean-")

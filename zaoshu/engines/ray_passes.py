@@ -48,7 +48,7 @@ class RayPasses:
     nodes: set[str] = field(default_factory=set)
 
     @contextlib.contextmanager
-    def pool(self, chunks: list, workers: int, which: int) -> Iterator[RayPasses]:
+    def pool(self, chunks: list, workers: int, which: str) -> Iterator[RayPasses]:
         """Every chunk is a task, however few: the cluster's nodes read what they are near."""
         yield self
 
